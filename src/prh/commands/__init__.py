@@ -1,0 +1,1 @@
+"""Sub-commands of the ``prh`` CLI; each module has ``register(app)``."""

@@ -1,0 +1,9 @@
+"""`prh report` (not implemented yet)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `report` command to the app (placeholder until it is built)."""

@@ -1,0 +1,9 @@
+"""`prh world` (not implemented yet)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `world` command to the app (placeholder until it is built)."""
