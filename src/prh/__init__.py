@@ -1,0 +1,15 @@
+"""prh: measure how alike neural networks see the world (the Platonic Representation Hypothesis toolkit).
+
+Main entry points: :mod:`prh.metrics` (alignment metrics), :func:`prh.prepare` (the paper's preprocessing),
+:func:`prh.sweep` (best layer pair of two models), and the ``prh`` command line.
+"""
+
+from __future__ import annotations
+
+from prh import metrics
+from prh.prepare import prepare
+from prh.sweep import Sweep, sweep
+
+__version__ = "0.1.0"
+
+__all__ = ["Sweep", "__version__", "metrics", "prepare", "sweep"]

@@ -1,0 +1,3 @@
+from prh.cli import main
+
+main()

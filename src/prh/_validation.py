@@ -1,0 +1,116 @@
+"""Validation at the public boundary: turn user input into clean tensors or raise :class:`InputError`.
+
+Functions here never compute a metric; they check shapes, finiteness and ranges and convert numpy arrays to torch
+tensors (keeping the device of torch inputs).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from prh.errors import InputError
+
+ArrayLike = "torch.Tensor | np.ndarray"
+
+
+def as_tensor(x: object, name: str) -> torch.Tensor:
+    """Return ``x`` as a floating torch tensor on its own device (numpy -> CPU tensor, no copy when possible).
+
+    Integer and boolean inputs are converted to float32; float16/bfloat16 are upcast to float32 so that
+    metric arithmetic is not done in half precision.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    elif isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise InputError(
+                f"{name} is a numpy array of Python objects; pass a numeric array of shape (N, D)."
+            )
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    else:
+        raise InputError(
+            f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}; "
+            f"convert it with numpy.asarray(...) first."
+        )
+    if not torch.is_floating_point(t):
+        t = t.to(torch.float32)
+    elif t.dtype in (torch.float16, torch.bfloat16):
+        t = t.to(torch.float32)
+    return t
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    """Raise if ``t`` holds NaN or Inf, saying where the first one is."""
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in torch.nonzero(bad)[0].tolist())
+        count = int(bad.sum())
+        raise InputError(
+            f"{name} contains {count} NaN/Inf value(s) (first at index {first}); "
+            f"remove or impute them before measuring alignment."
+        )
+
+
+def check_features(x: object, name: str, ndim: int | Sequence[int] = 2) -> torch.Tensor:
+    """Validate one feature array: a tensor of the given rank(s), finite, at least 2 samples and 1 feature."""
+    t = as_tensor(x, name)
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if t.ndim not in allowed:
+        shapes = " or ".join({2: "(N, D)", 3: "(N, L, D)"}.get(d, f"{d}-D") for d in allowed)
+        raise InputError(f"{name} must have shape {shapes}, got an array of shape {tuple(t.shape)}.")
+    if t.shape[0] < 2:
+        raise InputError(f"{name} has {t.shape[0]} sample(s); at least 2 samples (rows) are needed.")
+    if t.shape[-1] < 1:
+        raise InputError(f"{name} has no features (last dimension is 0).")
+    check_finite(t, name)
+    return t
+
+
+def check_pair(
+    a: object, b: object, names: tuple[str, str] = ("A", "B")
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate two (N, D) feature matrices with the same N; move B to A's device and a common dtype."""
+    ta = check_features(a, names[0])
+    tb = check_features(b, names[1])
+    if ta.shape[0] != tb.shape[0]:
+        raise InputError(
+            f"{names[0]} and {names[1]} must describe the same samples: {names[0]} has N={ta.shape[0]} rows, "
+            f"{names[1]} has N={tb.shape[0]}. Row i of both must be the same item."
+        )
+    dtype = torch.promote_types(ta.dtype, tb.dtype)
+    return ta.to(dtype), tb.to(device=ta.device, dtype=dtype)
+
+
+def check_k(k: object, n: int, name: str = "k", minimum: int = 1) -> int:
+    """Validate a neighbour count: an integer with ``minimum <= k < n``."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InputError(f"{name} must be an integer number of neighbours, got {k!r}.")
+    k = int(k)
+    if k < minimum:
+        raise InputError(f"{name}={k} is too small: it must be at least {minimum}.")
+    if k >= n:
+        raise InputError(
+            f"{name}={k} must be smaller than the number of samples N={n} (a sample is never its own neighbour); "
+            f"use k <= {n - 1}."
+        )
+    return k
+
+
+def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
+    """Validate a string option against a list of choices, suggesting the closest one."""
+    options = list(choices)
+    if value in options:
+        return str(value)
+    close = difflib.get_close_matches(str(value), options, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise InputError(f"{name}={value!r} is not one of {options}.{hint}")
+
+
+def suggest(name: str, options: Iterable[str]) -> str:
+    """Return ' Did you mean ...?' for the closest options, or an empty string."""
+    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

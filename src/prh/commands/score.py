@@ -1,0 +1,73 @@
+"""`prh score A B`: alignment of two feature arrays (one pair of layers, or a sweep over all layer pairs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from prh.errors import InputError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``score`` command."""
+
+    @app.command()
+    def score(
+        a: Path = typer.Argument(
+            ..., help="Features of model A: .npy/.npz/.safetensors, shape (N, D) or (N, L, D)."
+        ),
+        b: Path = typer.Argument(..., help="Features of model B, same N (row i = the same item as in A)."),
+        metric: str = typer.Option(
+            "mutual_knn", "--metric", "-m", help="Metric name (see `prh score --list`)."
+        ),
+        k: int = typer.Option(None, "--k", help="Neighbours for kNN metrics and cknna (default 10)."),
+        dim: int = typer.Option(None, "--dim", help="SVD directions for svcca (default 10)."),
+        kernel: str = typer.Option(None, "--kernel", help="Kernel for cka/unbiased_cka: linear or rbf."),
+        sigma: float = typer.Option(None, "--sigma", help="RBF bandwidth for cka/unbiased_cka."),
+        prepare: bool = typer.Option(
+            False, "--prepare", help="Apply the paper's preprocessing (clamp + L2) first."
+        ),
+        q: float = typer.Option(0.95, "--q", help="Outlier quantile used by --prepare."),
+        key_a: str = typer.Option(None, "--key-a", help="Array name inside A if it is an .npz/.safetensors."),
+        key_b: str = typer.Option(None, "--key-b", help="Array name inside B if it is an .npz/.safetensors."),
+        as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
+    ) -> None:
+        """Score two feature arrays: 2-D inputs give one score, 3-D (N, L, D) inputs a sweep over all layer pairs."""
+        import numpy as np
+
+        import prh
+        from prh.arrays import load_array
+        from prh.metrics import spec
+
+        metric_spec = spec(metric)
+        given = {"k": k, "dim": dim, "kernel": kernel, "sigma": sigma}
+        options = {name: value for name, value in given.items() if value is not None}
+        unknown = sorted(set(options) - set(metric_spec.defaults))
+        if unknown:
+            allowed = ", ".join(f"--{o}" for o in metric_spec.defaults) or "none"
+            raise InputError(
+                f"{', '.join('--' + u for u in unknown)} is not an option of {metric} (its options: {allowed})."
+            )
+        xa, xb = load_array(a, key_a), load_array(b, key_b)
+        for name, x in (("A", xa), ("B", xb)):
+            if x.ndim not in (2, 3):
+                raise InputError(f"{name} ({x.shape}) must have shape (N, D) or (N, L, D).")
+        if prepare:
+            xa, xb = prh.prepare(xa, q=q), prh.prepare(xb, q=q)
+        if np.ndim(xa) == 2 and np.ndim(xb) == 2:
+            value = metric_spec.func(xa, xb, **options)
+            params = metric_spec.check_kwargs(xa.shape[0], **options)
+            result = {"metric": metric, "score": value, "params": params}
+        else:
+            result = prh.sweep(xa, xb, metric, **options).to_dict()
+        if as_json:
+            typer.echo(json.dumps(result))
+            return
+        typer.echo(f"{metric} {json.dumps(result['params'])}: {result['score']:.6f}")
+        if "best_layers" in result:
+            i, j = result["best_layers"]
+            typer.echo(
+                f"best layers: A[{i}] x B[{j}] over a {len(result['grid'])} x {len(result['grid'][0])} grid"
+            )

@@ -1,0 +1,31 @@
+"""The exceptions prh raises on purpose.
+
+Every error a user can cause is raised at a public boundary, names the offending argument and says how to fix it.
+Catch :class:`PrhError` to handle all of them.
+"""
+
+from __future__ import annotations
+
+
+class PrhError(Exception):
+    """Base class of every error prh raises on purpose."""
+
+
+class InputError(PrhError, ValueError):
+    """An argument has the wrong shape, type, range or value."""
+
+
+class OfflineError(PrhError, RuntimeError):
+    """A model or dataset had to be downloaded but no hub can be reached."""
+
+
+class MissingFeaturesError(PrhError, FileNotFoundError):
+    """Features needed by an alignment run are not in the feature store."""
+
+
+class ModelLoadError(PrhError, RuntimeError):
+    """A model could not be loaded (unknown name, remote code not allowed, missing optional extra, ...)."""
+
+
+class ExtractionError(PrhError, RuntimeError):
+    """Feature extraction failed (out of memory, corrupt input item, ...)."""

@@ -1,0 +1,80 @@
+"""Gram matrices and their centring, the building blocks of CKA and CKNNA.
+
+Centring is done in float64: the unbiased HSIC estimator subtracts large, nearly equal terms.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from prh.errors import InputError
+
+
+def gram(x: torch.Tensor, kernel: str = "linear", sigma: float = 1.0) -> torch.Tensor:
+    """(N, N) kernel matrix of the rows of ``x`` ((N, D)), in ``x``'s dtype and device.
+
+    ``linear``: inner products ``x @ x.T``. ``rbf``: ``exp(-||x_i - x_j||^2 / (2 sigma^2))`` (Euclidean
+    distances from :func:`torch.cdist`, as the reference).
+    """
+    if kernel == "linear":
+        return x @ x.T
+    return torch.exp(-(torch.cdist(x, x) ** 2) / (2.0 * sigma**2))
+
+
+def center(k: torch.Tensor) -> torch.Tensor:
+    """Doubly centred kernel ``H K H`` with ``H = I - 11^T / N``, in float64.
+
+    ``<center(K), center(L)>`` is the biased HSIC ``tr(K H L H)`` (no 1/(N-1)^2 factor, it cancels in CKA).
+    """
+    k = k.to(torch.float64)
+    row = k.mean(dim=1, keepdim=True)
+    col = k.mean(dim=0, keepdim=True)
+    return k - row - col + k.mean()
+
+
+def u_center(k: torch.Tensor) -> torch.Tensor:
+    """U-centred kernel (Székely & Rizzo 2014), float64, zero diagonal.
+
+    For ``K~`` = K with its diagonal set to 0, off-diagonal entries are
+    ``K~_ij - r_i/(N-2) - c_j/(N-2) + S/((N-1)(N-2))`` (row sums r, column sums c, total S).
+    ``<u_center(K), u_center(L)> / (N (N-3))`` equals Song et al.'s unbiased HSIC estimator (Eq. 5 of
+    JMLR 13, 2012), so each unbiased HSIC of a layer sweep is one inner product. Needs N >= 4.
+    """
+    n = k.shape[0]
+    kt = k.to(torch.float64).clone()
+    kt.fill_diagonal_(0.0)
+    row = kt.sum(dim=1, keepdim=True) / (n - 2)
+    col = kt.sum(dim=0, keepdim=True) / (n - 2)
+    out = kt - row - col + kt.sum() / ((n - 1) * (n - 2))
+    out.fill_diagonal_(0.0)
+    return out
+
+
+def hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
+    """Song et al.'s unbiased HSIC of two (N, N) kernels (need not be symmetric), float64 scalar. N >= 4."""
+    n = k.shape[0]
+    kt = k.to(torch.float64).clone().fill_diagonal_(0.0)
+    lt = l.to(torch.float64).clone().fill_diagonal_(0.0)
+    trace_term = (kt * lt.T).sum()
+    sums_term = kt.sum() * lt.sum() / ((n - 1) * (n - 2))
+    cross_term = 2.0 * (kt.sum(dim=0) @ lt.sum(dim=1)) / (n - 2)
+    return (trace_term + sums_term - cross_term) / (n * (n - 3))
+
+
+def hsic_biased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
+    """Biased HSIC ``tr(K H L H)`` of two (N, N) kernels (need not be symmetric), float64 scalar."""
+    n = k.shape[0]
+    k = k.to(torch.float64)
+    l = l.to(torch.float64)  # noqa: E741
+    trace_term = (k * l.T).sum()
+    cross = (l.sum(dim=0) @ k.sum(dim=1) + k.sum(dim=0) @ l.sum(dim=1)) / n
+    return trace_term - cross + k.sum() * l.sum() / n**2
+
+
+def require_positive(value: float, what: str) -> None:
+    """Raise :class:`InputError` when a CKA-type normaliser ``value`` is not positive (constant features)."""
+    if not value > 0.0:
+        raise InputError(
+            f"{what} is {value:.3g}: the features are constant (zero variance) or degenerate, so the "
+            f"normalised score is undefined (0/0). Remove constant layers or check the inputs."
+        )

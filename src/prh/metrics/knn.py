@@ -1,0 +1,193 @@
+"""Neighbourhood metrics: mutual kNN, cycle kNN, LCS kNN and edit-distance kNN.
+
+All four compare, sample by sample, the ordered lists of each sample's ``k`` nearest neighbours (inner product,
+self excluded) in the two representations. They are invariant to any transformation that preserves inner-product
+rankings (rotations, isotropic scaling) and to permuting the samples of both inputs alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from prh._validation import check_k
+from prh.metrics._common import score_pair
+from prh.metrics.neighbors import knn_indices
+from prh.metrics.registry import MetricSpec, register
+from prh.metrics.sequence_dp import edit_distance, lcs_length
+
+#: Upper bound on the elements of one batched comparison tensor (layers x N x k x k).
+_BATCH_ELEMENTS = 2**24
+
+
+@dataclass(frozen=True)
+class KnnCache:
+    """Per-layer cache of the kNN metrics: ``knn`` is the (N, k) int64 neighbour list, most similar first."""
+
+    knn: torch.Tensor
+
+
+def _check_k_kwargs(n: int, k: int = 10) -> dict:
+    return {"k": check_k(k, n)}
+
+
+def _knn_cache(x: torch.Tensor, k: int) -> KnnCache:
+    return KnnCache(knn_indices(x, k))
+
+
+def _chunks(caches: Sequence[KnnCache], per_item: int):
+    """Yield (start, stacked (c, N, k) neighbour lists) in chunks that bound the batch to _BATCH_ELEMENTS."""
+    size = max(1, _BATCH_ELEMENTS // max(per_item, 1))
+    for start in range(0, len(caches), size):
+        yield start, torch.stack([c.knn for c in caches[start : start + size]])
+
+
+def _mutual_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> torch.Tensor:
+    """Fraction of shared neighbours, averaged over samples: mean_i |N_A(i) ∩ N_B(i)| / k."""
+    grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
+    n = xs[0].knn.shape[0]
+    for start, ys_knn in _chunks(ys, n * k * k):
+        for i, cx in enumerate(xs):
+            shared = (cx.knn[None, :, :, None] == ys_knn[:, :, None, :]).sum(dim=(2, 3))
+            grid[i, start : start + ys_knn.shape[0]] = shared.double().mean(dim=1).cpu() / k
+    return grid
+
+
+def _cycle_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> torch.Tensor:
+    """Fraction of samples i found among the A-neighbours of i's B-neighbours (A = x layer, B = y layer)."""
+    grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
+    n = xs[0].knn.shape[0]
+    own = torch.arange(n, device=xs[0].knn.device).view(1, n, 1, 1)
+    for start, ys_knn in _chunks(ys, n * k * k):
+        for i, cx in enumerate(xs):
+            back = cx.knn[ys_knn]  # (c, N, k, k): A-neighbours of each B-neighbour
+            found = (back == own).flatten(2).any(dim=2)
+            grid[i, start : start + ys_knn.shape[0]] = found.double().mean(dim=1).cpu()
+    return grid
+
+
+def _sequence_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int, kind: str) -> torch.Tensor:
+    """Mean over samples of LCS length / k, or of 1 - edit distance / k, of the ordered neighbour lists."""
+    grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
+    n = xs[0].knn.shape[0]
+    for start, ys_knn in _chunks(ys, n * k * k):
+        c = ys_knn.shape[0]
+        for i, cx in enumerate(xs):
+            left = cx.knn.repeat(c, 1)
+            right = ys_knn.reshape(c * n, k)
+            if kind == "lcs":
+                per_sample = lcs_length(left, right).double() / k
+            else:
+                per_sample = 1.0 - edit_distance(left, right).double() / k
+            grid[i, start : start + c] = per_sample.view(c, n).mean(dim=1).cpu()
+    return grid
+
+
+def mutual_knn(A: object, B: object, k: int = 10) -> float:
+    """Mutual k-nearest-neighbour alignment (the paper's main metric).
+
+    Parameters
+    ----------
+    A, B : (N, D_a), (N, D_b) torch tensors or numpy arrays; row i of both describes the same item.
+        Used as given (apply :func:`prh.prepare` first for the paper's preprocessing).
+    k : neighbours per sample, ``1 <= k < N``.
+
+    Returns
+    -------
+    float in [0, 1]: mean over samples of |kNN_A(i) ∩ kNN_B(i)| / k. 1 for identical neighbourhoods;
+    k/(N-1) expected for independent representations. Symmetric.
+    """
+    return score_pair(MUTUAL_KNN, A, B, k=k)
+
+
+def cycle_knn(A: object, B: object, k: int = 10) -> float:
+    """Cycle kNN: fraction of samples i that are among the A-neighbours of one of their B-neighbours.
+
+    Parameters
+    ----------
+    A, B : (N, D_a), (N, D_b) arrays, same N.
+    k : neighbours, ``1 <= k < N``.
+
+    Returns
+    -------
+    float in [0, 1]; 1 for identical inputs. Not symmetric (B -> A -> back to i).
+    """
+    return score_pair(CYCLE_KNN, A, B, k=k)
+
+
+def lcs_knn(A: object, B: object, k: int = 10) -> float:
+    """Longest-common-subsequence kNN: mean LCS length of the ordered neighbour lists, divided by k.
+
+    Returns a float in [0, 1] (the reference returns 0..k as a tensor); 1 for identical inputs. Symmetric.
+    """
+    return score_pair(LCS_KNN, A, B, k=k)
+
+
+def edit_distance_knn(A: object, B: object, k: int = 10) -> float:
+    """Edit-distance kNN: 1 - mean Levenshtein distance between the ordered neighbour lists / k.
+
+    Returns a float in [0, 1]; 1 for identical inputs. Symmetric.
+    """
+    return score_pair(EDIT_DISTANCE_KNN, A, B, k=k)
+
+
+def _cycle_null(n: int, kw: dict) -> float:
+    k = kw.get("k", 10)
+    return 1.0 - (1.0 - k / (n - 1)) ** k
+
+
+_COMMON = {
+    "layer_cache": _knn_cache,
+    "check_kwargs": _check_k_kwargs,
+    "value_range": (0.0, 1.0),
+    "uses_k": True,
+}
+
+MUTUAL_KNN = register(
+    MetricSpec(
+        name="mutual_knn",
+        func=mutual_knn,
+        grid=_mutual_grid,
+        symmetric=True,
+        null_expectation=lambda n, kw: kw.get("k", 10) / (n - 1),
+        description="mean fraction of shared k nearest neighbours (the paper's metric)",
+        defaults={"k": 10},
+        **_COMMON,
+    )
+)
+CYCLE_KNN = register(
+    MetricSpec(
+        name="cycle_knn",
+        func=cycle_knn,
+        grid=_cycle_grid,
+        symmetric=False,
+        null_expectation=_cycle_null,
+        description="fraction of samples recovered by going to B-neighbours and back through A-neighbours",
+        defaults={"k": 10},
+        **_COMMON,
+    )
+)
+LCS_KNN = register(
+    MetricSpec(
+        name="lcs_knn",
+        func=lcs_knn,
+        grid=lambda xs, ys, k: _sequence_grid(xs, ys, k, "lcs"),
+        symmetric=True,
+        description="longest common subsequence of the ordered neighbour lists / k",
+        defaults={"k": 10},
+        **_COMMON,
+    )
+)
+EDIT_DISTANCE_KNN = register(
+    MetricSpec(
+        name="edit_distance_knn",
+        func=edit_distance_knn,
+        grid=lambda xs, ys, k: _sequence_grid(xs, ys, k, "edit"),
+        symmetric=True,
+        description="1 - Levenshtein distance between the ordered neighbour lists / k",
+        defaults={"k": 10},
+        **_COMMON,
+    )
+)

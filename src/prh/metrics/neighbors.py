@@ -1,0 +1,52 @@
+"""Nearest-neighbour lists on inner products, the building block of every kNN metric.
+
+Pure tensor functions: inputs are validated (N, D) tensors, outputs live on the input's device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Rows of the Gram matrix processed at once; bounds the temporary memory to ROW_BLOCK x N floats.
+ROW_BLOCK = 4096
+
+
+def knn_indices(x: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Tensor:
+    """Indices of each row's ``k`` nearest neighbours by inner product, most similar first.
+
+    Parameters
+    ----------
+    x : (N, D) float tensor
+    k : int, ``1 <= k < N``
+    exclude_self : bool
+        If True the sample itself is never returned as its own neighbour (the paper's convention).
+
+    Returns
+    -------
+    (N, k) int64 tensor on ``x``'s device. Ties may be ordered differently from a full argsort.
+    """
+    n = x.shape[0]
+    out = torch.empty((n, k), dtype=torch.long, device=x.device)
+    for start in range(0, n, ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, n)
+        sims = x[start:stop] @ x.T
+        if exclude_self:
+            rows = torch.arange(stop - start, device=x.device)
+            sims[rows, rows + start] = float("-inf")
+        out[start:stop] = torch.topk(sims, k, dim=1, sorted=True).indices
+    return out
+
+
+def knn_from_gram(gram: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Tensor:
+    """Like :func:`knn_indices` but from a precomputed (N, N) Gram matrix (left unchanged)."""
+    sims = gram.clone()
+    if exclude_self:
+        sims.fill_diagonal_(float("-inf"))
+    return torch.topk(sims, k, dim=1, sorted=True).indices
+
+
+def neighbor_mask(knn: torch.Tensor, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Dense (N, N) 0/1 matrix with ``mask[i, j] = 1`` iff ``j`` is among ``knn[i]``."""
+    mask = torch.zeros((knn.shape[0], n), dtype=dtype, device=knn.device)
+    mask.scatter_(1, knn, 1)
+    return mask

@@ -1,0 +1,82 @@
+"""The metric registry: one :class:`MetricSpec` per alignment metric.
+
+A metric is defined by two pure functions so that a single pair and a whole layer sweep share one implementation:
+
+* ``layer_cache(x, **kw)`` does all per-layer work once (neighbour lists, centred Gram matrices, SVD bases);
+* ``grid(caches_x, caches_y, **kw)`` scores every (x layer, y layer) pair from the caches -> (Lx, Ly) float64.
+
+``prh.metrics.<name>(A, B)`` is ``grid([cache(A)], [cache(B)])[0, 0]``; ``prh.sweep`` calls ``layer_cache`` once
+per layer and ``grid`` once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from prh._validation import suggest
+from prh.errors import InputError
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Everything the toolkit needs to know about one metric.
+
+    Attributes
+    ----------
+    name : registry name, e.g. ``"mutual_knn"``.
+    func : the public function ``func(A, B, **kw) -> float``.
+    layer_cache : ``(x: (N, D) tensor, **kw) -> cache`` per-layer precomputation.
+    grid : ``(caches_x, caches_y, **kw) -> (Lx, Ly) float64 tensor``.
+    check_kwargs : ``(n: int, **kw) -> dict`` validates options for N samples and fills defaults.
+    value_range : (low, high) of possible scores; 1.0 means identical.
+    symmetric : whether ``f(A, B) == f(B, A)``.
+    uses_k : whether the metric takes a neighbour count ``k``.
+    bounded : whether 1.0 is the maximum (used by calibration: s_max = 1).
+    null_expectation : ``(n, kw) -> float`` expected score of independent inputs, or None if unknown.
+    description : one line for ``prh score --help`` and the docs.
+    """
+
+    name: str
+    func: Callable[..., float]
+    layer_cache: Callable[..., Any]
+    grid: Callable[..., torch.Tensor]
+    check_kwargs: Callable[..., dict]
+    value_range: tuple[float, float]
+    symmetric: bool
+    uses_k: bool
+    bounded: bool = True
+    null_expectation: Callable[[int, dict], float] | None = None
+    description: str = ""
+    defaults: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, MetricSpec] = {}
+
+
+def register(spec: MetricSpec) -> MetricSpec:
+    """Add a metric to the registry (names are unique)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"metric {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def names() -> list[str]:
+    """Names of all registered metrics, in registration order."""
+    return list(_REGISTRY)
+
+
+def spec(name: str) -> MetricSpec:
+    """The :class:`MetricSpec` of ``name``; unknown names raise :class:`InputError` with the closest names."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise InputError(f"unknown metric {name!r}.{suggest(str(name), _REGISTRY)} Known metrics: {names()}.")
+    return _REGISTRY[name]
+
+
+def get(name: str) -> Callable[..., float]:
+    """The public function of metric ``name`` (``f(A, B, **kw) -> float``)."""
+    return spec(name).func
