@@ -37,6 +37,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Group the sub-commands (keeps `prh <command>` form even when only one command exists)."""
+
+
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
