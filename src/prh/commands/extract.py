@@ -1,9 +1,101 @@
-"""`prh extract` (not implemented yet)."""
+"""`prh extract`: per-layer features of model sets on a paired dataset, into the feature store."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `extract` command to the app (placeholder until it is built)."""
+    """Add the `extract` command to the app."""
+
+    @app.command("extract")
+    def extract_command(
+        models: str = typer.Option(
+            ..., "--models", "-m", help="Set and/or model names, comma-separated (e.g. offline)."
+        ),
+        dataset: str = typer.Option(
+            "openmoji", "--dataset", "-d", help="Dataset name (openmoji, wit_1024, hf:REPO, folder)."
+        ),
+        n: int = typer.Option(None, "--n", help="Use the first N items of the dataset."),
+        pool: str = typer.Option(
+            None, "--pool", help="Pooling for every model: mean, last or cls (default: each model's)."
+        ),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:N."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto."),
+        batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Samples per forward pass."),
+        out: Path = typer.Option(Path("prh-cache/features"), "--out", help="Feature store root folder."),
+        force: bool = typer.Option(False, "--force", help="Recompute features that are already stored."),
+        trust_remote_code: bool = typer.Option(
+            False,
+            "--trust-remote-code",
+            help="Allow hub models to run their own Python code (off by default).",
+        ),
+        device_map: str = typer.Option(
+            None, "--device-map", help="e.g. auto: spread a big HF model over all GPUs."
+        ),
+        models_file: list[Path] = typer.Option(
+            None, "--models-file", help="TOML file with your own models/sets."
+        ),
+        stop_on_error: bool = typer.Option(
+            False, "--stop-on-error", help="Stop at the first model that fails."
+        ),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    ) -> None:
+        """Extract per-layer pooled features of models on a paired dataset (language models read captions, vision
+        models read images). Stored features with a matching dataset fingerprint are reused."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from prh.commands.models import load_models_files
+        from prh.data import load_dataset
+        from prh.errors import ExtractionError
+        from prh.features import FeatureStore, extract
+        from prh.models import resolve_models
+
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)
+        load_models_files(models_file)
+        specs = resolve_models(models)
+        ds = load_dataset(dataset, n=n)
+        store = FeatureStore(out)
+        console.print(f"extracting {len(specs)} model(s) on {ds.name} (N={len(ds)}) into {out}")
+        rows = extract(
+            specs,
+            ds,
+            store,
+            pool=pool,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            force=force,
+            progress=progress,
+            trust_remote_code=trust_remote_code,
+            device_map=device_map,
+            stop_on_error=stop_on_error,
+            log=lambda msg: console.print(msg, markup=False, highlight=False),
+        )
+        table = Table(title=f"feature extraction: {ds.name}, N={len(ds)}")
+        for col in ("model", "status", "pool", "time s", "samples/s", "layers", "dim", "bpb"):
+            table.add_column(col, justify="right" if col not in ("model", "status", "pool") else "left")
+        colour = {"extracted": "green", "cached": "cyan", "failed": "red"}
+        for r in rows:
+            table.add_row(
+                r["model"],
+                f"[{colour.get(r['status'], 'white')}]{r['status']}[/]",
+                r["pool"],
+                f"{r['time_s']:.1f}" if r["time_s"] is not None else "",
+                f"{r['samples_per_s']:.1f}" if r["samples_per_s"] else "",
+                str(r["layers"] or ""),
+                str(r["dim"] or ""),
+                f"{r['bpb']:.3f}" if r["bpb"] is not None else "",
+            )
+        console.print(table)
+        failed = [r for r in rows if r["status"] == "failed"]
+        if failed:
+            lines = "; ".join(f"{r['model']}: {r['error']}" for r in failed)
+            raise ExtractionError(
+                f"{len(failed)} of {len(rows)} model(s) failed (features of the others are stored): {lines}"
+            )

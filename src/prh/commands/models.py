@@ -1,9 +1,102 @@
-"""`prh models` (not implemented yet)."""
+"""`prh models`: list registered models and model sets, and whether each is usable offline right now."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
 
 
+def load_models_files(models_file: list[Path] | None) -> None:
+    """Load user model TOML files given with --models-file (PRH_MODELS is read by the registry itself)."""
+    from prh.models import load_user_config
+
+    for f in models_file or []:
+        load_user_config(f)
+
+
+def _params(n: int | None) -> str:
+    if not n:
+        return ""
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the `models` command to the app (placeholder until it is built)."""
+    """Add the `models` command to the app."""
+
+    @app.command("models")
+    def models_command(
+        set_name: str = typer.Option(
+            None, "--set", "-s", help="Only the models of this set (offline, paper-val, ...)."
+        ),
+        models_file: list[Path] = typer.Option(
+            None, "--models-file", help="TOML file with your own [[model]] entries and [sets] (repeatable)."
+        ),
+        check: bool = typer.Option(
+            True, "--check/--no-check", help="Check whether each model is usable offline now."
+        ),
+    ) -> None:
+        """List the model registry and model sets; say which models are usable offline right now and why not."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from prh.models import all_models, availability, model_set, set_info, set_names
+
+        load_models_files(models_file)
+        specs = model_set(set_name) if set_name else all_models()
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=180)
+        title = f"models in set {set_name!r}" if set_name else "registered models"
+        table = Table(title=title, show_lines=False)
+        for col in (
+            "name",
+            "modality",
+            "adapter",
+            "family",
+            "params",
+            "pool",
+            "competence",
+            "usable now",
+            "why",
+        ):
+            table.add_column(col, overflow="fold")
+        usable = {}
+        for spec in specs:
+            ok, why = availability(spec) if check else (None, "")
+            usable[spec.name] = ok
+            comp = ", ".join(f"{k}={v}" for k, v in spec.competence.items())
+            mark = "" if ok is None else ("[green]yes[/green]" if ok else "[red]no[/red]")
+            table.add_row(
+                spec.name,
+                spec.modality,
+                spec.adapter,
+                spec.family,
+                _params(spec.params),
+                spec.pool,
+                comp,
+                mark,
+                why,
+            )
+        console.print(table)
+        sets = Table(title="model sets")
+        for col in ("set", "models", "usable now", "description"):
+            sets.add_column(col, overflow="fold")
+        for name in set_names():
+            if set_name and name != set_name:
+                continue
+            members = model_set(name)
+            info = set_info(name)
+            if check:
+                n_ok = sum(1 for m in members if (usable[m.name] if m.name in usable else availability(m)[0]))
+                ok_text = f"{n_ok}/{len(members)}"
+            else:
+                ok_text = ""
+            sets.add_row(name, str(len(members)), ok_text, info["description"])
+        console.print(sets)
+        if os.environ.get("PRH_MODELS"):
+            console.print(f"user models from PRH_MODELS={os.environ['PRH_MODELS']}")

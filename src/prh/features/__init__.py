@@ -1,0 +1,32 @@
+"""Features: the extraction loop (:func:`extract`), pooling, bits per byte, and the feature store.
+
+``FeatureStore`` / ``StoredFeatures`` are re-exported lazily from :mod:`prh.features.store`.
+"""
+
+from __future__ import annotations
+
+from prh.features.bpb import bits_per_byte, sequence_bpb, token_nll
+from prh.features.extract import extract
+from prh.features.pooling import last_token, masked_mean, pool_any, pool_tokens, spatial_mean
+
+__all__ = [
+    "FeatureStore",
+    "StoredFeatures",
+    "bits_per_byte",
+    "extract",
+    "last_token",
+    "masked_mean",
+    "pool_any",
+    "pool_tokens",
+    "sequence_bpb",
+    "spatial_mean",
+    "token_nll",
+]
+
+
+def __getattr__(name: str):
+    if name in ("FeatureStore", "StoredFeatures"):
+        from prh.features import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'prh.features' has no attribute {name!r}")

@@ -1,0 +1,126 @@
+"""Hugging Face causal language models (GPT-2, Llama, BLOOM, Gemma, ... and GGUF files): every hidden state,
+mean or last-token pooling, and bits per byte from the same forward pass."""
+
+from __future__ import annotations
+
+import torch
+
+from prh.features.bpb import bits_per_byte, token_nll
+from prh.features.pooling import pool_tokens
+from prh.models.base import (
+    Adapter,
+    LayerBuffer,
+    Progress,
+    batches,
+    call_progress,
+    count_params,
+    forward_guard,
+    loading,
+    resolve_device,
+    resolve_dtype,
+)
+from prh.models.spec import FeatureResult, ModelSpec
+from prh.models.text import dtype_kwarg, ensure_pad_token, hf_source, length_order, pad_batch, tokenize
+
+
+class HFCausalLMAdapter(Adapter):
+    """Run a causal LM over captions: L+1 hidden states (embedding output + every block), pooled, plus bpb.
+
+    Batches are formed after sorting the texts by token count and padded (on the right) only to their own longest
+    text; causal attention means real tokens never see padding, positions start at 0 for every text, and the pooled
+    rows are written back at their dataset indices — features do not depend on batch size or composition.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        ``options`` may hold ``gguf_file``, ``max_length`` (truncate longer texts), ``caption_index``.
+    device, dtype : str
+        ``"auto"`` device = CUDA when available; dtype name (``float32`` default, ``bfloat16``, ``float16``, ``auto``).
+    device_map : str or None
+        Passed to ``from_pretrained`` (``"auto"`` spreads a model bigger than one GPU over all GPUs / CPU; needs
+        ``accelerate``). Inputs then go to the embedding's device.
+    trust_remote_code : bool
+        Allow the repository's own code (False unless the user turns it on; the spec's flag also counts).
+    model, tokenizer : optional
+        An already-built model and tokenizer (tests, notebooks); nothing is loaded then.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str = "auto",
+        dtype: str = "float32",
+        device_map: str | None = None,
+        trust_remote_code: bool = False,
+        model=None,
+        tokenizer=None,
+    ) -> None:
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.gguf = False
+        if model is None:
+            model, tokenizer = self._load(device_map, trust_remote_code or spec.trust_remote_code)
+        elif device_map is None:
+            model = model.to(self.device, self.dtype)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.pad_id = ensure_pad_token(tokenizer)
+        self.n_params = count_params(self.model)
+        if device_map is not None:
+            self.device = self.model.get_input_embeddings().weight.device
+
+    def _load(self, device_map: str | None, trust_remote_code: bool):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        with loading(self.spec):
+            source, kwargs = hf_source(self.spec)
+            self.gguf = "gguf_file" in kwargs
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+            load_kw = dict(kwargs, trust_remote_code=trust_remote_code, **dtype_kwarg(self.dtype))
+            if device_map is not None:
+                load_kw["device_map"] = device_map
+            model = AutoModelForCausalLM.from_pretrained(source, **load_kw)
+            if device_map is None:
+                model = model.to(self.device)
+        return model, tokenizer
+
+    @torch.inference_mode()
+    def _extract(self, dataset, batch_size: int, pool: str, progress: Progress) -> FeatureResult:
+        caption_index = int(self.spec.options.get("caption_index", 0))
+        texts = dataset.texts(caption_index)
+        ids = tokenize(self.tokenizer, texts, self.spec.options.get("max_length"))
+        if self.spec.options.get("max_length"):  # bytes of what the model actually saw
+            texts = [
+                self.tokenizer.decode(x, skip_special_tokens=True) or t
+                for x, t in zip(ids, texts, strict=True)
+            ]
+        order = length_order(ids)
+        buf = LayerBuffer(len(texts))
+        bpb = torch.zeros(len(texts), dtype=torch.float32)
+        n_tokens = 0
+        for chunk in batches(order, batch_size):
+            input_ids, mask = pad_batch([ids[i] for i in chunk], self.pad_id)
+            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+            with forward_guard(self.spec, batch_size):
+                out = self.model(
+                    input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False
+                )
+                pooled = [pool_tokens(h, pool, mask) for h in out.hidden_states]
+                nll = token_nll(out.logits, input_ids, mask).sum(dim=1)
+            buf.put(chunk, pooled)
+            bpb[torch.tensor(chunk)] = bits_per_byte(nll, [texts[i] for i in chunk])
+            n_tokens += int(mask.sum())
+            call_progress(progress, len(chunk))
+        layers = buf.result()
+        names = ["embed"] + [f"layer.{i}" for i in range(len(layers) - 1)]
+        meta = {
+            "caption_index": caption_index,
+            "n_tokens": n_tokens,
+            "gguf": self.gguf,
+        }
+        if self.gguf:
+            meta["note"] = (
+                "GGUF weights are de-quantised: the quantisation error is part of the features and bpb."
+            )
+        return FeatureResult(layers=layers, layer_names=names, per_sample={"bpb": bpb}, meta=meta)

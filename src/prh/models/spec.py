@@ -1,0 +1,120 @@
+"""The two plain records of the model layer: what a model is (:class:`ModelSpec`) and what extraction returns
+(:class:`FeatureResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+ADAPTERS = ("hf-causal-lm", "hf-text-encoder", "hf-vision", "torch-module", "timm", "onnx")
+MODALITIES = ("language", "vision")
+POOLS = ("mean", "last", "cls")
+
+#: Poolings each adapter supports (the first is its natural default).
+ADAPTER_POOLS: dict[str, tuple[str, ...]] = {
+    "hf-causal-lm": ("mean", "last"),
+    "hf-text-encoder": ("mean", "cls", "last"),
+    "hf-vision": ("cls", "mean"),
+    "torch-module": ("mean", "cls"),
+    "timm": ("cls", "mean"),
+    "onnx": ("cls", "mean"),
+}
+
+#: Modality implied by an adapter, where it is unambiguous.
+ADAPTER_MODALITY = {
+    "hf-causal-lm": "language",
+    "hf-text-encoder": "language",
+    "hf-vision": "vision",
+    "timm": "vision",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One named model: where its weights come from and how to run it.
+
+    Parameters
+    ----------
+    name : str
+        Short unique name (``"minilm-l6"``) or a hub id (``"bigscience/bloomz-560m"``).
+    source : str
+        Hugging Face hub id, local path, timm model name, or ``"zoo:<zoo name>"`` for the offline zoo.
+    adapter : str
+        One of :data:`ADAPTERS`.
+    modality : str
+        ``"language"`` (reads captions) or ``"vision"`` (reads images).
+    family : str
+        Model family, e.g. ``"llama"``, ``"vit-dinov2"``.
+    params : int or None
+        Parameter count as reported by the authors (the adapter also counts them at load time).
+    pool : str
+        Default pooling: ``"mean"`` (over tokens / spatial positions), ``"last"`` (last real token),
+        ``"cls"`` (first token).
+    revision : str or None
+        Hub revision (branch, tag or commit).
+    trust_remote_code : bool
+        Allow the model repository's own Python code to run (off unless the user turns it on).
+    competence : dict
+        Reported figures, e.g. ``{"imagenet_top1": 75.1}``.
+    options : dict
+        Adapter options (``gguf_file``, ``image_size``, ``layers``, ``builder``, ...).
+    description : str
+        One line for listings.
+    extra : str
+        Optional pip extra the adapter needs (``"onnx"``, ``"timm"``, ``"zoo"``) or ``""``.
+    """
+
+    name: str
+    source: str
+    adapter: str
+    modality: str
+    family: str = ""
+    params: int | None = None
+    pool: str = "mean"
+    revision: str | None = None
+    trust_remote_code: bool = False
+    competence: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    description: str = ""
+    extra: str = ""
+
+    @property
+    def zoo_name(self) -> str | None:
+        """The offline-zoo name when ``source`` is ``"zoo:<name>"``, else None."""
+        return self.source[4:] if self.source.startswith("zoo:") else None
+
+    def __hash__(self) -> int:  # dict fields are not hashable; the name is unique in a registry
+        return hash((self.name, self.source, self.adapter))
+
+
+@dataclass
+class FeatureResult:
+    """Per-layer pooled features of one model on one dataset, in dataset order.
+
+    Attributes
+    ----------
+    layers : list of torch.Tensor
+        L tensors of shape (N, D_l), float32 on CPU; row i belongs to dataset item i whatever the batching.
+    layer_names : list of str
+        L names (``"embeddings"``, ``"layer.0"``, ``"_blocks.3"``, ...).
+    per_sample : dict of str to torch.Tensor
+        Per-item figures of shape (N,), e.g. ``{"bpb": ...}`` (bits per UTF-8 byte) for causal LMs.
+    meta : dict
+        JSON-serialisable provenance: adapter, pool, dtype, device, params, bits_per_byte (mean), wall_time_s, ...
+    """
+
+    layers: list[torch.Tensor]
+    layer_names: list[str]
+    per_sample: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Number of samples N."""
+        return int(self.layers[0].shape[0]) if self.layers else 0
+
+    @property
+    def dims(self) -> list[int]:
+        """Feature dimension D_l of every layer."""
+        return [int(t.shape[1]) for t in self.layers]

@@ -1,0 +1,240 @@
+"""Any torch ``nn.Module``: forward hooks on named submodules, 4-D outputs global-average-pooled, PIL/numpy
+preprocessing. EfficientNet-Lite0/1/2 from the offline zoo run through here.
+
+A hook layer is a submodule name (its output is recorded) or ``"name:input"`` (the first input of that submodule
+is recorded, with a forward pre-hook) — e.g. EfficientNet's stem is ``"_blocks.0:input"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from prh.errors import InputError, ModelLoadError
+from prh.features.pooling import pool_any
+from prh.models.base import (
+    Adapter,
+    LayerBuffer,
+    Progress,
+    batches,
+    call_progress,
+    count_params,
+    forward_guard,
+    loading,
+    resolve_device,
+    resolve_dtype,
+)
+from prh.models.preprocess import ImageTransform
+from prh.models.spec import FeatureResult, ModelSpec
+
+EFFICIENTNET_LITE_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+
+
+def _first_tensor(x):
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, list | tuple) and x:
+        return _first_tensor(x[0])
+    if isinstance(x, dict) and x:
+        return _first_tensor(next(iter(x.values())))
+    hidden = getattr(x, "last_hidden_state", None)
+    if isinstance(hidden, torch.Tensor):
+        return hidden
+    raise ModelLoadError(f"a hooked module returned {type(x).__name__}, not a tensor")
+
+
+class HookRecorder:
+    """Record the output (or input) of named submodules during one forward pass.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The model.
+    layers : list of str
+        Submodule names from ``module.named_modules()``, optionally suffixed with ``":input"``.
+    """
+
+    def __init__(self, module: nn.Module, layers: list[str]) -> None:
+        named = dict(module.named_modules())
+        self.layers = list(layers)
+        self.values: dict[str, torch.Tensor] = {}
+        self.handles = []
+        for layer in self.layers:
+            name, _, where = layer.partition(":")
+            if name not in named:
+                close = [n for n in named if n and (n.startswith(name.split(".")[0]))][:8]
+                raise InputError(
+                    f"layer {name!r} is not a submodule of {type(module).__name__}; "
+                    f"names look like {close or list(named)[1:9]}."
+                )
+            if where == "input":
+                self.handles.append(named[name].register_forward_pre_hook(self._pre_hook(layer)))
+            elif where in ("", "output"):
+                self.handles.append(named[name].register_forward_hook(self._hook(layer)))
+            else:
+                raise InputError(f"layer {layer!r}: the suffix must be ':input' or ':output'")
+
+    def _hook(self, key: str) -> Callable:
+        def hook(_module, _inputs, output):
+            self.values[key] = _first_tensor(output)
+
+        return hook
+
+    def _pre_hook(self, key: str) -> Callable:
+        def hook(_module, inputs):
+            self.values[key] = _first_tensor(inputs)
+
+        return hook
+
+    def collect(self) -> list[torch.Tensor]:
+        """The recorded tensors in layer order (raises if a layer did not run), then clear."""
+        missing = [k for k in self.layers if k not in self.values]
+        if missing:
+            raise ModelLoadError(f"layers {missing} did not run during the forward pass")
+        out = [self.values[k] for k in self.layers]
+        self.values = {}
+        return out
+
+    def remove(self) -> None:
+        """Detach all hooks."""
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def efficientnet_lite(
+    spec: ModelSpec, weights: str | None
+) -> tuple[nn.Module, list[str], list[str], ImageTransform]:
+    """Build an EfficientNet-Lite from the ``efficientnet-lite-pytorch`` package and load its weights safely
+    (``torch.load(weights_only=True)``). Layers: stem, every MBConv block, the pooled head (1280-d)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as err:
+        raise ModelLoadError(
+            f"model {spec.name!r} needs the package efficientnet-lite-pytorch: run `prh zoo install {spec.zoo_name or spec.name}` "
+            f"or `pip install efficientnet-lite-pytorch`."
+        ) from err
+    arch = spec.options.get("arch", "efficientnet-lite0")
+    if arch not in EFFICIENTNET_LITE_SIZES:
+        raise InputError(f"options.arch={arch!r} is not one of {sorted(EFFICIENTNET_LITE_SIZES)}")
+    model = EfficientNet.from_name(arch)
+    if weights:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelLoadError(
+                f"weights {weights} do not fit {arch}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+    n_blocks = len(model._blocks)
+    layers = ["_blocks.0:input"] + [f"_blocks.{i}" for i in range(n_blocks)] + ["_fc:input"]
+    names = ["stem"] + [f"block.{i}" for i in range(n_blocks)] + ["head"]
+    size = EFFICIENTNET_LITE_SIZES[arch]
+    return model, layers, names, ImageTransform.imagenet(size)
+
+
+def import_builder(path: str) -> Callable[..., nn.Module]:
+    """``"package.module:function"`` -> the callable (for user-defined torch models in a TOML entry)."""
+    mod_name, _, attr = path.partition(":")
+    if not attr:
+        raise InputError(f"builder={path!r} must look like 'package.module:function'")
+    try:
+        return getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ModelLoadError(f"cannot import builder {path!r}: {err}") from err
+
+
+class TorchModuleAdapter(Adapter):
+    """Forward hooks on named submodules of any ``nn.Module`` over images.
+
+    ``spec.options``:
+      - ``builder``: ``"efficientnet-lite"`` or ``"package.module:function"`` returning an ``nn.Module``
+        (called with ``**builder_kwargs``);
+      - ``weights``: a state-dict file (safetensors or a weights-only torch file); for zoo models it comes from
+        :func:`prh.zoo.locate`;
+      - ``layers``: submodule names to hook (default: the builder's list);
+      - ``image_size``, ``mean``, ``std``, ``resample``: preprocessing.
+    Outputs of rank 4 (B, C, H, W) are global-average-pooled; rank 3 (B, T, D) use ``pool`` (cls/mean).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str = "auto",
+        dtype: str = "float32",
+        module: nn.Module | None = None,
+        layers: list[str] | None = None,
+        layer_names: list[str] | None = None,
+        transform: ImageTransform | None = None,
+        **_ignored,
+    ) -> None:
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        default_names = None
+        if module is None:
+            with loading(spec):
+                module, default_layers, default_names, default_tf = self._build()
+            layers = layers or default_layers
+            transform = transform or default_tf
+        layers = list(spec.options.get("layers") or layers or [])
+        if not layers:
+            raise InputError(f"model {spec.name!r}: give options.layers (submodule names to hook)")
+        if layer_names is None:
+            layer_names = (
+                default_names if default_names and len(default_names) == len(layers) else list(layers)
+            )
+        self.layer_names = list(layer_names)
+        self.transform = ImageTransform.from_options(spec.options, transform or ImageTransform.imagenet(224))
+        self.model = module.to(self.device, self.dtype).eval()
+        self.recorder = HookRecorder(self.model, layers)
+        self.n_params = count_params(self.model)
+
+    def _build(self):
+        builder = self.spec.options.get("builder", "")
+        weights = self.spec.options.get("weights")
+        if self.spec.zoo_name is not None:
+            from prh.zoo import locate
+
+            weights = str(locate(self.spec.zoo_name))
+        if builder == "efficientnet-lite":
+            return efficientnet_lite(self.spec, weights)
+        if not builder:
+            raise InputError(
+                f"model {self.spec.name!r}: options.builder is missing ('package.module:function')"
+            )
+        module = import_builder(builder)(**self.spec.options.get("builder_kwargs", {}))
+        if weights:
+            if str(weights).endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                state = load_file(weights)
+            else:
+                state = torch.load(weights, map_location="cpu", weights_only=True)
+            module.load_state_dict(state)
+        return module, [], None, ImageTransform.imagenet(int(self.spec.options.get("image_size", 224)))
+
+    @torch.inference_mode()
+    def forward_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the model on a (B, 3, H, W) batch; returns (model output, raw hooked activations)."""
+        out = self.model(pixels.to(self.device, self.dtype))
+        return out, self.recorder.collect()
+
+    @torch.inference_mode()
+    def _extract(self, dataset, batch_size: int, pool: str, progress: Progress) -> FeatureResult:
+        n = len(dataset)
+        buf = LayerBuffer(n)
+        for chunk in batches(list(range(n)), batch_size):
+            pixels = self.transform.batch([dataset.image(i) for i in chunk])
+            with forward_guard(self.spec, batch_size):
+                _, acts = self.forward_pixels(pixels)
+                pooled = [pool_any(a, pool) for a in acts]
+            buf.put(chunk, pooled)
+            call_progress(progress, len(chunk))
+        return FeatureResult(
+            layers=buf.result(),
+            layer_names=list(self.layer_names),
+            meta={"image_size": list(self.transform.output_size), "hooks": list(self.recorder.layers)},
+        )
