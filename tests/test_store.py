@@ -1,0 +1,197 @@
+"""The feature store: bit-exact round trips, atomic writes, fingerprint checks, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from prh.data.base import PairedDataset
+from prh.errors import ExtractionError, InputError, MissingFeaturesError
+from prh.features.store import FeatureStore, StoredFeatures, slug
+
+
+class _Toy(PairedDataset):
+    def __init__(self, n: int = 6, name: str = "toy", tweak: str = ""):
+        self.blobs = [f"img{i}".encode() for i in range(n)]
+        super().__init__(name, [f"id{i}" for i in range(n)], [[f"caption {i}{tweak}"] for i in range(n)])
+
+    def _image_bytes(self, i):
+        return self.blobs[i]
+
+    def _load_image(self, i):  # pragma: no cover
+        raise NotImplementedError
+
+
+def _features(n: int = 6, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    layers = [torch.randn(n, 4, generator=g), torch.randn(n, 4, generator=g), torch.randn(n, 7, generator=g)]
+    # values that expose any lossy conversion: subnormals, huge, negative zero
+    layers[0][0, 0] = 1e-40
+    layers[0][0, 1] = 3.4e38
+    layers[0][0, 2] = -0.0
+    return layers, ["embed", "block.0", "head"], {"bpb": torch.rand(n, generator=g, dtype=torch.float64)}
+
+
+def test_round_trip_bit_exact_with_different_dims(tmp_path):
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    layers, names, per_sample = _features()
+    meta = {"adapter": "torch-module", "revision": "abc", "competence": {"bpb": 1.25}, "wall_time_s": 0.5}
+    path = store.save(ds, "org/model-x", "mean", layers, names, per_sample, meta)
+    assert path == tmp_path / "toy-n6" / "org--model-x__mean.safetensors"
+    assert path.with_suffix(".json").is_file()
+    assert store.has(ds, "org/model-x", "mean")
+    got = store.load(ds, "org/model-x", "mean")
+    assert isinstance(got, StoredFeatures)
+    assert got.layer_names == names
+    assert [t.shape for t in got.layers] == [(6, 4), (6, 4), (6, 7)]
+    for a, b in zip(got.layers, layers):
+        assert a.dtype == torch.float32 and a.device.type == "cpu"
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))  # bit-exact, -0.0 included
+    assert (
+        torch.equal(got.per_sample["bpb"], per_sample["bpb"]) and got.per_sample["bpb"].dtype == torch.float64
+    )
+    m = got.meta
+    assert m["model"] == "org/model-x" and m["pool"] == "mean" and m["n"] == 6
+    assert m["dataset"] == {"name": "toy", "fingerprint": ds.fingerprint(), "n": 6}
+    assert m["layer_dims"] == [4, 4, 7] and m["per_sample"] == ["bpb"]
+    assert m["adapter"] == "torch-module" and m["competence"] == {"bpb": 1.25} and m["revision"] == "abc"
+    assert m["dtype"] == "float32" and "prh_version" in m and "created" in m
+    with pytest.raises(InputError, match="different widths"):
+        got.stacked()
+    # the sidecar is plain JSON (no pickle), readable by anyone
+    assert json.loads(path.with_suffix(".json").read_text())["write_id"] == m["write_id"]
+
+
+def test_stacked_and_views_of_one_tensor(tmp_path):
+    store = FeatureStore(tmp_path)
+    ds = _Toy(5)
+    x = torch.randn(5, 3, 8)
+    store.save(ds, "m", "last", [x[:, i] for i in range(3)], ["a", "b", "c"], None, {})
+    got = store.load(ds, "m", "last")
+    assert torch.equal(got.stacked(), x)
+    assert got.per_sample == {}
+
+
+def test_has_false_after_fingerprint_change_and_load_says_what_to_run(tmp_path):
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    layers, names, _ = _features()
+    store.save(ds, "minilm-l6", "mean", layers, names, None, {})
+    changed = _Toy(tweak="!")  # same name and N, one caption differs -> other fingerprint, same path
+    assert store.path(changed, "minilm-l6", "mean") == store.path(ds, "minilm-l6", "mean")
+    assert not store.has(changed, "minilm-l6", "mean")
+    with pytest.raises(MissingFeaturesError, match="fingerprint") as err:
+        store.load(changed, "minilm-l6", "mean")
+    assert f"prh extract --models minilm-l6 --dataset toy --n 6 --out {tmp_path}" in str(err.value)
+    assert not store.has(ds, "minilm-l6", "cls")
+    assert not store.has(_Toy(5), "minilm-l6", "mean")
+    with pytest.raises(
+        MissingFeaturesError, match=r"prh extract --models other --dataset toy --n 6 --pool cls"
+    ):
+        store.load(ds, "other", "cls")
+
+
+def test_load_by_dataset_name(tmp_path):
+    store = FeatureStore(tmp_path)
+    layers, names, _ = _features()
+    store.save(_Toy(), "m", "mean", layers, names, None, {})
+    assert store.load(None, "m", "mean", dataset_name="toy").n == 6
+    assert store.load(None, "m", "mean", dataset_name="toy-n6").n == 6
+    store.save(_Toy(4), "m", "mean", [t[:4] for t in layers], names, None, {})
+    with pytest.raises(InputError, match="several sizes"):
+        store.load(None, "m", "mean", dataset_name="toy")
+    assert store.load(None, "m", "mean", dataset_name="toy", n=4).n == 4
+    with pytest.raises(MissingFeaturesError, match="prh extract --models m --dataset nope"):
+        store.load(None, "m", "mean", dataset_name="nope")
+    assert sorted(e["dataset"]["n"] for e in store.entries()) == [4, 6]
+
+
+def test_killed_safetensors_write_leaves_old_files_intact(tmp_path, monkeypatch):
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    old_layers, names, _ = _features(seed=1)
+    path = store.save(ds, "m", "mean", old_layers, names, None, {"run": "old"})
+    before = {p.name: p.read_bytes() for p in path.parent.iterdir()}
+
+    import safetensors.torch
+
+    real_save = safetensors.torch.save_file
+
+    def dying_save(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as fh:  # simulate a kill half-way: a truncated temp file, then death
+            fh.truncate(100)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dying_save)
+    new_layers, _, _ = _features(seed=2)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(ds, "m", "mean", new_layers, names, None, {"run": "new"})
+    after = {p.name: p.read_bytes() for p in path.parent.iterdir()}
+    assert after == before  # no temp file left, old files byte-identical
+    got = store.load(ds, "m", "mean")
+    assert got.meta["run"] == "old" and torch.equal(got.layers[2], old_layers[2])
+
+
+def test_kill_between_the_two_replaces_is_detected(tmp_path, monkeypatch):
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    layers, names, _ = _features(seed=1)
+    path = store.save(ds, "m", "mean", layers, names, None, {})
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_die(src, dst):
+        calls.append(dst)
+        if str(dst).endswith(".json"):
+            raise OSError("killed before the sidecar was moved into place")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_die)
+    with pytest.raises(OSError, match="killed"):
+        store.save(ds, "m", "mean", _features(seed=3)[0], names, None, {})
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    # new tensors with the old sidecar: the write ids differ, so the entry counts as absent, never as stale data
+    assert not store.has(ds, "m", "mean")
+    assert store.entries() == []
+    with pytest.raises(MissingFeaturesError):
+        store.load(ds, "m", "mean")
+
+
+def test_first_write_killed_leaves_nothing(tmp_path, monkeypatch):
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        store.save(ds, "m", "mean", *_features()[:2], None, {})
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert not store.has(ds, "m", "mean")
+
+
+def test_save_validates(tmp_path):
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    layers, names, _ = _features()
+    with pytest.raises(InputError, match=r"shape \(N=6, D\)"):
+        store.save(ds, "m", "mean", [torch.zeros(5, 3)], ["a"], None, {})
+    with pytest.raises(InputError, match="layer names"):
+        store.save(ds, "m", "mean", layers, names[:2], None, {})
+    with pytest.raises(InputError, match="bpb"):
+        store.save(ds, "m", "mean", layers, names, {"bpb": torch.zeros(3)}, {})
+    bad = [t.clone() for t in layers]
+    bad[1][2, 3] = float("nan")
+    with pytest.raises(ExtractionError, match="'block.0'"):
+        store.save(ds, "m", "mean", bad, names, None, {})
+    assert not any(tmp_path.rglob("*.safetensors"))
+
+
+def test_slug_is_safe_and_distinct():
+    assert slug("org/model") == "org--model"
+    assert slug("minhuh/prh@wit_1024") == "minhuh--prh@wit_1024"
+    a, b = slug("folder:/data/x y"), slug("folder:/data/x_y")
+    assert a != b and "/" not in a and " " not in a

