@@ -78,6 +78,8 @@ def _masked_hsic(a: NeighborKernel, b: NeighborKernel, unbiased: bool, distance_
 
 
 def _cknna_cache(x: torch.Tensor, k: int, unbiased: bool, distance_agnostic: bool) -> NeighborKernel:
+    if bool((x == x[0]).all()):
+        require_positive(0.0, "the spread of the features across samples")
     g = gram(x)
     knn = knn_from_gram(g, k, exclude_self=unbiased)
     rows = torch.arange(x.shape[0], device=x.device)

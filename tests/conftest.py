@@ -1,0 +1,22 @@
+"""Shared pytest fixtures: deterministic random features."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def related_pair():
+    """Two related (64, D) feature matrices: B is a noisy linear map of A (tie-free inner products)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(64, 32, generator=g)
+    b = a @ torch.randn(32, 20, generator=g) + 0.5 * torch.randn(64, 20, generator=g)
+    return torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
