@@ -47,7 +47,7 @@ def test_three_dimensional_inputs_give_a_sweep(arrays):
     np.testing.assert_allclose(out["grid"], expected.scores)
 
 
-def test_errors_exit_2_with_one_line(arrays, tmp_path):
+def test_errors_exit_2_with_one_line(arrays, tmp_path, capsys):
     d, _, _ = arrays
     np.save(tmp_path / "pickled.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     from prh.cli import main
@@ -71,6 +71,8 @@ def test_errors_exit_2_with_one_line(arrays, tmp_path):
         finally:
             sys.argv = old
         assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.startswith("error: ") and "Traceback" not in err
 
 
 def test_help_lists_commands():
