@@ -1,29 +1,56 @@
 """Kernel-alignment metrics: pure functions of two (N, D) feature matrices -> float.
 
-Every metric returns a Python float, higher = more similar, 1.0 for identical inputs. Inputs are used as given
-(apply :func:`prh.prepare` for the paper's preprocessing). ``names()`` lists the metrics, ``get(name)`` returns
-the function, ``spec(name)`` its :class:`MetricSpec` (range, symmetry, whether it uses k, null expectation).
+Every metric returns a Python float, higher = more similar, 1.0 for identical inputs (the one documented
+exception: ``debiased_cka`` with its default ``columns="independent"``). Inputs are used as given (apply
+:func:`prh.prepare` for the paper's preprocessing). ``names()`` lists the metrics (the paper's eight reference
+metrics first), ``get(name)`` returns the function, ``spec(name)`` its :class:`MetricSpec` (range, symmetry,
+whether it uses k, null expectation). :data:`PROPERTIES` holds each metric's documented invariances
+(mirrored by docs/metrics.md and checked by property tests).
 """
 
 from __future__ import annotations
 
-from prh.metrics.cka import cka, unbiased_cka
-from prh.metrics.cknna import cknna
-from prh.metrics.knn import cycle_knn, edit_distance_knn, lcs_knn, mutual_knn
-from prh.metrics.registry import MetricSpec, get, names, register, spec
-from prh.metrics.svcca import svcca
+# Registration order is the order of names(): the eight reference metrics first, then the extra measures.
+from prh.metrics.knn import cycle_knn, edit_distance_knn, lcs_knn, mutual_knn  # isort: skip
+from prh.metrics.cka import cka, unbiased_cka  # isort: skip
+from prh.metrics.cknna import cknna  # isort: skip
+from prh.metrics.svcca import svcca  # isort: skip
+from prh.metrics.debiased_cka import debiased_cka  # isort: skip
+from prh.metrics.knn_sets import (  # isort: skip
+    cycle_knn_ba,
+    cycle_knn_both,
+    cycle_knn_directions,
+    jaccard_knn,
+)
+from prh.metrics.procrustes import procrustes  # isort: skip
+from prh.metrics.pwcca import pwcca  # isort: skip
+from prh.metrics.rsa import rsa  # isort: skip
+from prh.metrics.rv import rv  # isort: skip
+from prh.metrics.properties import PROPERTIES, MetricProperties  # isort: skip
+from prh.metrics.registry import MetricSpec, get, names, register, spec  # isort: skip
 
 __all__ = [
+    "PROPERTIES",
+    "MetricProperties",
     "MetricSpec",
     "cka",
     "cknna",
     "cycle_knn",
+    "cycle_knn_ba",
+    "cycle_knn_both",
+    "cycle_knn_directions",
+    "debiased_cka",
     "edit_distance_knn",
     "get",
+    "jaccard_knn",
     "lcs_knn",
     "mutual_knn",
     "names",
+    "procrustes",
+    "pwcca",
     "register",
+    "rsa",
+    "rv",
     "spec",
     "svcca",
     "unbiased_cka",

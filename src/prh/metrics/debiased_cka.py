@@ -1,0 +1,151 @@
+"""Linear CKA debiased for both input (sample) and feature (neuron) sampling, after Chun, Canatar, Chung & Lee
+(2025), "Estimating Neural Representation Alignment from Sparsely Sampled Inputs and Features" (arXiv 2502.15104).
+
+Song et al.'s unbiased HSIC removes the bias from sampling finitely many *inputs* (the terms of tr(K L) where sample
+indices coincide). When the D columns of a representation are themselves a sample of a larger population of
+features (neurons, units), the self term HSIC(X, X) = (1/D^2) sum_{a,b} HSIC(x_a x_a^T, x_b x_b^T) also contains the
+D "diagonal" pairs a = b, whose fourth moments do not vanish as N grows; they bias HSIC(X, X) upwards and CKA
+downwards, the more so the fewer the features. The estimator keeps only distinct feature pairs:
+
+    HSIC_d(X, X) = D / (D - 1) * [ HSIC_u(K, K) - sum_a HSIC_u(x_a x_a^T, x_a x_a^T) ],
+
+with HSIC_u Song's unbiased estimator (on the linear kernel K = X X^T) and x_a column a of X. The cross term
+between two *different* populations has independent columns and needs no feature correction, so
+
+    debiased_cka(A, B) = HSIC_u(K_A, K_B) / sqrt(HSIC_d(A, A) HSIC_d(B, B))        (columns="independent").
+
+With ``columns="shared"`` column a of A and column a of B are the same feature (e.g. the same neurons in two
+conditions, or a layer against itself); the cross term then gets the same distinct-pair correction and
+``debiased_cka(A, A, columns="shared") == 1`` exactly. With the default ``"independent"`` a layer compared with
+itself violates the assumption and scores above 1. See docs/metrics.md for what was implemented and why.
+
+Everything is in float64 (the corrections subtract nearly equal terms). Every per-feature term has a closed form
+in O(N) on column-centred data (HSIC_u is translation invariant), so the correction costs O(N D) per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from prh._validation import check_choice
+from prh.errors import InputError
+from prh.metrics._common import score_pair
+from prh.metrics.cka import inner_grid
+from prh.metrics.kernels import require_positive, u_center
+from prh.metrics.registry import MetricSpec, register
+
+
+@dataclass(frozen=True)
+class DebiasedCache:
+    """Per-layer cache.
+
+    centered : (N, D) float64 column-centred features.
+    u_gram : (N, N) float64 U-centred linear kernel (``<u_gram_a, u_gram_b> / (N (N-3))`` = Song's HSIC_u).
+    self_term : HSIC_d(X, X), the feature-debiased self term (unscaled by 1/(N (N-3)), like the cross terms).
+    """
+
+    centered: torch.Tensor
+    u_gram: torch.Tensor
+    self_term: float
+
+
+def _check_kwargs(n: int, columns: str = "independent") -> dict:
+    columns = check_choice(columns, "columns", ["independent", "shared"])
+    if n < 4:
+        raise InputError(f"debiased_cka uses unbiased HSIC, which needs at least N=4 samples, got N={n}.")
+    return {"columns": columns}
+
+
+def per_feature_hsic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sum over columns a of N (N-3) HSIC_u(x_a x_a^T, y_a y_a^T) for column-centred (N, D) float64 x, y.
+
+    On centred columns Song's estimator of two rank-one kernels reduces to
+    ``(x.y)^2 - N/(N-2) sum_i x_i^2 y_i^2 + (x.x)(y.y) / ((N-1)(N-2))``.
+    """
+    n = x.shape[0]
+    dot = (x * y).sum(dim=0)
+    fourth = (x * x * y * y).sum(dim=0)
+    norms = (x * x).sum(dim=0) * (y * y).sum(dim=0)
+    return (dot * dot - n / (n - 2) * fourth + norms / ((n - 1) * (n - 2))).sum()
+
+
+def _cache(x: torch.Tensor, columns: str) -> DebiasedCache:
+    d = x.shape[1]
+    if d < 2:
+        raise InputError(
+            "debiased_cka corrects for sampling features, which needs at least D=2 features; use unbiased_cka."
+        )
+    x64 = x.to(torch.float64)
+    xc = x64 - x64.mean(dim=0, keepdim=True)
+    uc = u_center(xc @ xc.T)
+    song = float((uc * uc).sum())
+    diag = float(per_feature_hsic(xc, xc))
+    self_term = d / (d - 1) * (song - diag)
+    scale = float(x64.norm()) ** 4
+    if abs(self_term) <= 1e-24 * max(scale, 1e-300):
+        self_term = 0.0
+    return DebiasedCache(xc, uc, self_term)
+
+
+def _grid(xs: Sequence[DebiasedCache], ys: Sequence[DebiasedCache], columns: str) -> torch.Tensor:
+    for side, caches in (("A", xs), ("B", ys)):
+        for idx, c in enumerate(caches):
+            require_positive(c.self_term, f"feature-debiased HSIC({side}, {side}) of layer {idx}")
+    cross = inner_grid([c.u_gram for c in xs], [c.u_gram for c in ys])
+    if columns == "shared":
+        for i, a in enumerate(xs):
+            for j, b in enumerate(ys):
+                d = a.centered.shape[1]
+                if b.centered.shape[1] != d:
+                    raise InputError(
+                        f"columns='shared' pairs column a of A with column a of B, so both need the same number "
+                        f"of features; got D_A={d} (layer {i}) and D_B={b.centered.shape[1]} (layer {j}). "
+                        f"Use columns='independent' for different feature sets."
+                    )
+                diag = float(per_feature_hsic(a.centered, b.centered))
+                cross[i, j] = d / (d - 1) * (float(cross[i, j]) - diag)
+    nx = torch.tensor([c.self_term for c in xs], dtype=torch.float64).sqrt()
+    ny = torch.tensor([c.self_term for c in ys], dtype=torch.float64).sqrt()
+    return cross / (nx[:, None] * ny[None, :])
+
+
+def debiased_cka(A: object, B: object, columns: str = "independent") -> float:
+    """Linear CKA corrected for finite samples *and* finite features (Chun et al. 2025), in float64.
+
+    Parameters
+    ----------
+    A, B : (N, D_a), (N, D_b) torch tensors or numpy arrays, same N >= 4, D >= 2, used as given.
+    columns : ``"independent"`` (default: A's and B's features are different populations, e.g. two models;
+        only the self terms are feature-corrected) or ``"shared"`` (column a of A and of B is the same feature;
+        the cross term is corrected too and ``debiased_cka(A, A, columns="shared") == 1``; needs D_a == D_b).
+
+    Returns
+    -------
+    float, about 0 in expectation for independent inputs, not bounded by 1 (an estimate of the population CKA of
+    the infinitely-wide representations; with few features it can exceed 1). Symmetric. Invariant to isotropic
+    scaling, translations, sample permutations and permutations/sign flips of the features, **not** to rotations
+    of the feature space (the correction treats the given columns as the sampled units). A non-positive debiased
+    self term (too few samples/features to estimate it) raises :class:`~prh.errors.InputError`.
+    """
+    return score_pair(DEBIASED_CKA, A, B, columns=columns)
+
+
+DEBIASED_CKA = register(
+    MetricSpec(
+        name="debiased_cka",
+        func=debiased_cka,
+        layer_cache=_cache,
+        grid=_grid,
+        check_kwargs=_check_kwargs,
+        value_range=(float("-inf"), float("inf")),
+        symmetric=True,
+        uses_k=False,
+        bounded=False,
+        null_expectation=lambda n, kw: 0.0,
+        description="linear CKA debiased for sample and feature (neuron) sampling (Chun et al. 2025), float64",
+        defaults={"columns": "independent"},
+    )
+)
