@@ -455,8 +455,13 @@ def install(
             )
     importlib.invalidate_caches()
     for entry in entries:
-        if entry.locator.get("kind") in ("mpnet", "gemma"):
-            say(f"assembling {entry.name} into {cache_dir('zoo')} (once)")
+        kind = entry.locator.get("kind")
+        if kind in ("mpnet", "gemma"):
+            done = (
+                cache_dir("zoo", entry.name, GEMMA_FILE) if kind == "gemma" else cache_dir("zoo", entry.name)
+            )
+            if not done.exists():
+                say(f"assembling {entry.name} into {cache_dir('zoo', entry.name)} (once)")
             locate(entry.name)
     return commands
 
