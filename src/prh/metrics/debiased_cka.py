@@ -34,7 +34,7 @@ from prh._validation import check_choice
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.cka import inner_grid
-from prh.metrics.kernels import require_positive, u_center
+from prh.metrics.kernels import u_center
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -93,7 +93,13 @@ def _cache(x: torch.Tensor, columns: str) -> DebiasedCache:
 def _grid(xs: Sequence[DebiasedCache], ys: Sequence[DebiasedCache], columns: str) -> torch.Tensor:
     for side, caches in (("A", xs), ("B", ys)):
         for idx, c in enumerate(caches):
-            require_positive(c.self_term, f"feature-debiased HSIC({side}, {side}) of layer {idx}")
+            if not c.self_term > 0.0:
+                raise InputError(
+                    f"the feature-debiased self term HSIC_d({side}, {side}) of layer {idx} is "
+                    f"{c.self_term:.3g} <= 0, so debiased_cka is undefined. Its features look like constant or "
+                    f"isotropic noise (no structure shared across features), or there are too few samples/features "
+                    f"to estimate it; use unbiased_cka or more samples."
+                )
     cross = inner_grid([c.u_gram for c in xs], [c.u_gram for c in ys])
     if columns == "shared":
         for i, a in enumerate(xs):
