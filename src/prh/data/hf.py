@@ -44,11 +44,25 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host = url.hostname or "huggingface.co"
     port = url.port or (80 if url.scheme == "http" else 443)
+    # name resolution ignores socket timeouts (a dead resolver can take 5-20 s): bound it with a worker thread
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
+        addresses = pool.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM).result(timeout=timeout)
+    except (OSError, concurrent.futures.TimeoutError):
         return False
+    finally:
+        pool.shutdown(wait=False)
+    for family, kind, proto, _, address in addresses[:3]:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(timeout)
+                sock.connect(address)
+                return True
+        except OSError:
+            continue
+    return False
 
 
 @contextlib.contextmanager
