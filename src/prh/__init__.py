@@ -10,6 +10,20 @@ from prh import metrics
 from prh.prepare import prepare
 from prh.sweep import Sweep, sweep
 
+
+def __getattr__(name: str):
+    """Lazy access to the heavier entry points (they import transformers / pandas only when used)."""
+    if name == "Alignment":
+        from prh.alignment import Alignment
+
+        return Alignment
+    if name == "Experiment":
+        from prh.experiment import Experiment
+
+        return Experiment
+    raise AttributeError(f"module 'prh' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
-__all__ = ["Sweep", "__version__", "metrics", "prepare", "sweep"]
+__all__ = ["Alignment", "Experiment", "Sweep", "__version__", "metrics", "prepare", "sweep"]

@@ -1,9 +1,76 @@
-"""`prh align` (not implemented yet)."""
+"""`prh align`: alignment of stored features of model sets, every pair over all layer pairs."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `align` command to the app (placeholder until it is built)."""
+    """Add the ``align`` command."""
+
+    @app.command()
+    def align(
+        models: str = typer.Option(
+            ..., "--models", "-m", help="Model set(s)/names: X (and Y when --models-y is absent)."
+        ),
+        models_y: str = typer.Option(None, "--models-y", help="A second model set: score X x Y only."),
+        dataset: str = typer.Option(
+            "openmoji", "--dataset", "-d", help="Dataset the features were extracted on."
+        ),
+        n: int = typer.Option(None, "--n", help="Number of items the features were extracted on."),
+        metric: str = typer.Option(
+            "mutual_knn,cknna,unbiased_cka", "--metric", help="Comma-separated metric names."
+        ),
+        k: int = typer.Option(10, "--k", help="Neighbours for kNN metrics and cknna."),
+        calibrate: int = typer.Option(
+            0, "--calibrate", help="Permutations K for the permutation null (0 = off)."
+        ),
+        bootstrap: int = typer.Option(
+            0, "--bootstrap", help="Resamples for a confidence interval of each best score."
+        ),
+        alpha: float = typer.Option(0.05, "--alpha", help="Significance level."),
+        shuffle_control: bool = typer.Option(
+            False, "--shuffle-control", help="Add cross-modal pairs with captions shuffled."
+        ),
+        pool: str = typer.Option(
+            None, "--pool", help="Pooling the features were stored with (default: each model's)."
+        ),
+        q: float = typer.Option(0.95, "--q", help="Outlier clamp quantile of prh.prepare."),
+        store: Path = typer.Option(Path("prh-cache/features"), "--store", help="Feature store folder."),
+        out: Path = typer.Option(Path("prh-results"), "--out", "-o", help="Results folder."),
+        report: bool = typer.Option(True, "--report/--no-report", help="Also build the HTML report."),
+        seed: int = typer.Option(0, "--seed"),
+    ) -> None:
+        """Score every model pair (best layer pair per metric) from stored features; write the table and report."""
+        from prh.features.store import FeatureStore
+        from prh.pipeline import check_out_dir, open_dataset, print_summary, resolve, run_alignment
+        from prh.report import build_report
+
+        check_out_dir(out)
+        specs_x = resolve(models)
+        specs_y = resolve(models_y) if models_y else None
+        ds = open_dataset(dataset, n)
+        results = run_alignment(
+            specs_x,
+            specs_y,
+            dataset,
+            n,
+            FeatureStore(store),
+            dataset=ds,
+            metrics=[m.strip() for m in metric.split(",") if m.strip()],
+            k=k,
+            calibrate=calibrate,
+            bootstrap=bootstrap,
+            alpha=alpha,
+            seed=seed,
+            q=q,
+            pool=pool,
+            shuffle_control=shuffle_control,
+        )
+        results.save(out)
+        print_summary(results)
+        typer.echo(f"results: {out / 'results.csv'}")
+        if report:
+            typer.echo(f"report: {build_report(out)}")

@@ -1,9 +1,100 @@
-"""`prh demo` (not implemented yet)."""
+"""`prh demo`: the whole pipeline offline on real pretrained weights — OpenMoji pairs, the offline zoo,
+cached features, cross-modal and within-modality alignment, the shuffled-caption control, and the report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+FAST_MODELS = "effnet-lite0,minilm-l6"
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `demo` command to the app (placeholder until it is built)."""
+    """Add the ``demo`` command."""
+
+    @app.command()
+    def demo(
+        out: Path = typer.Option(Path("prh-results"), "--out", "-o", help="Results and report folder."),
+        n: int = typer.Option(None, "--n", help="OpenMoji pairs (default 1024; 256 with --fast)."),
+        fast: bool = typer.Option(
+            False, "--fast", help="Two small models (EfficientNet-Lite0, MiniLM-L6), N=256."
+        ),
+        models: str = typer.Option(
+            None, "--models", help="Override the model set (default: the `offline` set)."
+        ),
+        calibrate: int = typer.Option(
+            None, "--calibrate", help="Permutations K for mutual_knn (default 1000; 200 with --fast)."
+        ),
+        store: Path = typer.Option(
+            Path("prh-cache/features"), "--store", help="Feature store folder (the cache)."
+        ),
+        batch_size: int = typer.Option(16, "--batch-size"),
+        device: str = typer.Option("auto", "--device"),
+        seed: int = typer.Option(0, "--seed"),
+    ) -> None:
+        """Run the main job offline: extract (or reuse) features, align every pair, control, report."""
+        from rich.console import Console
+
+        from prh.data import load_dataset
+        from prh.features import extract
+        from prh.features.store import FeatureStore
+        from prh.models import availability, resolve_models
+        from prh.pipeline import check_out_dir, print_summary, run_alignment
+        from prh.report import build_report
+
+        console = Console()
+        check_out_dir(out)
+        n = n or (256 if fast else 1024)
+        k_perm = calibrate if calibrate is not None else (200 if fast else 1000)
+        specs = resolve_models(models or (FAST_MODELS if fast else "offline"))
+        usable = []
+        for spec in specs:
+            ok, why = availability(spec)
+            if ok:
+                usable.append(spec)
+            else:
+                console.print(f"[yellow]skipping {spec.name}: {why}[/yellow]")
+        if len({s.modality for s in usable}) < 2:
+            from prh.errors import ModelLoadError
+
+            raise ModelLoadError(
+                "the demo needs at least one language and one vision model from the offline zoo; "
+                "run `prh zoo install --all` (or `make demo`, which does it)."
+            )
+        console.rule(f"[bold]1/3 features: {len(usable)} models on {n} OpenMoji image–caption pairs")
+        dataset = load_dataset("openmoji", n=n)
+        feature_store = FeatureStore(store)
+        summaries = extract(
+            usable,
+            dataset,
+            feature_store,
+            device=device,
+            batch_size=batch_size,
+            progress=True,
+            log=lambda msg: console.print(f"  {msg}"),
+        )
+        failed = [s for s in summaries if s["status"] == "failed"]
+        for s in failed:
+            console.print(f"[red]{s['model']} failed: {s['error']}[/red]")
+        usable = [spec for spec, s in zip(usable, summaries) if s["status"] != "failed"]
+        console.rule(
+            f"[bold]2/3 alignment: every pair over all layer pairs, K={k_perm} permutations, shuffled control"
+        )
+        results = run_alignment(
+            usable,
+            None,
+            dataset.name,
+            n,
+            feature_store,
+            dataset=dataset,
+            calibrate=k_perm,
+            calibrate_metrics=["mutual_knn"],
+            seed=seed,
+            shuffle_control=True,
+        )
+        results.save(out)
+        console.rule("[bold]3/3 report")
+        report = build_report(out)
+        print_summary(results)
+        console.print(f"report: [bold]{report}[/bold]   table: {out / 'results.csv'}")

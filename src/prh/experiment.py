@@ -1,0 +1,403 @@
+"""The alignment pipeline: stored features of two model sets -> a tidy table of best-layer alignment scores.
+
+For every metric and every model pair, :func:`prh.sweep` runs over all layer pairs of the prepared features
+(each model's per-layer caches are built once per metric and reused for all its pairs). Results hold a tidy
+``pandas.DataFrame`` (one row per model pair and metric), the full layer grids and a provenance record, and are
+saved as CSV + parquet + JSON + safetensors — never pickle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from prh.errors import InputError, MissingFeaturesError
+from prh.metrics import spec as metric_spec
+from prh.prepare import prepare
+from prh.sweep import LayerCaches, cache_layers, sweep_caches
+
+DEFAULT_METRICS = ("mutual_knn", "cknna", "unbiased_cka")
+TABLE_COLUMNS = [
+    "model_x",
+    "model_y",
+    "modality_x",
+    "modality_y",
+    "family_x",
+    "family_y",
+    "metric",
+    "k",
+    "N",
+    "score",
+    "best_layer_x",
+    "best_layer_y",
+    "n_layers_x",
+    "n_layers_y",
+    "params_x",
+    "params_y",
+    "bpb_x",
+    "bpb_y",
+    "imagenet_top1_x",
+    "imagenet_top1_y",
+    "control",
+]
+STATS_COLUMNS = ["tau", "p_value", "calibrated_score", "ci_low", "ci_high"]
+
+
+@dataclass
+class ModelFeatures:
+    """One model's prepared features and what is known about it.
+
+    layers : L float32 tensors (N, D_l), clamped and L2-normalised by :func:`prh.prepare`.
+    info : model, modality, family, params, bits_per_byte, competence, ... (from the feature store's sidecar).
+    """
+
+    name: str
+    layers: list[torch.Tensor]
+    info: dict
+
+    @property
+    def modality(self) -> str:
+        return str(self.info.get("modality") or "unknown")
+
+    @property
+    def params(self) -> float:
+        value = self.info.get("params")
+        return float(value) if value is not None else float("nan")
+
+    @property
+    def bpb(self) -> float:
+        value = self.info.get("bits_per_byte")
+        return float(value) if value is not None else float("nan")
+
+    @property
+    def imagenet_top1(self) -> float:
+        value = (self.info.get("competence") or {}).get("imagenet_top1")
+        return float(value) if value is not None else float("nan")
+
+    def permuted(self, perm: torch.Tensor, name: str) -> ModelFeatures:
+        """The same model with its samples (rows) re-ordered by ``perm`` (e.g. shuffled captions)."""
+        return ModelFeatures(name, [layer[perm] for layer in self.layers], {**self.info, "model": name})
+
+
+def load_features(
+    models: Sequence[str],
+    store: Any,
+    dataset: Any = None,
+    dataset_name: str | None = None,
+    n: int | None = None,
+    pools: dict[str, str] | None = None,
+    q: float = 0.95,
+) -> list[ModelFeatures]:
+    """Load and prepare stored features of ``models``; every missing model is reported at once.
+
+    Features must come from the same data: with ``dataset`` the store checks each fingerprint against it;
+    with only ``dataset_name`` the fingerprints of all models must agree.
+    """
+    pools = pools or {}
+    loaded, missing = [], []
+    for name in models:
+        try:
+            stored = store.load(dataset, name, pools.get(name, "mean"), dataset_name=dataset_name, n=n)
+        except MissingFeaturesError as err:
+            missing.append(str(err))
+            continue
+        loaded.append((name, stored))
+    if missing:
+        raise MissingFeaturesError(
+            f"features of {len(missing)} model(s) are missing:\n  " + "\n  ".join(missing)
+        )
+    fingerprints: dict[str, list[str]] = {}
+    for name, stored in loaded:
+        fp = (stored.meta.get("dataset") or {}).get("fingerprint", "?")
+        fingerprints.setdefault(fp, []).append(name)
+    if len(fingerprints) > 1:
+        groups = "; ".join(f"{fp[:12]}: {', '.join(names)}" for fp, names in fingerprints.items())
+        raise InputError(
+            f"the models' features were extracted on different data (dataset fingerprints {groups}); "
+            f"re-extract them on one dataset with `prh extract --force`."
+        )
+    out = []
+    for name, stored in loaded:
+        info = {**stored.meta, "model": name}
+        out.append(ModelFeatures(name, prepare(stored.layers, q=q), info))
+    return out
+
+
+@dataclass
+class Results:
+    """Output of an :class:`Experiment`.
+
+    table : tidy DataFrame, one row per (model_x, model_y, metric[, control]) with :data:`TABLE_COLUMNS`
+        (plus :data:`STATS_COLUMNS` when calibrated).
+    grids : ``{"<metric>|<control>|<model_x>|<model_y>": (Lx, Ly) float64 array}`` — every layer grid.
+    provenance : dataset, models, metrics, options, versions, timing.
+    """
+
+    table: pd.DataFrame
+    grids: dict[str, np.ndarray] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    @staticmethod
+    def grid_key(metric: str, control: str, model_x: str, model_y: str) -> str:
+        return f"{metric}|{control}|{model_x}|{model_y}"
+
+    def grid(self, metric: str, model_x: str, model_y: str, control: str = "none") -> np.ndarray:
+        """The layer grid of a pair (transposed if only (model_y, model_x) was computed)."""
+        key = self.grid_key(metric, control, model_x, model_y)
+        if key in self.grids:
+            return self.grids[key]
+        return self.grids[self.grid_key(metric, control, model_y, model_x)].T
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write results.csv, results.parquet, provenance.json and grids.safetensors atomically to ``out_dir``."""
+        from safetensors.numpy import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic(out / "results.csv", lambda p: self.table.to_csv(p, index=False))
+        _atomic(out / "results.parquet", lambda p: self.table.to_parquet(p, index=False))
+        _atomic(
+            out / "provenance.json",
+            lambda p: Path(p).write_text(json.dumps(self.provenance, indent=2, default=str)),
+        )
+        grids = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self.grids.items()}
+        _atomic(out / "grids.safetensors", lambda p: save_file(grids, p))
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> Results:
+        """Read results written by :meth:`save`."""
+        from safetensors.numpy import load_file
+
+        out = Path(out_dir)
+        table_path = out / "results.parquet"
+        if not table_path.is_file():
+            raise InputError(
+                f"{out} holds no results (results.parquet is missing); run `prh align` or `prh demo` first."
+            )
+        table = pd.read_parquet(table_path)
+        if table.empty:
+            raise InputError(f"{table_path} is empty: the alignment run produced no model pairs.")
+        grids = load_file(str(out / "grids.safetensors")) if (out / "grids.safetensors").is_file() else {}
+        prov_path = out / "provenance.json"
+        provenance = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+        return cls(table, dict(grids), provenance)
+
+
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class Experiment:
+    """Alignment of model set X against model set Y (or X against itself) over all layer pairs.
+
+    Parameters
+    ----------
+    models_x, models_y : prepared :class:`ModelFeatures` (see :func:`load_features`). With ``models_y=None``
+        every pair within X is scored; symmetric metrics compute each unordered pair once (diagonal included).
+    metrics : metric names (default mutual_knn, cknna, unbiased_cka).
+    k : neighbours for the metrics that use k.
+    calibrate : permutations K for the permutation null (0 = off); adds tau, p_value, calibrated_score.
+    calibrate_metrics : the metrics to calibrate (None = all of ``metrics``); others get NaN there.
+    bootstrap : resamples for a confidence interval of each best score (0 = off); adds ci_low, ci_high.
+    alpha : significance level of the calibration.
+    controls : extra model pairs with the samples of one side shuffled, e.g. ``{"shuffled_captions": perm}``
+        re-orders the rows of every language model by ``perm`` for cross-modal pairs (equivalent to shuffling
+        the captions, since each sample's features do not depend on the others).
+    """
+
+    models_x: list[ModelFeatures]
+    models_y: list[ModelFeatures] | None = None
+    metrics: Sequence[str] = DEFAULT_METRICS
+    k: int = 10
+    calibrate: int = 0
+    calibrate_metrics: Sequence[str] | None = None
+    bootstrap: int = 0
+    alpha: float = 0.05
+    seed: int = 0
+    controls: dict[str, torch.Tensor] = field(default_factory=dict)
+    device: str = "cpu"
+
+    def _pairs(self, metric: str) -> list[tuple[ModelFeatures, ModelFeatures]]:
+        xs = self.models_x
+        if self.models_y is not None:
+            return [(x, y) for x in xs for y in self.models_y]
+        if metric_spec(metric).symmetric:
+            return [(xs[i], xs[j]) for i in range(len(xs)) for j in range(i, len(xs))]
+        return [(x, y) for x in xs for y in xs]
+
+    def _metric_kwargs(self, metric: str) -> dict:
+        return {"k": self.k} if "k" in metric_spec(metric).defaults else {}
+
+    def _control_pairs(self, metric: str) -> list[tuple[str, ModelFeatures, ModelFeatures]]:
+        out = []
+        for control, perm in self.controls.items():
+            for x, y in self._pairs(metric):
+                if x.modality == y.modality or "language" not in (x.modality, y.modality):
+                    continue
+                if x.modality == "language":
+                    out.append((control, x.permuted(perm, x.name), y))
+                else:
+                    out.append((control, x, y.permuted(perm, y.name)))
+        return out
+
+    def run(self, progress: bool = True, log: Callable[[str], object] | None = None) -> Results:
+        """Score every pair for every metric; returns :class:`Results`."""
+        if not self.models_x:
+            raise InputError("models_x is empty; give at least one model.")
+        if isinstance(self.calibrate, bool) or not isinstance(self.calibrate, int) or self.calibrate < 0:
+            raise InputError(
+                f"calibrate={self.calibrate!r} must be a number of permutations K >= 0 (0 = off)."
+            )
+        n_values = {m.layers[0].shape[0] for m in self.models_x + (self.models_y or [])}
+        if len(n_values) != 1:
+            raise InputError(f"all models need the same number of samples; got N in {sorted(n_values)}.")
+        n = n_values.pop()
+        for metric in self.metrics:
+            metric_spec(metric)
+        start = time.perf_counter()
+        rows: list[dict] = []
+        grids: dict[str, np.ndarray] = {}
+        jobs = [(metric, "none", x, y) for metric in self.metrics for x, y in self._pairs(metric)]
+        jobs += [(metric, c, x, y) for metric in self.metrics for c, x, y in self._control_pairs(metric)]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(jobs), desc="alignment", unit="pair", dynamic_ncols=True)
+        caches: dict[tuple[str, str, int], LayerCaches] = {}
+
+        def cached(model: ModelFeatures, metric: str, kw: dict) -> LayerCaches:
+            key = (metric, model.name, id(model))
+            if key not in caches:
+                caches[key] = cache_layers(model.layers, metric, name=model.name, device=self.device, **kw)
+            return caches[key]
+
+        current_metric = None
+        for metric, control, x, y in jobs:
+            if metric != current_metric:
+                caches.clear()  # keep one metric's caches in memory at a time
+                current_metric = metric
+            kw = self._metric_kwargs(metric)
+            result = sweep_caches(cached(x, metric, kw), cached(y, metric, kw))
+            bx, by = result.best_layers
+            row = self._row(metric, control, x, y, n, result.best, bx, by, result.scores.shape)
+            if self.calibrate or self.bootstrap:
+                row.update(
+                    self._statistics(metric, kw, cached(x, metric, kw), cached(y, metric, kw), x, y, bx, by)
+                )
+            rows.append(row)
+            grids[Results.grid_key(metric, control, x.name, y.name)] = result.scores
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        columns = TABLE_COLUMNS + ([c for c in STATS_COLUMNS] if (self.calibrate or self.bootstrap) else [])
+        table = pd.DataFrame(rows, columns=columns)
+        provenance = self._provenance(n, time.perf_counter() - start)
+        return Results(table, grids, provenance)
+
+    def _row(self, metric, control, x, y, n, score, bx, by, shape) -> dict:
+        return {
+            "model_x": x.name,
+            "model_y": y.name,
+            "modality_x": x.modality,
+            "modality_y": y.modality,
+            "family_x": x.info.get("family", ""),
+            "family_y": y.info.get("family", ""),
+            "metric": metric,
+            "k": self.k if "k" in metric_spec(metric).defaults else None,
+            "N": n,
+            "score": score,
+            "best_layer_x": bx,
+            "best_layer_y": by,
+            "n_layers_x": shape[0],
+            "n_layers_y": shape[1],
+            "params_x": x.params,
+            "params_y": y.params,
+            "bpb_x": x.bpb,
+            "bpb_y": y.bpb,
+            "imagenet_top1_x": x.imagenet_top1,
+            "imagenet_top1_y": y.imagenet_top1,
+            "control": control,
+        }
+
+    def _statistics(self, metric, kw, cx, cy, x, y, bx, by) -> dict:
+        """Permutation calibration of the layer-maximised score and a bootstrap CI of the best pair's score."""
+        from prh import stats
+
+        out = dict.fromkeys(STATS_COLUMNS, float("nan"))
+        if self.calibrate and (self.calibrate_metrics is None or metric in self.calibrate_metrics):
+            cal = stats.calibrate_sweep(
+                cx, cy, metric, K=self.calibrate, alpha=self.alpha, seed=self.seed, **kw
+            )
+            out.update(tau=cal.tau, p_value=cal.p_value, calibrated_score=cal.calibrated)
+        if self.bootstrap:
+            ci = stats.bootstrap_ci(
+                x.layers[bx], y.layers[by], metric, B=self.bootstrap, seed=self.seed, **kw
+            )
+            out.update(ci_low=ci.low, ci_high=ci.high)
+        return out
+
+    def _provenance(self, n: int, seconds: float) -> dict:
+        import platform
+
+        import prh
+
+        models = self.models_x + [m for m in (self.models_y or []) if m not in self.models_x]
+        return {
+            "prh_version": prh.__version__,
+            "torch_version": torch.__version__,
+            "python": platform.python_version(),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(seconds, 3),
+            "N": n,
+            "dataset": (models[0].info.get("dataset") or {}),
+            "metrics": {m: {**metric_spec(m).defaults, **self._metric_kwargs(m)} for m in self.metrics},
+            "k": self.k,
+            "calibrate_K": self.calibrate,
+            "bootstrap_B": self.bootstrap,
+            "alpha": self.alpha,
+            "seed": self.seed,
+            "controls": sorted(self.controls),
+            "models_x": [m.name for m in self.models_x],
+            "models_y": [m.name for m in self.models_y] if self.models_y is not None else None,
+            "models": {
+                m.name: {
+                    key: m.info.get(key)
+                    for key in (
+                        "source",
+                        "revision",
+                        "adapter",
+                        "modality",
+                        "family",
+                        "pool",
+                        "params",
+                        "bits_per_byte",
+                        "competence",
+                        "layer_names",
+                        "dtype",
+                    )
+                }
+                for m in models
+            },
+        }

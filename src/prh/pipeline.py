@@ -1,0 +1,138 @@
+"""Orchestration shared by `prh align` and `prh demo`: resolve models, load stored features, run the
+:class:`~prh.experiment.Experiment`, save the results, build the report, print a summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prh.errors import InputError, OfflineError
+from prh.experiment import DEFAULT_METRICS, Experiment, Results, load_features
+
+
+def resolve(models: str) -> list[Any]:
+    """Model specs for a comma-separated list of names and/or set names (see `prh models`)."""
+    from prh.models import resolve_models
+
+    return resolve_models(models)
+
+
+def open_dataset(name: str, n: int | None):
+    """The dataset object when it can be opened here, else None (features are then matched by name + N)."""
+    from prh.data import load_dataset
+
+    try:
+        return load_dataset(name, n=n)
+    except OfflineError:
+        return None
+
+
+def shuffled_control(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The shuffled-caption control: one fixed random permutation of the N samples (seeded)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(10_000 + seed))
+    return {"shuffled_captions": perm}
+
+
+def run_alignment(
+    models_x: Sequence[Any],
+    models_y: Sequence[Any] | None,
+    dataset_name: str,
+    n: int | None,
+    store: Any,
+    dataset: Any = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    k: int = 10,
+    calibrate: int = 0,
+    calibrate_metrics: Sequence[str] | None = None,
+    bootstrap: int = 0,
+    alpha: float = 0.05,
+    seed: int = 0,
+    q: float = 0.95,
+    pool: str | None = None,
+    shuffle_control: bool = False,
+    progress: bool = True,
+) -> Results:
+    """Load prepared features of both model sets from ``store`` and score every pair (see :class:`Experiment`)."""
+    specs = list(models_x) + [m for m in (models_y or []) if m not in models_x]
+    pools = {s.name: pool or s.pool for s in specs}
+    features = load_features(
+        [s.name for s in specs],
+        store,
+        dataset=dataset,
+        dataset_name=None if dataset is not None else dataset_name,
+        n=n,
+        pools=pools,
+        q=q,
+    )
+    by_name = {f.name: f for f in features}
+    for s in specs:  # the registry knows modality/family even if an old sidecar does not
+        info = by_name[s.name].info
+        info.setdefault("modality", s.modality)
+        info.setdefault("family", s.family)
+        if info.get("params") is None:
+            info["params"] = s.params
+        info.setdefault("competence", dict(s.competence))
+    xs = [by_name[s.name] for s in models_x]
+    ys = [by_name[s.name] for s in models_y] if models_y is not None else None
+    n_samples = xs[0].layers[0].shape[0]
+    experiment = Experiment(
+        xs,
+        ys,
+        metrics=list(metrics),
+        k=k,
+        calibrate=calibrate,
+        calibrate_metrics=list(calibrate_metrics) if calibrate_metrics is not None else None,
+        bootstrap=bootstrap,
+        alpha=alpha,
+        seed=seed,
+        controls=shuffled_control(n_samples, seed) if shuffle_control else {},
+    )
+    return experiment.run(progress=progress)
+
+
+def print_summary(results: Results, metric: str = "mutual_knn", top: int = 12) -> None:
+    """A rich table of the best pairs for ``metric`` plus the findings lines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from prh.report import summary_lines
+
+    console = Console()
+    t = results.table
+    if metric not in set(t["metric"]):
+        metric = str(t["metric"].iloc[0])
+    main = t[(t["metric"] == metric) & (t["control"] == "none") & (t["model_x"] != t["model_y"])]
+    table = Table(title=f"best-layer alignment ({metric}, N={int(t['N'].iloc[0])})")
+    for col in ("model x", "model y", "modalities", "score", "layers"):
+        table.add_column(col, justify="right" if col in ("score", "layers") else "left")
+    has_p = "p_value" in t.columns and main["p_value"].notna().any()
+    if has_p:
+        table.add_column("p", justify="right")
+        table.add_column("calibrated", justify="right")
+    for _, r in main.sort_values("score", ascending=False).head(top).iterrows():
+        cells = [
+            str(r["model_x"]),
+            str(r["model_y"]),
+            f"{r['modality_x']}–{r['modality_y']}",
+            f"{r['score']:.3f}",
+            f"{int(r['best_layer_x'])},{int(r['best_layer_y'])}",
+        ]
+        if has_p:
+            cells += [
+                f"{r['p_value']:.3g}" if r["p_value"] == r["p_value"] else "",
+                f"{r['calibrated_score']:.3f}" if r["calibrated_score"] == r["calibrated_score"] else "",
+            ]
+        table.add_row(*cells)
+    console.print(table)
+    for line in summary_lines(results, metric):
+        console.print(f"• {line}")
+
+
+def check_out_dir(out: Path) -> Path:
+    """Refuse an output path that is an existing file."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder for the results.")
+    return out
