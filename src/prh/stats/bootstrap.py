@@ -1,0 +1,266 @@
+"""Confidence intervals for alignment scores by subsampling (default) or the ordinary bootstrap.
+
+Why not the ordinary bootstrap everywhere: resampling rows *with* replacement duplicates samples. A duplicated
+sample is its own nearest neighbour at similarity 1 in both representations, so kNN metrics (mutual/cycle/LCS/edit
+kNN, CKNNA) jump up, and unbiased HSIC estimators (unbiased CKA, CKNNA) assume distinct samples. So the default is
+**m-out-of-n subsampling without replacement**, read as a delete-d jackknife (Shao & Wu 1989):
+
+* draw B random subsets of m = round(fraction * N) distinct rows (default fraction 1/2), the same rows for every
+  layer of X and Y, and recompute the score (or the layer-grid aggregate) on each: θ*_1..θ*_B;
+* the spread of θ* around its own mean θ̄* estimates the spread of the full-sample score after rescaling by
+  c = sqrt(m / (N − m)) (the delete-d jackknife factor; for a mean, Var of a without-replacement subsample mean is
+  (1 − m/N) σ²/m, and c² times that is σ²/N). With the default m = N/2, c = 1;
+* interval: [θ̂ + c q_{(1−level)/2}(θ* − θ̄*), θ̂ + c q_{(1+level)/2}(θ* − θ̄*)], θ̂ the full-sample score, clipped
+  to the metric's range.
+
+Centring on θ̄* (not on θ̂) removes the systematic shift of kNN metrics with sample size (e.g. the chance level
+k/(m−1) is larger than k/(N−1)); the interval describes sampling variability of the full-N score, *given* the
+metric options (k is kept fixed). The raw percentiles of θ* are also returned (``subsample_low/high``): they are an
+interval for the score at sample size m, not at N.
+
+``method="bootstrap"`` (ordinary percentile bootstrap, with replacement) is allowed only for metrics where
+duplicates are harmless (no neighbours, no unbiased estimator), e.g. biased ``cka`` and ``svcca``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from prh.errors import InputError
+from prh.metrics import spec as metric_spec
+from prh.metrics.knn import KnnCache, _knn_cache
+from prh.metrics.neighbors import knn_from_gram
+from prh.stats.calibrate import AGGREGATES, aggregate_grids
+from prh.sweep import LayerCaches, as_layers
+
+#: Largest total size (bytes) of the per-layer Gram matrices precomputed by the kNN fast path.
+GRAM_BYTES = 2**30
+METHODS = ("subsample", "bootstrap")
+
+
+@dataclass(frozen=True, eq=False)
+class BootstrapResult:
+    """A confidence interval for a score.
+
+    Attributes
+    ----------
+    score : full-sample score (or layer-grid aggregate).
+    ci_low, ci_high : interval at ``level`` for the full-sample score.
+    level : confidence level, e.g. 0.95.
+    B : number of replicates.
+    method : ``"subsample"`` (without replacement, delete-d jackknife rescaling) or ``"bootstrap"``.
+    m : rows per replicate (N for the bootstrap).
+    n : N.
+    replicates : (B,) float64 replicate scores.
+    subsample_low, subsample_high : raw percentiles of the replicates (an interval at sample size m).
+    metric, params, aggregate, seed : what was computed.
+    """
+
+    score: float
+    ci_low: float
+    ci_high: float
+    level: float
+    B: int
+    method: str
+    m: int
+    n: int
+    replicates: np.ndarray
+    subsample_low: float
+    subsample_high: float
+    metric: str
+    params: dict = field(default_factory=dict)
+    aggregate: str = "max"
+    seed: int = 0
+
+    def to_dict(self, include_replicates: bool = False) -> dict:
+        """JSON-ready summary."""
+        out = {
+            "metric": self.metric,
+            "params": dict(self.params),
+            "aggregate": self.aggregate,
+            "score": self.score,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "level": self.level,
+            "B": self.B,
+            "method": self.method,
+            "m": self.m,
+            "n": self.n,
+            "subsample_low": self.subsample_low,
+            "subsample_high": self.subsample_high,
+            "seed": self.seed,
+        }
+        if include_replicates:
+            out["replicates"] = self.replicates.tolist()
+        return out
+
+
+def _check_args(B: object, level: object, fraction: object, method: object, aggregate: object) -> None:
+    if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 2:
+        raise InputError(f"B={B!r} must be an integer number of replicates >= 2 (e.g. B=1000).")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
+        raise InputError(f"level={level!r} must be a confidence level strictly between 0 and 1 (e.g. 0.95).")
+    if method not in METHODS:
+        raise InputError(f"method={method!r} is not one of {list(METHODS)}.")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+        raise InputError(
+            f"fraction={fraction!r} must be strictly between 0 and 1 (default 0.5: half-samples)."
+        )
+    if aggregate not in AGGREGATES:
+        raise InputError(f"aggregate={aggregate!r} is not one of {list(AGGREGATES)}.")
+
+
+class _Scorer:
+    """Scores row subsets of X and Y (all layers alike) with one metric; kNN caches come from stored Grams."""
+
+    def __init__(self, metric: str, xs: list[torch.Tensor], ys: list[torch.Tensor], metric_kw: dict) -> None:
+        self.spec = metric_spec(metric)
+        self.xs, self.ys, self.kw = xs, ys, metric_kw
+        n = xs[0].shape[0]
+        # the kNN metrics' cache is the top-k of inner products: a subsample's lists come from the stored Gram
+        knn_metric = self.spec.layer_cache is _knn_cache
+        self.grams = None
+        if knn_metric and (len(xs) + len(ys)) * n * n * 4 <= GRAM_BYTES:
+            self.grams = ([x @ x.T for x in xs], [y @ y.T for y in ys])
+
+    def params(self, m: int) -> dict:
+        return self.spec.check_kwargs(m, **self.kw)
+
+    def grid(self, idx: torch.Tensor | None, params: dict) -> torch.Tensor:
+        if self.grams is not None:
+            k = params["k"]
+            if idx is None:
+                caches = [[KnnCache(knn_from_gram(g, k)) for g in side] for side in self.grams]
+            else:
+                idx = idx.to(self.grams[0][0].device)
+                caches = [[KnnCache(knn_from_gram(g[idx][:, idx], k)) for g in side] for side in self.grams]
+        else:
+            if idx is not None:
+                idx = idx.to(self.xs[0].device)
+            pick = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))
+            caches = [[self.spec.layer_cache(pick(t), **params) for t in side] for side in (self.xs, self.ys)]
+        return self.spec.grid(caches[0], caches[1], **params).detach().to("cpu", torch.float64)
+
+
+def bootstrap_ci(
+    X: object,
+    Y: object,
+    metric: str = "mutual_knn",
+    B: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    *,
+    method: str = "subsample",
+    fraction: float = 0.5,
+    aggregate: str = "max",
+    device: torch.device | str | None = None,
+    **metric_kw: Any,
+) -> BootstrapResult:
+    """Confidence interval for ``metric(X, Y)`` (one pair) or for the aggregate of a layer sweep.
+
+    Parameters
+    ----------
+    X, Y : (N, D) arrays (one pair) or (N, L, D) arrays / lists of (N, D_l) layers (a sweep: every replicate uses
+        the same rows in every layer and reduces the grid with ``aggregate``, so re-selecting the best layer pair is
+        part of the interval). Prepared features; LayerCaches cannot be subsampled.
+    metric : registry name.
+    B : number of replicates (1000 for a final figure; 200 is enough for a quick look).
+    level : confidence level.
+    seed : seed of the row draws (CPU ``torch.Generator``); deterministic.
+    method : ``"subsample"`` (default; without replacement, m = round(fraction * N), delete-d jackknife rescaling,
+        see the module docstring) or ``"bootstrap"`` (ordinary percentile bootstrap; refused for kNN metrics and
+        unbiased estimators, which duplicated rows bias).
+    fraction : subsample fraction m/N (default 0.5, where the rescaling factor is 1).
+    aggregate : ``"max"``, ``"mean"`` or ``"row_max_mean"`` for sweeps.
+    device : where to compute (default: X's device).
+    **metric_kw : metric options; they must be valid for m rows (e.g. k < m).
+
+    Returns
+    -------
+    :class:`BootstrapResult` with ``score``, ``ci_low``, ``ci_high`` and the replicates.
+    """
+    _check_args(B, level, fraction, method, aggregate)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed={seed!r} must be an integer.")
+    spec = metric_spec(metric)
+    for side, obj in (("X", X), ("Y", Y)):
+        if isinstance(obj, LayerCaches):
+            raise InputError(
+                f"{side} is a LayerCaches; bootstrap_ci needs the raw (prepared) features to subsample rows."
+            )
+    xs = as_layers(X, "X")
+    if device is not None:
+        xs = [x.to(device) for x in xs]
+    ys = [y.to(xs[0].device) for y in as_layers(Y, "Y")]
+    n = xs[0].shape[0]
+    if ys[0].shape[0] != n:
+        raise InputError(
+            f"X and Y must describe the same samples: X has N={n} rows, Y has N={ys[0].shape[0]}. "
+            "Row i of both must be the same item."
+        )
+    scorer = _Scorer(spec.name, xs, ys, metric_kw)
+    params = scorer.params(n)
+    if method == "bootstrap" and (spec.uses_k or params.get("unbiased")):
+        raise InputError(
+            f"method='bootstrap' resamples rows with replacement; duplicated rows corrupt {spec.name} (nearest "
+            "neighbours / unbiased estimators assume distinct samples). Use method='subsample'."
+        )
+    m = n if method == "bootstrap" else int(round(fraction * n))
+    if method == "subsample":
+        if m < 4 or m >= n:
+            raise InputError(
+                f"fraction={fraction} of N={n} gives subsamples of m={m} rows; need 4 <= m < N. "
+                "Use more samples or another fraction."
+            )
+        try:
+            sub_params = scorer.params(m)
+        except InputError as err:
+            raise InputError(f"subsamples of m={m} rows (fraction={fraction} of N={n}): {err}") from err
+    else:
+        sub_params = params
+
+    score = float(aggregate_grids(scorer.grid(None, params), aggregate))
+    generator = torch.Generator().manual_seed(int(seed))
+    reps = np.empty(B, dtype=np.float64)
+    for b in range(B):
+        if method == "subsample":
+            idx = torch.randperm(n, generator=generator)[:m]
+        else:
+            idx = torch.randint(n, (n,), generator=generator)
+        reps[b] = float(aggregate_grids(scorer.grid(idx, sub_params), aggregate))
+    if not np.all(np.isfinite(reps)):
+        raise InputError(
+            f"{spec.name} produced non-finite scores on some replicates; check for degenerate layers."
+        )
+
+    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+    raw_lo, raw_hi = np.quantile(reps, [lo_q, hi_q])
+    if method == "subsample":
+        c = math.sqrt(m / (n - m))
+        dev = reps - reps.mean()
+        ci_low, ci_high = score + c * np.quantile(dev, lo_q), score + c * np.quantile(dev, hi_q)
+    else:
+        ci_low, ci_high = raw_lo, raw_hi
+    low_bound, high_bound = spec.value_range
+    return BootstrapResult(
+        score=score,
+        ci_low=float(np.clip(ci_low, low_bound, high_bound)),
+        ci_high=float(np.clip(ci_high, low_bound, high_bound)),
+        level=float(level),
+        B=int(B),
+        method=method,
+        m=m,
+        n=n,
+        replicates=reps,
+        subsample_low=float(raw_lo),
+        subsample_high=float(raw_hi),
+        metric=spec.name,
+        params=dict(params),
+        aggregate=aggregate,
+        seed=int(seed),
+    )
