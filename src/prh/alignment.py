@@ -20,7 +20,7 @@ from prh._validation import check_choice
 from prh.errors import InputError
 from prh.experiment import ModelFeatures, load_features
 from prh.prepare import prepare
-from prh.sweep import LayerCaches, cache_layers, sweep_caches
+from prh.sweep import LayerCaches, as_layers, cache_layers, sweep_caches
 
 
 class Alignment:
@@ -108,11 +108,12 @@ class Alignment:
         ``{reference name: {"score": float, "layers": (i_feats, j_reference)}}``
         """
         x = prepare(feats, q=self.q) if prepare_features else feats
-        mine = cache_layers(x, metric, name="feats", device=self.device, **metric_kw)
-        if mine.n != self.n:
+        rows = as_layers(x, "feats")[0].shape[0]
+        if rows != self.n:
             raise InputError(
-                f"feats has N={mine.n} rows but the references have N={self.n}; use get_data() items."
+                f"feats has N={rows} rows but the references have N={self.n}; use get_data() items."
             )
+        mine = cache_layers(x, metric, name="feats", device=self.device, **metric_kw)
         out = {}
         for name, ref in self._reference_caches(metric, mine.params):
             result = sweep_caches(mine, ref)

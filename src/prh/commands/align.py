@@ -42,12 +42,17 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("prh-results"), "--out", "-o", help="Results folder."),
         report: bool = typer.Option(True, "--report/--no-report", help="Also build the HTML report."),
         seed: int = typer.Option(0, "--seed"),
+        models_file: list[Path] = typer.Option(
+            None, "--models-file", help="TOML file with your own models/sets."
+        ),
     ) -> None:
         """Score every model pair (best layer pair per metric) from stored features; write the table and report."""
+        from prh.commands.models import load_models_files
         from prh.features.store import FeatureStore
         from prh.pipeline import check_out_dir, open_dataset, print_summary, resolve, run_alignment
         from prh.report import build_report
 
+        load_models_files(models_file)
         check_out_dir(out)
         specs_x = resolve(models)
         specs_y = resolve(models_y) if models_y else None

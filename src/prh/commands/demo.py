@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(16, "--batch-size"),
         device: str = typer.Option("auto", "--device"),
         seed: int = typer.Option(0, "--seed"),
+        models_file: list[Path] = typer.Option(
+            None, "--models-file", help="TOML file with your own models/sets."
+        ),
     ) -> None:
         """Run the main job offline: extract (or reuse) features, align every pair, control, report."""
         from rich.console import Console
@@ -44,6 +47,9 @@ def register(app: typer.Typer) -> None:
         from prh.report import build_report
 
         console = Console()
+        from prh.commands.models import load_models_files
+
+        load_models_files(models_file)
         check_out_dir(out)
         n = n or (256 if fast else 1024)
         k_perm = calibrate if calibrate is not None else (200 if fast else 1000)
