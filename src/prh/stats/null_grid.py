@@ -10,6 +10,8 @@ to every layer of Y. Engines, fastest first:
   (N, N) work per permutation.
 * :class:`KernelEngine` (``cka``, ``unbiased_cka``) — X's centred kernels stacked once as (Lx, N*N); the permuted
   Y kernels ``K[perm][:, perm]`` of a batch are gathered and multiplied in one matrix product.
+* :class:`NeighborKernelEngine` (``cknna``) — X's neighbour lists index Y's stacked masks and Gram matrices at
+  permuted coordinates: O(Lx * Ly * N * k) per permutation.
 * :class:`PermutedCacheEngine` (every cache type :func:`~prh.stats.permute.permute_cache` knows: the other kNN
   metrics, CKNNA, SVCCA) — re-index the caches of Y for a batch of permutations and score them with the metric's
   own batched ``grid`` function (B * Ly "layers" at once).
@@ -29,6 +31,8 @@ import torch.nn.functional as F
 from prh.errors import InputError
 from prh.metrics import spec as metric_spec
 from prh.metrics.cka import CenteredKernel
+from prh.metrics.cknna import NeighborKernel
+from prh.metrics.kernels import require_positive
 from prh.metrics.knn import KnnCache
 from prh.stats.permute import has_permuter, inverse_permutation, permute_cache, permute_rows
 
@@ -131,6 +135,70 @@ class KernelEngine(NullEngine):
         return grid.permute(1, 0, 2).cpu()
 
 
+class NeighborKernelEngine(NullEngine):
+    """Null grids of CKNNA from gathers into Y's stacked (Ly, N*N) neighbour masks and Gram matrices.
+
+    CKNNA's masked HSIC of (X_i, Y_j) only reads Y at the positions (r, c) and (c, r) with c a neighbour of r in
+    X_i. Under a permutation π, Y_j's permuted mask / Gram at (u, v) is the stored one at (π u, π v), so for each
+    permutation and X layer the N*k flat positions are computed once and read from all Y layers at once.
+    """
+
+    def __init__(
+        self, xs: Sequence[NeighborKernel], ys: Sequence[NeighborKernel], unbiased: bool, agnostic: bool
+    ) -> None:
+        self.xs = list(xs)
+        self.n, self.k = xs[0].knn.shape
+        self.device = xs[0].knn.device
+        self.lx, self.ly = len(xs), len(ys)
+        self.unbiased, self.agnostic = unbiased, agnostic
+        n = self.n
+        masks = torch.zeros((self.ly, n, n), dtype=torch.bool, device=self.device)
+        for j, c in enumerate(ys):
+            masks[j].scatter_(1, c.knn, True)
+        self.masks = masks.view(self.ly, n * n)
+        self.grams = torch.stack([c.gram.reshape(-1) for c in ys])  # (Ly, N*N)
+        self.self_y = torch.tensor([c.self_similarity for c in ys], dtype=torch.float64)
+        self.rows = torch.arange(n, device=self.device)[:, None].expand(n, self.k)
+        self.batch_size = 4
+
+    def _hsic(self, a: NeighborKernel, perm: torch.Tensor) -> torch.Tensor:
+        """(Ly,) masked HSIC of X layer ``a`` with every Y layer permuted by ``perm``."""
+        n = self.n
+        u, v = perm[self.rows], perm[a.knn]  # stored coordinates of (r, c) under the permutation
+        fwd, bwd = (u * n + v).reshape(-1), (v * n + u).reshape(-1)
+        shared = self.masks[:, fwd].view(self.ly, n, self.k)
+        transposed = shared & a.reverse & self.masks[:, bwd].view(self.ly, n, self.k)
+        if self.agnostic:
+            p_vals = shared.double()
+            q_vals = p_vals
+            q_transposed = transposed.double()
+        else:
+            p_vals = shared * a.values
+            q_vals = shared * self.grams[:, fwd].view(self.ly, n, self.k).double()
+            q_transposed = transposed * self.grams[:, bwd].view(self.ly, n, self.k).double()
+        trace_pq = (p_vals * q_transposed).sum(dim=(1, 2))
+        sum_p, sum_q = p_vals.sum(dim=(1, 2)), q_vals.sum(dim=(1, 2))
+        row_p, row_q = p_vals.sum(dim=2), q_vals.sum(dim=2)
+        flat_knn = a.knn.reshape(-1)
+        col_p = torch.zeros((self.ly, n), dtype=torch.float64, device=self.device)
+        col_p.index_add_(1, flat_knn, p_vals.reshape(self.ly, -1))
+        if self.unbiased:
+            return (
+                trace_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * (col_p * row_q).sum(dim=1) / (n - 2)
+            ) / (n * (n - 3))
+        col_q = torch.zeros_like(col_p).index_add_(1, flat_knn, q_vals.reshape(self.ly, -1))
+        return trace_pq - ((col_q * row_p).sum(dim=1) + (col_p * row_q).sum(dim=1)) / n + sum_p * sum_q / n**2
+
+    def grids(self, perms: torch.Tensor) -> torch.Tensor:
+        perms = perms.to(self.device)
+        out = torch.empty((perms.shape[0], self.lx, self.ly), dtype=torch.float64)
+        for b, perm in enumerate(perms):
+            for i, a in enumerate(self.xs):
+                hsic = self._hsic(a, perm).cpu()
+                out[b, i] = hsic / (a.self_similarity * self.self_y).sqrt()
+        return out
+
+
 class PermutedCacheEngine(NullEngine):
     """Re-index Y's caches (:func:`~prh.stats.permute.permute_cache`) and score with the metric's ``grid``."""
 
@@ -187,7 +255,7 @@ def make_engine(
     xs, ys : per-layer caches of X and Y (``LayerCaches.caches``).
     params : checked metric options (``LayerCaches.params``).
     raw_y : Y's raw (N, D_j) layers, needed only by the recompute fallback.
-    engine : ``"auto"`` or one of ``"mask"``, ``"kernel"``, ``"permuted"``, ``"recompute"`` (for tests).
+    engine : ``"auto"`` or one of ``"mask"``, ``"kernel"``, ``"neighbor"``, ``"permuted"``, ``"recompute"`` (for tests).
     """
     name = metric_spec(metric).name
     knn_caches = all(isinstance(c, KnnCache) for c in (*xs, *ys))
@@ -195,11 +263,25 @@ def make_engine(
     n = _cache_rows(ys[0], raw_y)
     can_mask = name in ("mutual_knn", "cycle_knn") and knn_caches and MaskGatherEngine.fits(n)
     can_kernel = name in ("cka", "unbiased_cka") and kernel_caches
+    can_neighbor = name == "cknna" and all(isinstance(c, NeighborKernel) for c in (*xs, *ys))
     can_permute = all(has_permuter(c) for c in ys)
     if engine == "auto":
         engine = (
-            "mask" if can_mask else "kernel" if can_kernel else "permuted" if can_permute else "recompute"
+            "mask"
+            if can_mask
+            else "kernel"
+            if can_kernel
+            else "neighbor"
+            if can_neighbor
+            else "permuted"
+            if can_permute
+            else "recompute"
         )
+    if engine == "neighbor" and can_neighbor:
+        for side, caches in (("A", xs), ("B", ys)):
+            for idx, c in enumerate(caches):
+                require_positive(c.self_similarity, f"masked HSIC({side}, {side}) of layer {idx}")
+        return NeighborKernelEngine(xs, ys, params["unbiased"], params["distance_agnostic"])
     if engine == "mask" and can_mask:
         return MaskGatherEngine(xs, ys, "sum" if name == "mutual_knn" else "max")
     if engine == "kernel" and can_kernel:

@@ -1,0 +1,267 @@
+"""prh.stats calibration: τ / p / calibrated formulas by hand, permuted caches equal permuted data, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import prh
+from prh.errors import InputError
+from prh.metrics import registry
+from prh.stats import (
+    calibrate,
+    calibrate_sweep,
+    calibrated_score,
+    min_permutations,
+    null_grid,
+    permutation_p_value,
+    permutation_threshold,
+)
+from prh.stats.calibrate import threshold_rank
+from prh.stats.permute import has_permuter, inverse_permutation, random_permutations
+from prh.sweep import cache_layers
+
+ALL_EIGHT = {
+    "mutual_knn": {"k": 5},
+    "cycle_knn": {"k": 5},
+    "lcs_knn": {"k": 4},
+    "edit_distance_knn": {"k": 4},
+    "cka": {},
+    "unbiased_cka": {},
+    "cknna": {"k": 5},
+    "svcca": {"dim": 4},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids thread-pool contention when other processes share the CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _related(n=40, lx=3, ly=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 6, generator=g, dtype=torch.float64)
+    x = [
+        base @ torch.randn(6, 12, generator=g, dtype=torch.float64)
+        + torch.randn(n, 12, generator=g, dtype=torch.float64)
+        for _ in range(lx)
+    ]
+    y = [
+        base @ torch.randn(6, 9, generator=g, dtype=torch.float64)
+        + torch.randn(n, 9, generator=g, dtype=torch.float64)
+        for _ in range(ly)
+    ]
+    return prh.prepare(x), prh.prepare(y)
+
+
+# ----------------------------------------------------------------------------------------------- formulas
+
+
+def test_threshold_and_p_value_by_hand():
+    null = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])  # K = 9
+    # alpha = 0.2: m = ceil(0.8 * 10) = 8 -> the 8th smallest of the 10 values
+    assert threshold_rank(9, 0.2) == 8
+    assert permutation_threshold(0.55, null, 0.2) == pytest.approx(0.7)  # .1 .2 .3 .4 .5 .55 .6 [.7] .8 .9
+    assert permutation_p_value(0.55, null) == pytest.approx((1 + 4) / 10)
+    assert calibrated_score(0.55, 0.7, bounded=True) == 0.0
+    assert permutation_threshold(0.95, null, 0.2) == pytest.approx(0.8)  # ... .7 [.8] .9 .95
+    assert permutation_p_value(0.95, null) == pytest.approx(0.1)
+    assert calibrated_score(0.95, 0.8, bounded=True) == pytest.approx(0.75)
+    assert calibrated_score(0.95, 0.8, bounded=False) == pytest.approx(0.15)
+    assert calibrated_score(-0.2, 0.8, bounded=False) == 0.0
+    assert calibrated_score(0.9, 1.0, bounded=True) == 0.0
+    # ties count as >=
+    assert permutation_p_value(0.5, null) == pytest.approx((1 + 5) / 10)
+
+
+def test_threshold_rank_is_exact_arithmetic():
+    # (1 - 0.05) * 1000 = 949.9999... in floats; the exact rank is 950
+    assert threshold_rank(999, 0.05) == 950
+    assert threshold_rank(19, 0.05) == 19
+    assert threshold_rank(99, 0.01) == 99
+    assert min_permutations(0.05) == 19
+    assert min_permutations(0.01) == 99
+    assert min_permutations(0.3) == 3  # 1/(K+1) <= 0.3 <=> K >= 2.33
+
+
+def test_calibrate_result_matches_formulas():
+    x, y = _related(n=40, lx=1, ly=1)
+    r = calibrate(x[0], y[0], "mutual_knn", K=199, alpha=0.05, seed=3, k=5)
+    assert r.null.shape == (199,)
+    assert r.score == pytest.approx(prh.metrics.mutual_knn(x[0], y[0], k=5))
+    values = np.sort(np.concatenate([[r.score], r.null]))
+    assert r.tau == values[int(np.ceil(0.95 * 200)) - 1]
+    assert r.p_value == (1 + np.sum(r.null >= r.score)) / 200
+    assert r.calibrated == pytest.approx(max(0.0, (r.score - r.tau) / (1 - r.tau)))
+    assert r.significant == (r.p_value <= 0.05) == (r.calibrated > 0)
+    d = r.to_dict()
+    assert {"score", "tau", "p_value", "calibrated_score", "K", "alpha"} <= set(d)
+    assert d["params"] == {"k": 5}
+
+
+# ------------------------------------------------------------------------------- nulls equal permuted data
+
+
+@pytest.mark.parametrize("metric", list(ALL_EIGHT))
+def test_permuted_cache_null_equals_permuting_y(metric):
+    x, y = _related(n=36)
+    kw = ALL_EIGHT[metric]
+    res = calibrate_sweep(x, y, metric, K=6, alpha=0.25, seed=5, keep_null_grids=True, **kw)
+    perms = random_permutations(36, 6, torch.Generator().manual_seed(5))
+    direct = np.stack([prh.sweep(x, [layer[p] for layer in y], metric, **kw).scores for p in perms])
+    np.testing.assert_allclose(res.null_grids, direct, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.sweep.scores, prh.sweep(x, y, metric, **kw).scores, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.null, direct.max(axis=(1, 2)), atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "cka", "unbiased_cka", "cknna"])
+def test_fast_engines_equal_generic_engines(metric):
+    x, y = _related(n=30)
+    kw = ALL_EIGHT[metric]
+    fast = calibrate_sweep(x, y, metric, K=8, alpha=0.2, seed=1, keep_null_grids=True, **kw)
+    for engine in ("permuted", "recompute"):
+        slow = calibrate_sweep(
+            x, y, metric, K=8, alpha=0.2, seed=1, keep_null_grids=True, engine=engine, **kw
+        )
+        np.testing.assert_allclose(fast.null_grids, slow.null_grids, atol=1e-12)
+
+
+def test_inverse_permutation():
+    perms = random_permutations(10, 3, torch.Generator().manual_seed(0))
+    inv = inverse_permutation(perms)
+    for p, q in zip(perms, inv):
+        assert torch.equal(p[q], torch.arange(10))
+
+
+def test_same_permutation_for_every_layer():
+    x, y = _related(n=40, lx=2, ly=1)
+    twin = [y[0], y[0].clone()]
+    for metric in ("mutual_knn", "unbiased_cka", "cknna"):
+        r = calibrate_sweep(x, twin, metric, K=20, seed=2, keep_null_grids=True, **ALL_EIGHT[metric])
+        np.testing.assert_array_equal(r.null_grids[:, :, 0], r.null_grids[:, :, 1])
+        # and the null is not degenerate: different permutations give different grids
+        assert np.unique(r.null_grids[:, 0, 0]).size > 1
+
+
+def test_deterministic_for_a_seed_and_independent_of_batch(monkeypatch):
+    x, y = _related(n=40)
+    a = calibrate_sweep(x, y, "mutual_knn", K=50, seed=7, k=5, keep_null_grids=True)
+    b = calibrate_sweep(x, y, "mutual_knn", K=50, seed=7, k=5, keep_null_grids=True)
+    c = calibrate_sweep(x, y, "mutual_knn", K=50, seed=8, k=5)
+    np.testing.assert_array_equal(a.null, b.null)
+    assert (a.tau, a.p_value, a.calibrated) == (b.tau, b.p_value, b.calibrated)
+    assert not np.array_equal(a.null, c.null)
+    monkeypatch.setattr(null_grid, "INDEX_ELEMENTS", 1)  # one permutation per batch
+    d = calibrate_sweep(x, y, "mutual_knn", K=50, seed=7, k=5, keep_null_grids=True)
+    np.testing.assert_array_equal(a.null_grids, d.null_grids)
+
+
+def test_reuses_layer_caches():
+    x, y = _related(n=40)
+    cx, cy = cache_layers(x, "mutual_knn", k=5), cache_layers(y, "mutual_knn", k=5)
+    a = calibrate_sweep(cx, cy, "mutual_knn", K=30, seed=1)
+    b = calibrate_sweep(x, y, "mutual_knn", K=30, seed=1, k=5)
+    np.testing.assert_array_equal(a.null, b.null)
+    assert a.params == {"k": 5}
+    with pytest.raises(InputError, match="cached for metric"):
+        calibrate_sweep(cx, cy, "cka", K=30)
+
+
+@pytest.mark.parametrize("aggregate", ["max", "mean", "row_max_mean"])
+def test_aggregates(aggregate):
+    x, y = _related(n=40)
+    r = calibrate_sweep(x, y, "mutual_knn", K=20, seed=0, aggregate=aggregate, keep_null_grids=True, k=5)
+    g = r.sweep.scores
+    expected = {"max": g.max(), "mean": g.mean(), "row_max_mean": g.max(axis=1).mean()}[aggregate]
+    assert r.score == pytest.approx(expected)
+    ng = r.null_grids
+    expected_null = {
+        "max": ng.max(axis=(1, 2)),
+        "mean": ng.mean(axis=(1, 2)),
+        "row_max_mean": ng.max(axis=2).mean(axis=1),
+    }
+    np.testing.assert_allclose(r.null, expected_null[aggregate])
+
+
+# --------------------------------------------------------------------------------- generic fallback
+
+
+class _OpaqueCache:
+    def __init__(self, x):
+        self.x = x
+
+
+def test_unknown_cache_type_falls_back_to_recomputing(monkeypatch):
+    """A metric whose cache has no re-indexing rule still calibrates (from Y's raw rows)."""
+    base = registry.spec("unbiased_cka")
+
+    def cache(x, **kw):
+        return _OpaqueCache(x)
+
+    def grid(xs, ys, **kw):
+        out = torch.empty((len(xs), len(ys)), dtype=torch.float64)
+        for i, a in enumerate(xs):
+            for j, b in enumerate(ys):
+                out[i, j] = base.func(a.x, b.x)
+        return out
+
+    fake = registry.MetricSpec(
+        name="opaque_cka",
+        func=base.func,
+        layer_cache=cache,
+        grid=grid,
+        check_kwargs=lambda n, **kw: {},
+        value_range=(-1.0, 1.0),
+        symmetric=True,
+        uses_k=False,
+    )
+    monkeypatch.setitem(registry._REGISTRY, "opaque_cka", fake)
+    assert not has_permuter(_OpaqueCache(None))
+    x, y = _related(n=30)
+    ours = calibrate_sweep(x, y, "opaque_cka", K=10, alpha=0.2, seed=4)
+    ref = calibrate_sweep(x, y, "unbiased_cka", K=10, alpha=0.2, seed=4)
+    np.testing.assert_allclose(ours.null, ref.null, atol=1e-12)
+    with pytest.raises(InputError, match="raw features"):
+        calibrate_sweep(
+            cache_layers(x, "opaque_cka"), cache_layers(y, "opaque_cka"), "opaque_cka", K=10, alpha=0.2
+        )
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"K": 0}, "at least 1"),
+        ({"K": 2.5}, "integer"),
+        ({"alpha": 0.0}, "between 0 and 1"),
+        ({"alpha": 1.5}, "between 0 and 1"),
+        ({"K": 10, "alpha": 0.05}, r"K >= 19"),
+        ({"K": 98, "alpha": 0.01}, r"K >= 99"),
+        ({"aggregate": "mx"}, "Did you mean 'max'"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    x, y = _related(n=30)
+    with pytest.raises(InputError, match=match):
+        calibrate_sweep(x, y, "mutual_knn", **{"K": 50, **kwargs})
+
+
+def test_bad_inputs():
+    x, y = _related(n=30)
+    with pytest.raises(InputError, match="same samples"):
+        calibrate_sweep(x, [layer[:20] for layer in y], "mutual_knn", K=20, k=5)
+    with pytest.raises(InputError, match="too few"):
+        calibrate(torch.randn(3, 4), torch.randn(3, 4), "cka", K=50)
+    with pytest.raises(InputError, match="calibrate_sweep"):
+        calibrate(torch.stack(x, 1), torch.stack(y, 1), "cka", K=50)
+    with pytest.raises(InputError, match="unknown metric"):
+        calibrate(x[0], y[0], "mutal_knn", K=50)
+    with pytest.raises(InputError, match="k=40"):
+        calibrate(x[0], y[0], "mutual_knn", K=50, k=40)
