@@ -78,3 +78,29 @@ def test_errors_exit_2_with_one_line(arrays, tmp_path, capsys):
 def test_help_lists_commands():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0 and "score" in res.output
+
+
+def test_generic_metric_options(arrays):
+    d, a, b = arrays
+    res = runner.invoke(
+        app,
+        [
+            "score",
+            str(d / "a2.npy"),
+            str(d / "b2.npy"),
+            "--metric",
+            "rsa",
+            "-O",
+            "rdm=euclidean",
+            "-O",
+            "compare=pearson",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["score"] == pytest.approx(
+        prh.metrics.rsa(a[:, 0], b[:, 1], rdm="euclidean", compare="pearson")
+    )
+    res = runner.invoke(app, ["score", str(d / "a2.npy"), str(d / "b2.npy"), "-O", "oops"])
+    assert "key=value" in str(res.exception)

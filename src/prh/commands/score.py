@@ -10,6 +10,29 @@ import typer
 from prh.errors import InputError
 
 
+def _parse_value(text: str) -> object:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["rdm=euclidean", "center=false"]`` -> ``{"rdm": "euclidean", "center": False}`` (ints/floats/bools cast)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--option {pair!r} must look like key=value, e.g. --option rdm=euclidean.")
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``score`` command."""
 
@@ -32,6 +55,12 @@ def register(app: typer.Typer) -> None:
         q: float = typer.Option(0.95, "--q", help="Outlier quantile used by --prepare."),
         key_a: str = typer.Option(None, "--key-a", help="Array name inside A if it is an .npz/.safetensors."),
         key_b: str = typer.Option(None, "--key-b", help="Array name inside B if it is an .npz/.safetensors."),
+        option: list[str] = typer.Option(
+            None,
+            "--option",
+            "-O",
+            help="Any other metric option as key=value, e.g. -O rdm=euclidean (repeatable).",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
     ) -> None:
         """Score two feature arrays: 2-D inputs give one score, 3-D (N, L, D) inputs a sweep over all layer pairs."""
@@ -44,6 +73,7 @@ def register(app: typer.Typer) -> None:
         metric_spec = spec(metric)
         given = {"k": k, "dim": dim, "kernel": kernel, "sigma": sigma}
         options = {name: value for name, value in given.items() if value is not None}
+        options.update(parse_options(option or []))
         unknown = sorted(set(options) - set(metric_spec.defaults))
         if unknown:
             allowed = ", ".join(f"--{o}" for o in metric_spec.defaults) or "none"

@@ -112,7 +112,8 @@ def cycle_knn(A: object, B: object, k: int = 10) -> float:
 
     Returns
     -------
-    float in [0, 1]; 1 for identical inputs. Not symmetric (B -> A -> back to i).
+    float in [0, 1]. Not symmetric (B -> A -> back to i), and not 1 for identical inputs in general: sample i is
+    recovered only if it is itself a neighbour of one of its neighbours (kNN relations are not symmetric).
     """
     return score_pair(CYCLE_KNN, A, B, k=k)
 
