@@ -140,3 +140,29 @@ def test_correlation_errors():
         correlation([1, 2, 3], [1, 2, 4], method="spaerman")
     with pytest.raises(InputError, match="NaN"):
         correlation([1, 2, np.nan], [1, 2, 3])
+
+
+def test_knn_subsample_interval_matches_monte_carlo_spread():
+    """The rescaled half-sample interval of mutual kNN has the width of the score's true sampling spread."""
+
+    # one population (fixed maps), fresh samples per data set
+    g = torch.Generator().manual_seed(123)
+    wa, wb = torch.randn(4, 16, generator=g), torch.randn(4, 12, generator=g)
+
+    def sample(seed, n=200):
+        gs = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, 4, generator=gs)
+        a = z @ wa + torch.randn(n, 16, generator=gs)
+        b = z @ wb + torch.randn(n, 12, generator=gs)
+        return prh.prepare(a), prh.prepare(b)
+
+    scores = [prh.metrics.mutual_knn(*sample(1000 + s), k=10) for s in range(80)]
+    true_width = 2 * 1.6449 * np.std(scores, ddof=1)  # 90% normal interval
+    widths = []
+    for s in range(4):
+        res = bootstrap_ci(*sample(s), "mutual_knn", B=200, level=0.9, seed=s, k=10)
+        widths.append(res.ci_high - res.ci_low)
+        # the raw half-sample percentiles are shifted (different N): the centring removes that shift
+        assert res.subsample_low > res.ci_low
+    ratio = float(np.mean(widths) / true_width)
+    assert 0.6 < ratio < 1.6, ratio

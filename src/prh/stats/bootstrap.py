@@ -77,6 +77,16 @@ class BootstrapResult:
     aggregate: str = "max"
     seed: int = 0
 
+    @property
+    def low(self) -> float:
+        """Alias of :attr:`ci_low`."""
+        return self.ci_low
+
+    @property
+    def high(self) -> float:
+        """Alias of :attr:`ci_high`."""
+        return self.ci_high
+
     def to_dict(self, include_replicates: bool = False) -> dict:
         """JSON-ready summary."""
         out = {

@@ -40,6 +40,8 @@ from prh.stats.permute import has_permuter, inverse_permutation, permute_cache, 
 MASK_TABLE_BYTES = 2**28
 #: Upper bound on gathered index elements per batch (B * Ly * N * k).
 INDEX_ELEMENTS = 2**22
+#: Upper bound on the elements of one vectorised CKNNA step (X layers x Ly x N x k).
+NEIGHBOR_ELEMENTS = 2**22
 #: Upper bound on float64 elements of the permuted Y kernels gathered per batch (B * Ly * N * N).
 KERNEL_ELEMENTS = 2**25
 
@@ -152,50 +154,68 @@ class NeighborKernelEngine(NullEngine):
         self.lx, self.ly = len(xs), len(ys)
         self.unbiased, self.agnostic = unbiased, agnostic
         n = self.n
-        masks = torch.zeros((self.ly, n, n), dtype=torch.bool, device=self.device)
+        # one (N*N, Ly) table: Y_j's Gram value where (u, v) is a Y_j-neighbour pair, NaN elsewhere, so a single
+        # row gather gives both the mask (finite) and the kernel value for all Y layers at once
+        dtype = ys[0].gram.dtype
+        table = torch.full((n, n, self.ly), float("nan"), dtype=dtype, device=self.device)
         for j, c in enumerate(ys):
-            masks[j].scatter_(1, c.knn, True)
-        self.masks = masks.view(self.ly, n * n)
-        self.grams = torch.stack([c.gram.reshape(-1) for c in ys])  # (Ly, N*N)
+            mask = torch.zeros((n, n), dtype=torch.bool, device=self.device).scatter_(1, c.knn, True)
+            table[:, :, j] = torch.where(mask, c.gram, torch.full_like(c.gram, float("nan")))
+        self.table = table.view(n * n, self.ly)
         self.self_y = torch.tensor([c.self_similarity for c in ys], dtype=torch.float64)
+        self.self_x = torch.tensor([c.self_similarity for c in xs], dtype=torch.float64)
+        self.knn = torch.stack([c.knn for c in xs])  # (Lx, N, k)
+        self.reverse = torch.stack([c.reverse for c in xs])[..., None]  # (Lx, N, k, 1)
+        self.values = torch.stack([c.values for c in xs])[..., None]  # (Lx, N, k, 1) float64
         self.rows = torch.arange(n, device=self.device)[:, None].expand(n, self.k)
+        self.chunk = max(1, NEIGHBOR_ELEMENTS // (self.ly * n * self.k))  # X layers per vectorised step
         self.batch_size = 4
 
-    def _hsic(self, a: NeighborKernel, perm: torch.Tensor) -> torch.Tensor:
-        """(Ly,) masked HSIC of X layer ``a`` with every Y layer permuted by ``perm``."""
-        n = self.n
-        u, v = perm[self.rows], perm[a.knn]  # stored coordinates of (r, c) under the permutation
-        fwd, bwd = (u * n + v).reshape(-1), (v * n + u).reshape(-1)
-        shared = self.masks[:, fwd].view(self.ly, n, self.k)
-        transposed = shared & a.reverse & self.masks[:, bwd].view(self.ly, n, self.k)
+    @staticmethod
+    def fits(n: int, ly: int, itemsize: int) -> bool:
+        """Whether the (N*N, Ly) table fits in 4 * :data:`MASK_TABLE_BYTES`."""
+        return n * n * ly * itemsize <= 4 * MASK_TABLE_BYTES
+
+    def _hsic(self, layers: slice, perm: torch.Tensor) -> torch.Tensor:
+        """(c, Ly) masked HSIC of the X layers ``layers`` with every Y layer permuted by ``perm``."""
+        n, ly, k = self.n, self.ly, self.k
+        knn = self.knn[layers]  # (c, N, k)
+        c = knn.shape[0]
+        u, v = perm[self.rows], perm[knn]  # stored coordinates of (r, knn[r, s]) under the permutation
+        # layout (c, N, k, Ly): rows of the table are contiguous over Y layers
+        fwd = self.table.index_select(0, (u * n + v).reshape(-1)).view(c, n, k, ly)
+        bwd = self.table.index_select(0, (v * n + u).reshape(-1)).view(c, n, k, ly)
+        shared = torch.isfinite(fwd)
+        transposed = shared & self.reverse[layers] & torch.isfinite(bwd)
         if self.agnostic:
             p_vals = shared.double()
             q_vals = p_vals
             q_transposed = transposed.double()
         else:
-            p_vals = shared * a.values
-            q_vals = shared * self.grams[:, fwd].view(self.ly, n, self.k).double()
-            q_transposed = transposed * self.grams[:, bwd].view(self.ly, n, self.k).double()
-        trace_pq = (p_vals * q_transposed).sum(dim=(1, 2))
+            p_vals = shared * self.values[layers]
+            q_vals = torch.nan_to_num(fwd.double(), nan=0.0)
+            q_transposed = transposed * torch.nan_to_num(bwd.double(), nan=0.0)
+        trace_pq = (p_vals * q_transposed).sum(dim=(1, 2))  # (c, Ly)
         sum_p, sum_q = p_vals.sum(dim=(1, 2)), q_vals.sum(dim=(1, 2))
-        row_p, row_q = p_vals.sum(dim=2), q_vals.sum(dim=2)
-        flat_knn = a.knn.reshape(-1)
-        col_p = torch.zeros((self.ly, n), dtype=torch.float64, device=self.device)
-        col_p.index_add_(1, flat_knn, p_vals.reshape(self.ly, -1))
+        row_p, row_q = p_vals.sum(dim=2), q_vals.sum(dim=2)  # (c, N, Ly)
+        index = knn.reshape(c, n * k, 1).expand(c, n * k, ly)
+        col_p = torch.zeros((c, n, ly), dtype=torch.float64, device=self.device)
+        col_p.scatter_add_(1, index, p_vals.reshape(c, n * k, ly))
         if self.unbiased:
             return (
                 trace_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * (col_p * row_q).sum(dim=1) / (n - 2)
             ) / (n * (n - 3))
-        col_q = torch.zeros_like(col_p).index_add_(1, flat_knn, q_vals.reshape(self.ly, -1))
+        col_q = torch.zeros_like(col_p).scatter_add_(1, index, q_vals.reshape(c, n * k, ly))
         return trace_pq - ((col_q * row_p).sum(dim=1) + (col_p * row_q).sum(dim=1)) / n + sum_p * sum_q / n**2
 
     def grids(self, perms: torch.Tensor) -> torch.Tensor:
         perms = perms.to(self.device)
         out = torch.empty((perms.shape[0], self.lx, self.ly), dtype=torch.float64)
+        norm = (self.self_x[:, None] * self.self_y[None, :]).sqrt()
         for b, perm in enumerate(perms):
-            for i, a in enumerate(self.xs):
-                hsic = self._hsic(a, perm).cpu()
-                out[b, i] = hsic / (a.self_similarity * self.self_y).sqrt()
+            for start in range(0, self.lx, self.chunk):
+                layers = slice(start, start + self.chunk)
+                out[b, layers] = self._hsic(layers, perm).cpu() / norm[layers]
         return out
 
 
@@ -263,7 +283,11 @@ def make_engine(
     n = _cache_rows(ys[0], raw_y)
     can_mask = name in ("mutual_knn", "cycle_knn") and knn_caches and MaskGatherEngine.fits(n)
     can_kernel = name in ("cka", "unbiased_cka") and kernel_caches
-    can_neighbor = name == "cknna" and all(isinstance(c, NeighborKernel) for c in (*xs, *ys))
+    can_neighbor = (
+        name == "cknna"
+        and all(isinstance(c, NeighborKernel) for c in (*xs, *ys))
+        and NeighborKernelEngine.fits(n, len(ys), ys[0].gram.element_size())
+    )
     can_permute = all(has_permuter(c) for c in ys)
     if engine == "auto":
         engine = (
