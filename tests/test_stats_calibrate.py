@@ -265,3 +265,21 @@ def test_bad_inputs():
         calibrate(x[0], y[0], "mutal_knn", K=50)
     with pytest.raises(InputError, match="k=40"):
         calibrate(x[0], y[0], "mutual_knn", K=50, k=40)
+
+
+@pytest.mark.parametrize(
+    ("metric", "setting", "value"),
+    [
+        ("mutual_knn", "MASK_TABLE_BYTES", 30 * 30 * 4),  # one X layer per table chunk
+        ("cycle_knn", "MASK_TABLE_BYTES", 30 * 30 * 4),
+        ("cka", "STACK_BYTES", 0),  # X kernels multiplied one by one
+        ("cknna", "NEIGHBOR_ELEMENTS", 1),  # one X layer per vectorised step
+    ],
+)
+def test_engine_memory_limits_give_the_same_null(monkeypatch, metric, setting, value):
+    x, y = _related(n=30)
+    kw = ALL_EIGHT[metric]
+    ref = calibrate_sweep(x, y, metric, K=8, alpha=0.2, seed=1, keep_null_grids=True, engine="permuted", **kw)
+    monkeypatch.setattr(null_grid, setting, value)
+    ours = calibrate_sweep(x, y, metric, K=8, alpha=0.2, seed=1, keep_null_grids=True, **kw)
+    np.testing.assert_allclose(ours.null_grids, ref.null_grids, atol=1e-12)

@@ -332,11 +332,15 @@ def calibrate_sweep(
         )
 
     tau = permutation_threshold(statistic, null, alpha)
+    p_value = permutation_p_value(statistic, null)
+    calibrated = calibrated_score(statistic, tau, spec.bounded, s_max=spec.value_range[1])
+    if p_value > alpha:  # only differs from s_obs <= tau for float-rounding ties (TIE_RTOL)
+        calibrated = 0.0
     return CalibrationResult(
         score=statistic,
         tau=tau,
-        p_value=permutation_p_value(statistic, null),
-        calibrated=calibrated_score(statistic, tau, spec.bounded, s_max=spec.value_range[1]),
+        p_value=p_value,
+        calibrated=calibrated,
         K=K,
         alpha=alpha,
         null=null,

@@ -40,6 +40,8 @@ from prh.stats.permute import has_permuter, inverse_permutation, permute_cache, 
 MASK_TABLE_BYTES = 2**28
 #: Upper bound on gathered index elements per batch (B * Ly * N * k).
 INDEX_ELEMENTS = 2**22
+#: Largest stacked copy (bytes) of X's centred kernels made by KernelEngine.
+STACK_BYTES = 2**30
 #: Upper bound on the elements of one vectorised CKNNA step (X layers x Ly x N x k).
 NEIGHBOR_ELEMENTS = 2**22
 #: Upper bound on float64 elements of the permuted Y kernels gathered per batch (B * Ly * N * N).
@@ -114,27 +116,36 @@ class MaskGatherEngine(NullEngine):
 
 
 class KernelEngine(NullEngine):
-    """Null grids of (unbiased) CKA: ``<Kx_i, Ky_j[perm][:, perm]> / sqrt(HSIC_xx HSIC_yy)`` in float64."""
+    """Null grids of (unbiased) CKA: ``<Kx_i, Ky_j[perm][:, perm]> / sqrt(HSIC_xx HSIC_yy)`` in float64.
+
+    X's centred kernels are stacked into one (Lx, N*N) matrix when that fits in :data:`STACK_BYTES` (one matrix
+    product per batch), otherwise each X layer is multiplied separately (no extra copy of the caches).
+    """
 
     def __init__(self, xs: Sequence[CenteredKernel], ys: Sequence[CenteredKernel]) -> None:
         self.n = xs[0].centered.shape[0]
         self.device = xs[0].centered.device
         self.lx, self.ly = len(xs), len(ys)
-        self.left = torch.stack([c.centered.reshape(-1) for c in xs])  # (Lx, N*N)
-        self.right = torch.stack([c.centered.reshape(-1) for c in ys])  # (Ly, N*N)
-        nx = torch.tensor([c.self_hsic for c in xs], dtype=torch.float64, device=self.device).sqrt()
-        ny = torch.tensor([c.self_hsic for c in ys], dtype=torch.float64, device=self.device).sqrt()
+        flat = [c.centered.reshape(-1) for c in xs]
+        self.left = torch.stack(flat) if self.lx * flat[0].numel() * 8 <= STACK_BYTES else flat
+        self.right = [c.centered for c in ys]
+        nx = torch.tensor([c.self_hsic for c in xs], dtype=torch.float64).sqrt()
+        ny = torch.tensor([c.self_hsic for c in ys], dtype=torch.float64).sqrt()
         self.norm = nx[:, None, None] * ny[None, None, :]  # (Lx, 1, Ly)
         self.batch_size = max(1, KERNEL_ELEMENTS // max(1, self.ly * self.n * self.n))
 
     def grids(self, perms: torch.Tensor) -> torch.Tensor:
         perms = perms.to(self.device)
         b, n = perms.shape
-        flat = (perms[:, :, None] * n + perms[:, None, :]).reshape(b, n * n)  # (B, N*N)
-        permuted = self.right[:, flat]  # (Ly, B, N*N)
-        hsic = self.left @ permuted.reshape(self.ly * b, n * n).T  # (Lx, Ly*B)
-        grid = hsic.view(self.lx, self.ly, b).transpose(1, 2) / self.norm  # (Lx, B, Ly)
-        return grid.permute(1, 0, 2).cpu()
+        # K[perm][:, perm]: a row gather (contiguous copies) then a gather within each row
+        permuted = torch.stack([ky.index_select(0, p).index_select(1, p) for ky in self.right for p in perms])
+        right = permuted.view(self.ly * b, n * n).T  # columns ordered (Y layer, permutation)
+        if isinstance(self.left, torch.Tensor):
+            hsic = self.left @ right  # (Lx, Ly*B)
+        else:
+            hsic = torch.stack([kx @ right for kx in self.left])
+        grid = hsic.cpu().view(self.lx, self.ly, b).transpose(1, 2) / self.norm  # (Lx, B, Ly)
+        return grid.permute(1, 0, 2)
 
 
 class NeighborKernelEngine(NullEngine):
