@@ -218,6 +218,7 @@ class Experiment:
     k : neighbours for the metrics that use k.
     calibrate : permutations K for the permutation null (0 = off); adds tau, p_value, calibrated_score.
     calibrate_metrics : the metrics to calibrate (None = all of ``metrics``); others get NaN there.
+    calibrate_within : also calibrate pairs of the same modality (False: cross-modal pairs and controls only).
     bootstrap : resamples for a confidence interval of each best score (0 = off); adds ci_low, ci_high.
     alpha : significance level of the calibration.
     controls : extra model pairs with the samples of one side shuffled, e.g. ``{"shuffled_captions": perm}``
@@ -231,6 +232,7 @@ class Experiment:
     k: int = 10
     calibrate: int = 0
     calibrate_metrics: Sequence[str] | None = None
+    calibrate_within: bool = True
     bootstrap: int = 0
     alpha: float = 0.05
     seed: int = 0
@@ -346,7 +348,8 @@ class Experiment:
         from prh import stats
 
         out = dict.fromkeys(STATS_COLUMNS, float("nan"))
-        if self.calibrate and (self.calibrate_metrics is None or metric in self.calibrate_metrics):
+        wanted = self.calibrate_metrics is None or metric in self.calibrate_metrics
+        if self.calibrate and wanted and (self.calibrate_within or x.modality != y.modality):
             cal = stats.calibrate_sweep(
                 cx, cy, metric, K=self.calibrate, alpha=self.alpha, seed=self.seed, **kw
             )

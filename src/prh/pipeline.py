@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ def run_alignment(
     k: int = 10,
     calibrate: int = 0,
     calibrate_metrics: Sequence[str] | None = None,
+    calibrate_within: bool = True,
     bootstrap: int = 0,
     alpha: float = 0.05,
     seed: int = 0,
@@ -54,8 +57,14 @@ def run_alignment(
     pool: str | None = None,
     shuffle_control: bool = False,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Results:
-    """Load prepared features of both model sets from ``store`` and score every pair (see :class:`Experiment`)."""
+    """Load prepared features of both model sets from ``store`` and score every pair (see :class:`Experiment`).
+
+    With ``cache_dir``, results are stored under a key of everything they depend on (each model's stored
+    features by their write id, pooling, metrics and every option); a later call with the same inputs loads
+    them instead of recomputing.
+    """
     specs = list(models_x) + [m for m in (models_y or []) if m not in models_x]
     pools = {s.name: pool or s.pool for s in specs}
     features = load_features(
@@ -75,6 +84,26 @@ def run_alignment(
         if info.get("params") is None:
             info["params"] = s.params
         info.setdefault("competence", dict(s.competence))
+    key = None
+    if cache_dir is not None:
+        key = results_key(
+            features,
+            models_x=[s.name for s in models_x],
+            models_y=[s.name for s in models_y] if models_y is not None else None,
+            metrics=list(metrics),
+            k=k,
+            calibrate=calibrate,
+            calibrate_metrics=list(calibrate_metrics) if calibrate_metrics is not None else None,
+            calibrate_within=calibrate_within,
+            bootstrap=bootstrap,
+            alpha=alpha,
+            seed=seed,
+            q=q,
+            shuffle_control=shuffle_control,
+        )
+        cached = Path(cache_dir) / key
+        if (cached / "results.parquet").is_file():
+            return Results.load(cached)
     xs = [by_name[s.name] for s in models_x]
     ys = [by_name[s.name] for s in models_y] if models_y is not None else None
     n_samples = xs[0].layers[0].shape[0]
@@ -85,12 +114,31 @@ def run_alignment(
         k=k,
         calibrate=calibrate,
         calibrate_metrics=list(calibrate_metrics) if calibrate_metrics is not None else None,
+        calibrate_within=calibrate_within,
         bootstrap=bootstrap,
         alpha=alpha,
         seed=seed,
         controls=shuffled_control(n_samples, seed) if shuffle_control else {},
     )
-    return experiment.run(progress=progress)
+    results = experiment.run(progress=progress)
+    if key is not None:
+        results.provenance["cache_key"] = key
+        results.save(Path(cache_dir) / key)
+    return results
+
+
+def results_key(features: Sequence[Any], **options: Any) -> str:
+    """sha256 (hex, 24 chars) of the stored features' identities (write ids, fingerprints) and all options."""
+    import prh
+
+    identity = {
+        f.name: [f.info.get("write_id"), (f.info.get("dataset") or {}).get("fingerprint"), f.info.get("pool")]
+        for f in features
+    }
+    blob = json.dumps(
+        {"features": identity, "options": options, "prh": prh.__version__}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def print_summary(results: Results, metric: str = "mutual_knn", top: int = 12) -> None:

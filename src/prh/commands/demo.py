@@ -96,8 +96,10 @@ def register(app: typer.Typer) -> None:
             dataset=dataset,
             calibrate=k_perm,
             calibrate_metrics=["mutual_knn"],
+            calibrate_within=False,
             seed=seed,
             shuffle_control=True,
+            cache_dir=Path(store).parent / "alignment",
         )
         results.save(out)
         console.rule("[bold]3/3 report")

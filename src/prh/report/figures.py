@@ -86,7 +86,7 @@ def cross_modal_heatmap(results: Results, metric: str, path: Path, alpha: float 
     if not lang or not vis:
         return None
     values = pair_matrix(results.table, metric, lang, vis)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(vis), 1.0 + 0.55 * len(lang)))
+    fig, ax = plt.subplots(figsize=(max(5.5, 2.4 + 0.9 * len(vis)), max(3.2, 1.6 + 0.55 * len(lang))))
     im = _heatmap(ax, values, lang, vis, _significance(results.table, metric, lang, vis, alpha))
     fig.colorbar(im, ax=ax, shrink=0.8, label=metric)
     ax.set_title(f"cross-modal alignment ({metric}, best layer pair)", fontsize=10)
@@ -108,7 +108,7 @@ def within_modality_heatmap(
     if len(names) < 2:
         return None
     values = pair_matrix(results.table, metric, names, names)
-    fig, ax = plt.subplots(figsize=(1.5 + 0.8 * len(names), 1.2 + 0.65 * len(names)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.4 + 0.8 * len(names)), max(3.6, 1.8 + 0.65 * len(names))))
     im = _heatmap(ax, values, names, names, _significance(results.table, metric, names, names, alpha))
     fig.colorbar(im, ax=ax, shrink=0.8, label=metric)
     ax.set_title(f"{modality} models ({metric})", fontsize=10)
@@ -178,11 +178,12 @@ def competence_plot(results: Results, metric: str, path: Path) -> str | None:
     lang = mean_cross_modal(results.table, metric, "language")
     vis = mean_cross_modal(results.table, metric, "vision")
     panels = []
-    if len(lang) and lang["bpb"].notna().any():
+    # a panel needs at least two models with the competence figure (a correlation is reported from three on)
+    if lang["bpb"].notna().sum() >= 2:
         panels.append((lang, "bpb", "bits per byte (lower = better language model)", "language"))
-    if len(vis) and vis["imagenet_top1"].notna().any():
+    if vis["imagenet_top1"].notna().sum() >= 2:
         panels.append((vis, "imagenet_top1", "reported ImageNet top-1 (%)", "vision"))
-    if len(vis) and vis["params"].notna().any():
+    if vis["params"].notna().sum() >= 2:
         panels.append((vis, "params", "parameters (log scale)", "vision"))
     if not panels:
         return None
