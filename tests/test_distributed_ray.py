@@ -21,7 +21,7 @@ from prh.errors import InputError, ModelLoadError
 from prh.experiment import Experiment, ModelFeatures
 from prh.features import extract
 from prh.features.store import FeatureStore
-from prh.models import ModelSpec
+from prh.models import ModelSpec, reset_registry
 from prh.models.tiny import tiny_causal_lm, tiny_tokenizer, tiny_vit
 
 N = 16
@@ -204,7 +204,7 @@ def test_tiled_alignment_equals_local(workspace, extracted, square):
     assert remote.provenance["models"] == local.provenance["models"]
 
 
-def test_cli_backend_ray(workspace, extracted, tmp_path):
+def test_cli_backend_ray(workspace, extracted, tmp_path, request):
     from typer.testing import CliRunner
 
     from prh.cli import app
@@ -212,8 +212,12 @@ def test_cli_backend_ray(workspace, extracted, tmp_path):
     store, _ = extracted
     models = tmp_path / "models.toml"
     models.write_text(
-        f'[[model]]\nname = "cli-vit"\nsource = "{workspace["root"] / "vit"}"\nadapter = "hf-vision"\npool = "cls"\n'
+        "".join(
+            f'[[model]]\nname = "{name}"\nsource = "{workspace["root"] / "vit"}"\nadapter = "hf-vision"\npool = "cls"\n'
+            for name in ("cli-vit", "tiny-vit")
+        )
     )
+    request.addfinalizer(reset_registry)  # forget the TOML's models afterwards
     runner = CliRunner()
     args = [
         "--dataset",

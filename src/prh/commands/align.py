@@ -45,8 +45,15 @@ def register(app: typer.Typer) -> None:
         models_file: list[Path] = typer.Option(
             None, "--models-file", help="TOML file with your own models/sets."
         ),
+        backend: str = typer.Option(
+            "local", "--backend", help="local, or ray: the pair grid in tiles on a Ray cluster."
+        ),
+        address: str = typer.Option(
+            None, "--address", help="Ray cluster address (auto, HOST:6379); default: start a local Ray."
+        ),
     ) -> None:
         """Score every model pair (best layer pair per metric) from stored features; write the table and report."""
+        from prh._validation import check_choice
         from prh.commands.models import load_models_files
         from prh.features.store import FeatureStore
         from prh.pipeline import check_out_dir, open_dataset, print_summary, resolve, run_alignment
@@ -57,7 +64,14 @@ def register(app: typer.Typer) -> None:
         specs_x = resolve(models)
         specs_y = resolve(models_y) if models_y else None
         ds = open_dataset(dataset, n)
-        results = run_alignment(
+        run = run_alignment
+        if check_choice(backend, "--backend", ("local", "ray")) == "ray":
+            from functools import partial
+
+            from prh.distributed import align_ray
+
+            run = partial(align_ray, address=address)
+        results = run(
             specs_x,
             specs_y,
             dataset,

@@ -42,12 +42,19 @@ def register(app: typer.Typer) -> None:
             False, "--stop-on-error", help="Stop at the first model that fails."
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+        backend: str = typer.Option(
+            "local", "--backend", help="local, or ray: one task per model on a Ray cluster."
+        ),
+        address: str = typer.Option(
+            None, "--address", help="Ray cluster address (auto, HOST:6379); default: start a local Ray."
+        ),
     ) -> None:
         """Extract per-layer pooled features of models on a paired dataset (language models read captions, vision
         models read images). Stored features with a matching dataset fingerprint are reused."""
         from rich.console import Console
         from rich.table import Table
 
+        from prh._validation import check_choice
         from prh.commands.models import load_models_files
         from prh.data import load_dataset
         from prh.errors import ExtractionError
@@ -62,7 +69,14 @@ def register(app: typer.Typer) -> None:
         ds = load_dataset(dataset, n=n)
         store = FeatureStore(out)
         console.print(f"extracting {len(specs)} model(s) on {ds.name} (N={len(ds)}) into {out}")
-        rows = extract(
+        run = extract
+        if check_choice(backend, "--backend", ("local", "ray")) == "ray":
+            from functools import partial
+
+            from prh.distributed import extract_ray
+
+            run = partial(extract_ray, address=address)
+        rows = run(
             specs,
             ds,
             store,
