@@ -6,7 +6,7 @@ Main entry points: :mod:`prh.metrics` (alignment metrics), :func:`prh.prepare` (
 
 from __future__ import annotations
 
-from prh import metrics
+from prh import metrics, stats
 from prh.prepare import prepare
 from prh.sweep import Sweep, sweep
 
@@ -26,4 +26,4 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 
-__all__ = ["Alignment", "Experiment", "Sweep", "__version__", "metrics", "prepare", "sweep"]
+__all__ = ["Alignment", "Experiment", "Sweep", "__version__", "metrics", "prepare", "stats", "sweep"]

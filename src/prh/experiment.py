@@ -358,7 +358,7 @@ class Experiment:
             ci = stats.bootstrap_ci(
                 x.layers[bx], y.layers[by], metric, B=self.bootstrap, seed=self.seed, **kw
             )
-            out.update(ci_low=ci.low, ci_high=ci.high)
+            out.update(ci_low=ci.ci_low, ci_high=ci.ci_high)
         return out
 
     def _provenance(self, n: int, seconds: float) -> dict:

@@ -158,7 +158,7 @@ def _scatter_with_fit(ax, x, y, labels, xlabel, ylabel, seed=0):
     ax.set_ylabel(ylabel)
     text = f"n={len(x)}"
     ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
+    if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
         slope, intercept = np.polyfit(x[ok], y[ok], 1)
         grid = np.linspace(x[ok].min(), x[ok].max(), 50)
         ax.plot(grid, slope * grid + intercept, color="tab:red", lw=1, label="least-squares fit")
