@@ -139,7 +139,7 @@ class WorldSettings:
 
 DEFAULT = WorldSettings()
 FAST = WorldSettings(
-    m=64, widths=(2, 8, 32), data_tokens=(1_000, 20_000), tokens=20_000, steps=250, batch_size=128, k=5
+    m=64, widths=(2, 8, 32, 128), data_tokens=(1_000, 20_000), tokens=20_000, steps=600, batch_size=256, k=5
 )
 
 
