@@ -202,6 +202,18 @@ def test_tiled_alignment_equals_local(workspace, extracted, square):
     for key, grid in local.grids.items():
         np.testing.assert_allclose(remote.grids[key], grid, rtol=0, atol=1e-6)
     assert remote.provenance["models"] == local.provenance["models"]
+    if square:  # with a cache folder each tile's results are kept: a second run reads them back, equal
+        cache = workspace["root"] / "tile-cache"
+        first = align_ray(
+            xs, ys, ds.name, N, store, dataset=ds, progress=False, block_size=2, cache_dir=cache, **kw
+        )
+        assert len(list(cache.iterdir())) == 4
+        second = align_ray(
+            xs, ys, ds.name, N, store, dataset=ds, progress=False, block_size=2, cache_dir=cache, **kw
+        )
+        pd.testing.assert_frame_equal(first.table, local.table, check_exact=False, rtol=0, atol=1e-6)
+        pd.testing.assert_frame_equal(second.table, first.table)
+        assert list(second.grids) == list(local.grids)
 
 
 def test_cli_backend_ray(workspace, extracted, tmp_path, request):
@@ -316,3 +328,15 @@ def test_missing_ray_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ModelLoadError, match=r"pip install prh\[ray\]"):
         require_ray()
+
+
+def test_missing_features_are_reported_on_the_driver_before_any_task(workspace, tmp_path):
+    from prh.errors import MissingFeaturesError
+
+    empty = FeatureStore(tmp_path / "empty")
+    with pytest.raises(MissingFeaturesError, match=r"features of 3 model\(s\) are missing(.|\n)*prh extract"):
+        align_ray(
+            workspace["specs"], None, workspace["ds"].name, N, empty, dataset=workspace["ds"], progress=False
+        )
+    with pytest.raises(InputError, match="unknown option"):
+        align_ray(workspace["specs"], None, workspace["ds"].name, N, empty, not_an_option=1)
