@@ -69,10 +69,6 @@ def test_table_covers_every_registered_metric():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_symmetry_flag_matches_registry(name):
-    if name == "cknna":
-        pytest.xfail(
-            "registry says symmetric=True but the reference's masked unbiased HSIC is not (see docs)"
-        )
     assert PROPERTIES[name].symmetric == M.spec(name).symmetric
 
 
