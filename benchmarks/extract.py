@@ -145,6 +145,8 @@ def main() -> None:
     ours_feats = torch.stack(res.layers, dim=1)  # (N, L+1, D)
     diff = (ours_feats - ref_feats).abs().max().item()
     rel = diff / ref_feats.abs().max().item()
+    unit = torch.nn.functional.normalize
+    diff_unit = (unit(ours_feats.double(), dim=-1) - unit(ref_feats.double(), dim=-1)).abs().max().item()
     bpb_diff = (res.per_sample["bpb"] - ref_bpb).abs().max().item()
     real = int(ref_mask.sum())
     padded_ref = ref_mask.numel()
@@ -162,7 +164,8 @@ def main() -> None:
             f"{n / t_ours:.1f} samples/s ({t_ours:.1f} s, {res.meta['n_tokens']} tokens)",
         ),
         ("speed-up", f"{t_ref / t_ours:.2f}x"),
-        ("max |diff| mean-pooled features", f"{diff:.2e} (relative to max |feature| {rel:.1e})"),
+        ("max |diff| mean-pooled features", f"{diff:.2e} absolute, {rel:.1e} relative to max |feature|"),
+        ("max |diff| after L2 row normalisation", f"{diff_unit:.2e}"),
         ("max |diff| bits per byte", f"{bpb_diff:.2e} (mean bpb {res.meta['bits_per_byte']:.4f})"),
         (
             "machine",
@@ -175,8 +178,10 @@ def main() -> None:
     print(f"|{'-' * (width + 2)}|--------|")
     for k, v in rows:
         print(f"| {k:<{width}} | {v} |")
-    ok = diff <= 1e-4 and bpb_diff <= 1e-4
-    print(f"\nfeatures equal to 1e-4: {'yes' if ok else 'NO'}")
+    # LLM hidden states reach |x| ~ 1e4 (massive activations), where float32 spacing alone is ~1e-3: compare
+    # relative to the feature scale and after the row normalisation every metric applies.
+    ok = rel <= 1e-4 and diff_unit <= 1e-4 and bpb_diff <= 1e-4
+    print(f"\nfeatures equal to 1e-4 (relative / L2-normalised) and bpb to 1e-4: {'yes' if ok else 'NO'}")
 
 
 if __name__ == "__main__":
