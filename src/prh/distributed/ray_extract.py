@@ -13,9 +13,7 @@ once and the others go on. The summary rows are the local backend's (:func:`prh.
 
 from __future__ import annotations
 
-import gc
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,11 +73,6 @@ class DatasetRef:
         return dataset
 
 
-def _dims(dims: list[int]) -> str:
-    lo, hi = min(dims), max(dims)
-    return str(lo) if lo == hi else f"{lo}-{hi}"
-
-
 def _extract_task(
     spec,
     ref: DatasetRef,
@@ -97,52 +90,30 @@ def _extract_task(
     Raises :class:`TransientTaskError` (retried by Ray) for network/hub errors; every other error becomes a
     ``"failed"`` row (not retried).
     """
-    import torch
-
     from prh.features import extract
+    from prh.features.extract import extract_and_save, summary_row
     from prh.features.store import FeatureStore
-    from prh.models import build_adapter
 
     node = socket.gethostname()
-    row = {
-        "model": spec.name,
-        "modality": spec.modality,
-        "pool": pool,
-        "status": "",
-        "time_s": None,
-        "samples_per_s": None,
-        "layers": None,
-        "dim": None,
-        "bpb": None,
-        "path": None,
-        "error": None,
-        "node": node,
-    }
-    start = time.perf_counter()
-    adapter = None
+    row = {**summary_row(spec, pool), "node": node}
     try:
         dataset = ref.load()
         store = FeatureStore(root)
         if not force and store.has(dataset, spec.name, pool):  # another run (or an earlier attempt) wrote it
             return {**extract([spec], dataset, store, pool=pool, progress=False)[0], "node": node}
-        adapter = build_adapter(
-            spec, device=device, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
-        )
-        result = adapter.extract(dataset, batch_size=batch_size, pool=pool, progress=None)
-        result.meta["load_and_extract_s"] = round(time.perf_counter() - start, 3)
-        result.meta["node"] = node
-        path = store.save(
-            dataset, spec.name, pool, result.layers, result.layer_names, result.per_sample, result.meta
-        )
         row.update(
-            status="extracted",
-            time_s=result.meta["wall_time_s"],
-            samples_per_s=result.meta.get("samples_per_s"),
-            layers=len(result.layers),
-            dim=_dims(result.dims),
-            bpb=result.meta.get("bits_per_byte"),
-            path=str(path),
-            load_s=round(time.perf_counter() - start - result.meta["wall_time_s"], 3),
+            extract_and_save(
+                spec,
+                dataset,
+                store,
+                pool,
+                device=device,
+                dtype=dtype,
+                batch_size=batch_size,
+                trust_remote_code=trust_remote_code,
+                device_map=device_map,
+                extra_meta={"node": node},
+            )
         )
     except TRANSIENT_ERRORS as err:
         raise TransientTaskError(f"{spec.name}: {err}") from err
@@ -150,11 +121,6 @@ def _extract_task(
         row.update(
             status="failed", error=str(err) if isinstance(err, PrhError) else f"{type(err).__name__}: {err}"
         )
-    finally:
-        del adapter
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
     return row
 
 

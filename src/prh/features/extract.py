@@ -30,6 +30,69 @@ def _free() -> None:
         torch.cuda.empty_cache()
 
 
+def summary_row(spec: ModelSpec, pool: str) -> dict:
+    """An empty per-model summary row (the columns both backends report)."""
+    return {
+        "model": spec.name,
+        "modality": spec.modality,
+        "pool": pool,
+        "status": "",
+        "time_s": None,
+        "samples_per_s": None,
+        "layers": None,
+        "dim": None,
+        "bpb": None,
+        "path": None,
+        "error": None,
+    }
+
+
+def extract_and_save(
+    spec: ModelSpec,
+    dataset,
+    store,
+    pool: str,
+    device: str = "auto",
+    dtype: str = "float32",
+    batch_size: int = 16,
+    trust_remote_code: bool = False,
+    device_map: str | None = None,
+    progress=None,
+    extra_meta: dict | None = None,
+) -> dict:
+    """Load one model, extract its features on ``dataset`` and store them; returns the filled summary row.
+
+    Errors propagate (the caller decides whether to go on, retry or stop); the adapter is freed either way.
+    """
+    row = summary_row(spec, pool)
+    start = time.perf_counter()
+    adapter = None
+    try:
+        adapter = build_adapter(
+            spec, device=device, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
+        )
+        result = adapter.extract(dataset, batch_size=batch_size, pool=pool, progress=progress)
+        result.meta["load_and_extract_s"] = round(time.perf_counter() - start, 3)
+        result.meta.update(extra_meta or {})
+        path = store.save(
+            dataset, spec.name, pool, result.layers, result.layer_names, result.per_sample, result.meta
+        )
+    finally:
+        del adapter
+        _free()
+    row.update(
+        status="extracted",
+        time_s=result.meta["wall_time_s"],
+        samples_per_s=result.meta.get("samples_per_s"),
+        layers=len(result.layers),
+        dim=_dims(result.dims),
+        bpb=result.meta.get("bits_per_byte"),
+        path=str(path),
+        load_s=round(time.perf_counter() - start - result.meta["wall_time_s"], 3),
+    )
+    return row
+
+
 def extract(
     models: list[ModelSpec] | str,
     dataset,
@@ -95,19 +158,7 @@ def extract(
     n = len(dataset)
     for spec in specs:
         p = pools[spec.name]
-        row = {
-            "model": spec.name,
-            "modality": spec.modality,
-            "pool": p,
-            "status": "",
-            "time_s": None,
-            "samples_per_s": None,
-            "layers": None,
-            "dim": None,
-            "bpb": None,
-            "path": None,
-            "error": None,
-        }
+        row = summary_row(spec, p)
         summaries.append(row)
         if not force and store.has(dataset, spec.name, p):
             row["status"] = "cached"
@@ -124,31 +175,25 @@ def extract(
                 pass
             say(f"{spec.name}: features already stored ({row['path']}); skipping (use --force to recompute)")
             continue
-        start = time.perf_counter()
-        adapter = None
         bar = None
         try:
-            adapter = build_adapter(
-                spec, device=device, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
-            )
             if progress:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=n, desc=spec.name, unit="sample", leave=False, dynamic_ncols=True)
-            result = adapter.extract(dataset, batch_size=batch_size, pool=p, progress=bar)
-            result.meta["load_and_extract_s"] = round(time.perf_counter() - start, 3)
-            path = store.save(
-                dataset, spec.name, p, result.layers, result.layer_names, result.per_sample, result.meta
-            )
             row.update(
-                status="extracted",
-                time_s=result.meta["wall_time_s"],
-                samples_per_s=result.meta.get("samples_per_s"),
-                layers=len(result.layers),
-                dim=_dims(result.dims),
-                bpb=result.meta.get("bits_per_byte"),
-                path=str(path),
-                load_s=round(time.perf_counter() - start - result.meta["wall_time_s"], 3),
+                extract_and_save(
+                    spec,
+                    dataset,
+                    store,
+                    p,
+                    device=device,
+                    dtype=dtype,
+                    batch_size=batch_size,
+                    trust_remote_code=trust_remote_code,
+                    device_map=device_map,
+                    progress=bar,
+                )
             )
         except (PrhError, Exception) as err:  # noqa: BLE001 - one model failing must not stop the others
             row.update(
@@ -161,8 +206,6 @@ def extract(
         finally:
             if bar is not None:
                 bar.close()
-            del adapter
-            _free()
     return summaries
 
 
