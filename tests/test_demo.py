@@ -18,7 +18,18 @@ def test_demo_fast_end_to_end_on_the_real_zoo(tmp_path):
         if not ok:
             pytest.skip(f"{name}: {why}")
     out, store = tmp_path / "results", tmp_path / "cache" / "features"
-    args = ["demo", "--fast", "--out", str(out), "--store", str(store), "--device", "cpu", "--calibrate", "99"]
+    args = [
+        "demo",
+        "--fast",
+        "--out",
+        str(out),
+        "--store",
+        str(store),
+        "--device",
+        "cpu",
+        "--calibrate",
+        "99",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out / "results.csv")
@@ -26,11 +37,16 @@ def test_demo_fast_end_to_end_on_the_real_zoo(tmp_path):
     real = mk[mk["control"] == "none"]["score"].max()
     shuffled = mk[mk["control"] == "shuffled_captions"]["score"].max()
     chance = 10 / (256 - 1)
-    assert real > 2.5 * shuffled and real > 3 * chance  # real pretrained models share structure; the control does not
+    assert (
+        real > 2.5 * shuffled and real > 3 * chance
+    )  # real pretrained models share structure; the control does not
     assert shuffled < 2 * chance
     assert mk[mk["control"] == "none"]["p_value"].iloc[0] <= 0.01
     html = (out / "report.html").read_text()
-    assert "figures/cross_modal_mutual_knn.png" in html and (out / "figures" / "cross_modal_mutual_knn.png").is_file()
+    assert (
+        "figures/cross_modal_mutual_knn.png" in html
+        and (out / "figures" / "cross_modal_mutual_knn.png").is_file()
+    )
     # a second run reuses cached features and cached alignment results
     res2 = CliRunner().invoke(app, args)
     assert res2.exit_code == 0 and "already stored" in res2.output

@@ -104,7 +104,9 @@ def test_cycle_knn_of_identical_inputs_counts_reciprocal_neighbourhoods():
     # i is recovered iff some neighbour j of i has i among its own neighbours: with a hub-like point set this
     # fails for some samples, so cycle_knn(A, A) < 1 (as in the reference)
     g = torch.Generator().manual_seed(9)
-    a = torch.nn.functional.normalize(torch.randn(60, 3, generator=g) @ torch.randn(3, 20, generator=g), dim=1)
+    a = torch.nn.functional.normalize(
+        torch.randn(60, 3, generator=g) @ torch.randn(3, 20, generator=g), dim=1
+    )
     from prh.metrics.neighbors import knn_indices
 
     knn = knn_indices(a, 3)

@@ -38,7 +38,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Group the sub-commands (keeps `prh <command>` form even when only one command exists)."""
