@@ -267,3 +267,20 @@ def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
     assert isinstance(res.exception, InputError) and "holds no results" in str(res.exception)
     res = runner.invoke(app, ["report", str(tmp_path / "nope")])
     assert "does not exist" in str(res.exception)
+
+
+def test_summary_lists_cross_modal_pairs_before_within_modality_pairs(aligned, capsys):
+    from prh.pipeline import print_summary
+
+    print_summary(Results.load(aligned), top=20)
+    out = capsys.readouterr().out
+    cross, within = out.index("cross-modal alignment"), out.index("within-modality alignment")
+    assert cross < within
+    cross_part, within_part = out[cross:within], out[within : out.index("•")]
+    assert "tiny-vit" in cross_part and "tiny-lm" in cross_part
+    assert "tiny-vit2" in within_part and "tiny-enc" in within_part
+    # a vision x language pair never lands in the within-modality table, and vice versa
+    for line in within_part.splitlines():
+        if "tiny-lm" in line or "tiny-enc" in line:
+            assert "tiny-vit" not in line
+    assert not any("tiny-lm" in ln and "tiny-enc" in ln for ln in cross_part.splitlines())

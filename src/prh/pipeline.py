@@ -7,12 +7,15 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from prh.errors import InputError, OfflineError
 from prh.experiment import DEFAULT_METRICS, Experiment, Results, load_features
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def resolve(models: str) -> list[Any]:
@@ -142,9 +145,8 @@ def results_key(features: Sequence[Any], **options: Any) -> str:
 
 
 def print_summary(results: Results, metric: str = "mutual_knn", top: int = 12) -> None:
-    """A rich table of the best pairs for ``metric`` plus the findings lines."""
+    """Rich tables of the best pairs for ``metric`` (cross-modal first, then within modality) plus the findings."""
     from rich.console import Console
-    from rich.table import Table
 
     from prh.report import summary_lines
 
@@ -153,18 +155,33 @@ def print_summary(results: Results, metric: str = "mutual_knn", top: int = 12) -
     if metric not in set(t["metric"]):
         metric = str(t["metric"].iloc[0])
     main = t[(t["metric"] == metric) & (t["control"] == "none") & (t["model_x"] != t["model_y"])]
-    table = Table(title=f"best-layer alignment ({metric}, N={int(t['N'].iloc[0])})")
-    for col in ("model x", "model y", "modalities", "score", "layers"):
+    n = int(t["N"].iloc[0])
+    cross = main["modality_x"] != main["modality_y"]
+    for title, part in (
+        (f"cross-modal alignment ({metric}, best layer pair, N={n})", main[cross]),
+        (f"within-modality alignment ({metric}, best layer pair, N={n})", main[~cross]),
+    ):
+        if len(part):
+            console.print(_pair_table(title, part, top))
+    for line in summary_lines(results, metric):
+        console.print(f"• {line}")
+
+
+def _pair_table(title: str, rows: pd.DataFrame, top: int):
+    """One rich table of the ``top`` best-scoring rows; p-value columns only where some row has them."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("model x", "model y", "score", "layers"):
         table.add_column(col, justify="right" if col in ("score", "layers") else "left")
-    has_p = "p_value" in t.columns and main["p_value"].notna().any()
+    has_p = "p_value" in rows.columns and rows["p_value"].notna().any()
     if has_p:
         table.add_column("p", justify="right")
         table.add_column("calibrated", justify="right")
-    for _, r in main.sort_values("score", ascending=False).head(top).iterrows():
+    for _, r in rows.sort_values("score", ascending=False).head(top).iterrows():
         cells = [
             str(r["model_x"]),
             str(r["model_y"]),
-            f"{r['modality_x']}–{r['modality_y']}",
             f"{r['score']:.3f}",
             f"{int(r['best_layer_x'])},{int(r['best_layer_y'])}",
         ]
@@ -174,9 +191,7 @@ def print_summary(results: Results, metric: str = "mutual_knn", top: int = 12) -
                 f"{r['calibrated_score']:.3f}" if r["calibrated_score"] == r["calibrated_score"] else "",
             ]
         table.add_row(*cells)
-    console.print(table)
-    for line in summary_lines(results, metric):
-        console.print(f"• {line}")
+    return table
 
 
 def check_out_dir(out: Path) -> Path:
