@@ -156,8 +156,8 @@ def _scatter_with_fit(ax, x, y, labels, xlabel, ylabel, seed=0):
         ax.annotate(name, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    text = f"n={len(x)}"
     ok = np.isfinite(x) & np.isfinite(y)
+    text = f"n={int(ok.sum())} models with this figure: too few for a correlation (3 needed)"
     if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
         slope, intercept = np.polyfit(x[ok], y[ok], 1)
         grid = np.linspace(x[ok].min(), x[ok].max(), 50)
@@ -183,12 +183,18 @@ def competence_plot(results: Results, metric: str, path: Path) -> str | None:
         panels.append((lang, "bpb", "bits per byte (lower = better language model)", "language"))
     if vis["imagenet_top1"].notna().sum() >= 2:
         panels.append((vis, "imagenet_top1", "reported ImageNet top-1 (%)", "vision"))
+    if lang["params"].notna().sum() >= 2:
+        panels.append((lang, "params", "parameters (log scale)", "language"))
     if vis["params"].notna().sum() >= 2:
         panels.append((vis, "params", "parameters (log scale)", "vision"))
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
-    for ax, (df, col, xlabel, modality) in zip(axes[0], panels):
+    cols = min(len(panels), 2)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.remove()
+    for ax, (df, col, xlabel, modality) in zip(axes.flat, panels):
         x = df[col].to_numpy(dtype=float)
         if col == "params":
             x = np.log10(x)
@@ -245,6 +251,21 @@ def classical_mds(distances: np.ndarray, dims: int = 2) -> np.ndarray:
     return vectors[:, order] * np.sqrt(np.clip(values[order], 0, None))
 
 
+def label_offsets(xy: np.ndarray, near: float = 0.04, step: float = 9.0) -> list[float]:
+    """Vertical label offsets (points) that stack the labels of points closer than ``near`` x the plot span.
+
+    ``xy``: (M, 2) coordinates. Returns M offsets: 3 for an isolated point, 3, -6, -15, ... within a cluster.
+    """
+    span = float(np.ptp(xy, axis=0).max()) or 1.0
+    offsets = [3.0] * len(xy)
+    placed: list[int] = []
+    for i in np.argsort(-xy[:, 1], kind="stable"):
+        close = [j for j in placed if np.abs(xy[i] - xy[j]).max() < near * span]
+        offsets[i] = 3.0 - step * len(close)
+        placed.append(int(i))
+    return offsets
+
+
 def model_map(results: Results, metric: str, path: Path) -> str | None:
     """A 2-D map of all models: classical MDS on 1 - alignment."""
     groups = models_by_modality(results.table)
@@ -262,8 +283,9 @@ def model_map(results: Results, metric: str, path: Path) -> str | None:
     for modality in sorted(groups):
         idx = [names.index(n) for n in groups[modality]]
         ax.scatter(xy[idx, 0], xy[idx, 1], label=modality, color=colors.get(modality, "gray"), s=40)
-        for i in idx:
-            ax.annotate(names[i], xy[i], fontsize=7, xytext=(3, 3), textcoords="offset points")
+    offsets = label_offsets(xy)
+    for i, name in enumerate(names):
+        ax.annotate(name, xy[i], fontsize=7, xytext=(4, offsets[i]), textcoords="offset points")
     ax.legend(fontsize=8)
     ax.set_title(f"map of the models (classical MDS on 1 - {metric})", fontsize=9)
     ax.set_xticks([])
