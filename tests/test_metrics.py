@@ -209,6 +209,16 @@ def test_nan_and_inf_are_refused_with_position():
         prh.metrics.mutual_knn(_normalised(20, 6, 0), b)
 
 
+def test_finiteness_check_sees_infinities_that_cancel_and_accepts_sums_that_overflow():
+    from prh._validation import check_finite
+
+    x = torch.zeros(4, 3)
+    x[0, 0], x[2, 1] = float("inf"), float("-inf")  # the sum is NaN, not a silent cancel
+    with pytest.raises(InputError, match="2 NaN/Inf"):
+        check_finite(x, "X")
+    check_finite(torch.full((4, 3), 3e38), "X")  # finite values whose float32 sum overflows are fine
+
+
 @pytest.mark.parametrize("metric", ["cka", "unbiased_cka", "cknna"])
 def test_constant_features_raise_instead_of_nan(metric):
     a = torch.ones(20, 5)

@@ -112,3 +112,27 @@ def test_bad_inputs():
         prh.sweep(x[None], x)
     with pytest.raises(InputError, match="different metrics"):
         sweep_caches(cache_layers(x, "cka"), cache_layers(x, "mutual_knn"))
+
+
+@pytest.mark.parametrize("metric", [m for m in prh.metrics.names() if prh.metrics.spec(m).layer_caches])
+def test_batched_layer_caches_equal_one_layer_at_a_time(metric, monkeypatch):
+    """The Gram-first batched caches (in chunks of one and of several layers) score exactly like per-layer caches."""
+    from prh.metrics import kernels
+
+    spec = prh.metrics.spec(metric)
+    layers = [
+        torch.nn.functional.normalize(torch.randn(40, d, generator=torch.Generator().manual_seed(d)), dim=1)
+        for d in (8, 12, 16, 20, 24)
+    ]
+    params = spec.check_kwargs(40, **({"k": 5} if spec.uses_k else {}))
+    single = [spec.layer_cache(x, **params) for x in layers]
+    expected = spec.grid(single, single, **params)
+    for chunk_bytes in (
+        1,
+        2 * 40 * 40 * 4,
+        kernels.GRAM_CHUNK_BYTES,
+    ):  # 1 layer, 2 layers, all layers per chunk
+        monkeypatch.setattr(kernels, "GRAM_CHUNK_BYTES", chunk_bytes)
+        batched = spec.caches(layers, **params)
+        assert len(batched) == len(layers)
+        torch.testing.assert_close(spec.grid(batched, batched, **params), expected, rtol=0, atol=0)

@@ -44,7 +44,13 @@ def as_tensor(x: object, name: str) -> torch.Tensor:
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:
-    """Raise if ``t`` holds NaN or Inf, saying where the first one is."""
+    """Raise if ``t`` holds NaN or Inf, saying where the first one is.
+
+    Fast path: NaN and Inf propagate through a sum, so a finite sum clears the common, clean case with one
+    reduction; a non-finite sum (bad values, or an overflow of huge finite ones) pays for the element-wise check.
+    """
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         first = tuple(int(i) for i in torch.nonzero(bad)[0].tolist())

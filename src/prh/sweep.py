@@ -105,7 +105,7 @@ def cache_layers(
     if device is not None:
         layers = [layer.to(device) for layer in layers]
     params = spec.check_kwargs(layers[0].shape[0], **metric_kw)
-    caches = [spec.layer_cache(layer, **params) for layer in layers]
+    caches = spec.caches(layers, **params)
     return LayerCaches(metric, params, layers[0].shape[0], caches, layers[0].device)
 
 

@@ -15,7 +15,7 @@ import torch
 from prh._validation import check_choice
 from prh.errors import InputError
 from prh.metrics._common import score_pair
-from prh.metrics.kernels import center, gram, require_positive, u_center
+from prh.metrics.kernels import center, gram, map_grams, require_positive, u_center
 from prh.metrics.registry import MetricSpec, register
 
 #: Largest number of float64 elements stacked at once in the sweep's inner-product grid (~1 GiB).
@@ -43,7 +43,16 @@ def _check_cka_kwargs(n: int, kernel: str = "linear", sigma: float = 1.0, unbias
 
 
 def _kernel_cache(x: torch.Tensor, kernel: str, sigma: float, unbiased: bool) -> CenteredKernel:
-    k = gram(x, kernel, sigma)
+    return _centered_kernel(gram(x, kernel, sigma), unbiased)
+
+
+def _kernel_caches(
+    layers: Sequence[torch.Tensor], kernel: str, sigma: float, unbiased: bool
+) -> list[CenteredKernel]:
+    return map_grams(layers, lambda _, k: _centered_kernel(k, unbiased), kernel, sigma)
+
+
+def _centered_kernel(k: torch.Tensor, unbiased: bool) -> CenteredKernel:
     c = u_center(k) if unbiased else center(k)
     self_hsic = float((c * c).sum())
     scale = float(k.to(torch.float64).norm()) ** 2
@@ -112,6 +121,7 @@ CKA = register(
         name="cka",
         func=cka,
         layer_cache=_kernel_cache,
+        layer_caches=_kernel_caches,
         grid=_cka_grid,
         check_kwargs=_check_cka_kwargs,
         value_range=(-1.0, 1.0),
@@ -126,6 +136,7 @@ UNBIASED_CKA = register(
         name="unbiased_cka",
         func=unbiased_cka,
         layer_cache=_kernel_cache,
+        layer_caches=_kernel_caches,
         grid=_cka_grid,
         check_kwargs=_check_unbiased_kwargs,
         value_range=(-1.0, 1.0),

@@ -15,7 +15,7 @@ import torch
 
 from prh._validation import check_k
 from prh.metrics._common import score_pair
-from prh.metrics.kernels import gram, require_positive
+from prh.metrics.kernels import gram, map_grams, require_positive
 from prh.metrics.neighbors import knn_from_gram
 from prh.metrics.registry import MetricSpec, register
 
@@ -78,9 +78,20 @@ def _masked_hsic(a: NeighborKernel, b: NeighborKernel, unbiased: bool, distance_
 
 
 def _cknna_cache(x: torch.Tensor, k: int, unbiased: bool, distance_agnostic: bool) -> NeighborKernel:
+    return _neighbor_kernel(x, gram(x), k, unbiased, distance_agnostic)
+
+
+def _cknna_caches(
+    layers: Sequence[torch.Tensor], k: int, unbiased: bool, distance_agnostic: bool
+) -> list[NeighborKernel]:
+    return map_grams(layers, lambda x, g: _neighbor_kernel(x, g, k, unbiased, distance_agnostic))
+
+
+def _neighbor_kernel(
+    x: torch.Tensor, g: torch.Tensor, k: int, unbiased: bool, distance_agnostic: bool
+) -> NeighborKernel:
     if bool((x == x[0]).all()):
         require_positive(0.0, "the spread of the features across samples")
-    g = gram(x)
     knn = knn_from_gram(g, k, exclude_self=unbiased)
     rows = torch.arange(x.shape[0], device=x.device)
     reverse = (knn[knn] == rows[:, None, None]).any(dim=2)
@@ -135,6 +146,7 @@ CKNNA = register(
         name="cknna",
         func=cknna,
         layer_cache=_cknna_cache,
+        layer_caches=_cknna_caches,
         grid=_cknna_grid,
         check_kwargs=_check_cknna_kwargs,
         value_range=(-1.0, 1.0),

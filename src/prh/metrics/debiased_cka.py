@@ -34,7 +34,7 @@ from prh._validation import check_choice
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.cka import inner_grid
-from prh.metrics.kernels import u_center
+from prh.metrics.kernels import inner_products, u_center
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -80,7 +80,7 @@ def _cache(x: torch.Tensor, columns: str) -> DebiasedCache:
         )
     x64 = x.to(torch.float64)
     xc = x64 - x64.mean(dim=0, keepdim=True)
-    uc = u_center(xc @ xc.T)
+    uc = u_center(inner_products(xc))
     song = float((uc * uc).sum())
     diag = float(per_feature_hsic(xc, xc))
     self_term = d / (d - 1) * (song - diag)

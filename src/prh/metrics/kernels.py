@@ -5,9 +5,27 @@ Centring is done in float64: the unbiased HSIC estimator subtracts large, nearly
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
 import torch
 
 from prh.errors import InputError
+
+T = TypeVar("T")
+
+
+def inner_products(x: torch.Tensor) -> torch.Tensor:
+    """(N, N) matrix ``x @ x.T`` of the rows of ``x`` ((N, D)), in ``x``'s dtype and device; exactly symmetric.
+
+    On the CPU (float32/float64) the product goes through numpy's BLAS, which recognises the ``A @ A.T`` pattern and
+    calls the symmetric rank-k update (syrk): half the multiply-adds of a general product, ~1.6x faster at
+    N=1024, D=4096. Elsewhere (GPU, other dtypes, tensors that need gradients) it is ``torch.mm``.
+    """
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
+        a = x.numpy()
+        return torch.from_numpy(a @ a.T)
+    return x @ x.T
 
 
 def gram(x: torch.Tensor, kernel: str = "linear", sigma: float = 1.0) -> torch.Tensor:
@@ -17,8 +35,37 @@ def gram(x: torch.Tensor, kernel: str = "linear", sigma: float = 1.0) -> torch.T
     distances from :func:`torch.cdist`, as the reference).
     """
     if kernel == "linear":
-        return x @ x.T
+        return inner_products(x)
     return torch.exp(-(torch.cdist(x, x) ** 2) / (2.0 * sigma**2))
+
+
+#: Memory for the Gram matrices that :func:`map_grams` computes ahead of finishing them.
+GRAM_CHUNK_BYTES = 512 * 2**20
+
+
+def map_grams(
+    layers: Sequence[torch.Tensor],
+    finish: Callable[[torch.Tensor, torch.Tensor], T],
+    kernel: str = "linear",
+    sigma: float = 1.0,
+) -> list[T]:
+    """``[finish(x, gram(x)) for x in layers]``, computing the Gram matrices of a chunk of layers before finishing any.
+
+    Same results as the plain loop. On the CPU, BLAS (numpy's threads, for the syrk) and torch's OpenMP pool
+    (centring, top-k) each spin-wait for a moment after their work; alternating them layer after layer makes them
+    fight over the cores (~25% of a 38-layer sweep on 2 cores). Chunks hold at most GRAM_CHUNK_BYTES of Grams.
+    """
+    out: list[T] = []
+    if not layers:
+        return out
+    n = layers[0].shape[0]
+    step = max(1, GRAM_CHUNK_BYTES // max(1, n * n * layers[0].element_size()))
+    for start in range(0, len(layers), step):
+        chunk = layers[start : start + step]
+        grams = [gram(x, kernel, sigma) for x in chunk]
+        for x in chunk:
+            out.append(finish(x, grams.pop(0)))
+    return out
 
 
 def center(k: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,8 @@ import torch
 
 from prh._validation import check_k
 from prh.metrics._common import score_pair
-from prh.metrics.neighbors import knn_indices
+from prh.metrics.kernels import map_grams
+from prh.metrics.neighbors import ROW_BLOCK, knn_from_gram, knn_indices
 from prh.metrics.registry import MetricSpec, register
 from prh.metrics.sequence_dp import edit_distance, lcs_length
 
@@ -35,6 +36,13 @@ def _check_k_kwargs(n: int, k: int = 10) -> dict:
 
 def _knn_cache(x: torch.Tensor, k: int) -> KnnCache:
     return KnnCache(knn_indices(x, k))
+
+
+def _knn_caches(layers: Sequence[torch.Tensor], k: int) -> list[KnnCache]:
+    """:func:`_knn_cache` of every layer; Gram matrices chunk-first when one fits in a row block."""
+    if layers[0].shape[0] > ROW_BLOCK:
+        return [_knn_cache(x, k) for x in layers]
+    return map_grams(layers, lambda _, gram: KnnCache(knn_from_gram(gram, k, overwrite=True)))
 
 
 def _chunks(caches: Sequence[KnnCache], per_item: int):
@@ -141,6 +149,7 @@ def _cycle_null(n: int, kw: dict) -> float:
 
 _COMMON = {
     "layer_cache": _knn_cache,
+    "layer_caches": _knn_caches,
     "check_kwargs": _check_k_kwargs,
     "value_range": (0.0, 1.0),
     "uses_k": True,

@@ -20,7 +20,15 @@ import torch
 
 from prh._validation import check_pair
 from prh.metrics._common import score_pair
-from prh.metrics.knn import KnnCache, _check_k_kwargs, _chunks, _cycle_grid, _cycle_null, _knn_cache
+from prh.metrics.knn import (
+    KnnCache,
+    _check_k_kwargs,
+    _chunks,
+    _cycle_grid,
+    _cycle_null,
+    _knn_cache,
+    _knn_caches,
+)
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -102,6 +110,7 @@ def cycle_knn_directions(A: object, B: object, k: int = 10) -> tuple[float, floa
 
 _COMMON = {
     "layer_cache": _knn_cache,
+    "layer_caches": _knn_caches,
     "check_kwargs": _check_k_kwargs,
     "value_range": (0.0, 1.0),
     "uses_k": True,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from prh.metrics.kernels import inner_products
+
 #: Rows of the Gram matrix processed at once; bounds the temporary memory to ROW_BLOCK x N floats.
 ROW_BLOCK = 4096
 
@@ -29,7 +31,7 @@ def knn_indices(x: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Ten
     out = torch.empty((n, k), dtype=torch.long, device=x.device)
     for start in range(0, n, ROW_BLOCK):
         stop = min(start + ROW_BLOCK, n)
-        sims = x[start:stop] @ x.T
+        sims = inner_products(x) if stop - start == n else x[start:stop] @ x.T
         if exclude_self:
             rows = torch.arange(stop - start, device=x.device)
             sims[rows, rows + start] = float("-inf")
@@ -37,9 +39,11 @@ def knn_indices(x: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Ten
     return out
 
 
-def knn_from_gram(gram: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Tensor:
-    """Like :func:`knn_indices` but from a precomputed (N, N) Gram matrix (left unchanged)."""
-    sims = gram.clone()
+def knn_from_gram(
+    gram: torch.Tensor, k: int, exclude_self: bool = True, overwrite: bool = False
+) -> torch.Tensor:
+    """Like :func:`knn_indices` but from a precomputed (N, N) Gram matrix (left unchanged unless ``overwrite``)."""
+    sims = gram if overwrite else gram.clone()
     if exclude_self:
         sims.fill_diagonal_(float("-inf"))
     return torch.topk(sims, k, dim=1, sorted=True).indices

@@ -38,6 +38,8 @@ class MetricSpec:
     bounded : whether 1.0 is the maximum (used by calibration: s_max = 1).
     null_expectation : ``(n, kw) -> float`` expected score of independent inputs, or None if unknown.
     description : one line for ``prh score --help`` and the docs.
+    layer_caches : optional ``(layers, **kw) -> list of caches``, the same caches as ``layer_cache`` built for many
+        layers at once (e.g. all Gram matrices of a chunk first, see :func:`prh.metrics.kernels.map_grams`).
     """
 
     name: str
@@ -52,6 +54,13 @@ class MetricSpec:
     null_expectation: Callable[[int, dict], float] | None = None
     description: str = ""
     defaults: dict = field(default_factory=dict)
+    layer_caches: Callable[..., list] | None = None
+
+    def caches(self, layers: list[torch.Tensor], **kw: Any) -> list:
+        """``[layer_cache(x, **kw) for x in layers]``, through the metric's batched form when it has one."""
+        if self.layer_caches is not None:
+            return self.layer_caches(layers, **kw)
+        return [self.layer_cache(layer, **kw) for layer in layers]
 
 
 _REGISTRY: dict[str, MetricSpec] = {}

@@ -23,7 +23,7 @@ import torch
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.cka import inner_grid
-from prh.metrics.kernels import require_positive
+from prh.metrics.kernels import inner_products, require_positive
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -46,7 +46,7 @@ def _rv_cache(x: torch.Tensor, center: bool) -> GramCache:
     scale = float(x.norm()) ** 4
     if center:
         x = x - x.mean(dim=0, keepdim=True)
-    g = x @ x.T
+    g = inner_products(x)
     self_term = float((g * g).sum())
     if self_term <= 1e-24 * max(scale, 1e-300):
         self_term = 0.0  # constant features: rounding residue of the centring, not signal

@@ -153,7 +153,7 @@ class _Scorer:
             if idx is not None:
                 idx = idx.to(self.xs[0].device)
             pick = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))
-            caches = [[self.spec.layer_cache(pick(t), **params) for t in side] for side in (self.xs, self.ys)]
+            caches = [self.spec.caches([pick(t) for t in side], **params) for side in (self.xs, self.ys)]
         return self.spec.grid(caches[0], caches[1], **params).detach().to("cpu", torch.float64)
 
 

@@ -258,7 +258,7 @@ class RecomputeEngine(NullEngine):
         self.batch_size = max(1, 16 // self.ly)
 
     def grids(self, perms: torch.Tensor) -> torch.Tensor:
-        batch = [self.spec.layer_cache(permute_rows(y, p), **self.params) for p in perms for y in self.raw_y]
+        batch = self.spec.caches([permute_rows(y, p) for p in perms for y in self.raw_y], **self.params)
         grid = self.spec.grid(self.xs, batch, **self.params)
         return grid.detach().to("cpu", torch.float64).view(self.lx, perms.shape[0], self.ly).permute(1, 0, 2)
 
