@@ -176,7 +176,7 @@ def extract_ray(
         arrived are cancelled and left out.
     """
     from prh.features import extract
-    from prh.features.extract import _are_specs
+    from prh.features.extract import _are_specs, summary_row
     from prh.features.store import FeatureStore
     from prh.models.base import check_pool
     from prh.models.registry import resolve_models
@@ -250,16 +250,8 @@ def extract_ray(
             spec = refs[ref_]
             if error is not None:
                 row = {
-                    "model": spec.name,
-                    "modality": spec.modality,
-                    "pool": pools[spec.name],
+                    **summary_row(spec, pools[spec.name]),
                     "status": "failed",
-                    "time_s": None,
-                    "samples_per_s": None,
-                    "layers": None,
-                    "dim": None,
-                    "bpb": None,
-                    "path": None,
                     "error": describe_task_error(error, max_retries),
                     "node": None,
                 }
