@@ -42,6 +42,11 @@ def test_demo_fast_end_to_end_on_the_real_zoo(tmp_path):
     )  # real pretrained models share structure; the control does not
     assert shuffled < 2 * chance
     assert mk[mk["control"] == "none"]["p_value"].iloc[0] <= 0.01
+    # statistics for the cross-modal mutual_knn rows only: a real interval around the real pair, none elsewhere
+    best = mk[mk["control"] == "none"].iloc[0]
+    assert best["ci_low"] < best["score"] < best["ci_high"] and best["ci_low"] > 3 * chance
+    others = table[(table["metric"] != "mutual_knn") | (table["modality_x"] == table["modality_y"])]
+    assert others["ci_low"].isna().all() and others["p_value"].isna().all()
     html = (out / "report.html").read_text()
     assert (
         "figures/cross_modal_mutual_knn.png" in html

@@ -217,9 +217,11 @@ class Experiment:
     metrics : metric names (default mutual_knn, cknna, unbiased_cka).
     k : neighbours for the metrics that use k.
     calibrate : permutations K for the permutation null (0 = off); adds tau, p_value, calibrated_score.
-    calibrate_metrics : the metrics to calibrate (None = all of ``metrics``); others get NaN there.
-    calibrate_within : also calibrate pairs of the same modality (False: cross-modal pairs and controls only).
-    bootstrap : resamples for a confidence interval of each best score (0 = off); adds ci_low, ci_high.
+    calibrate_metrics : the metrics that get statistics, calibration and bootstrap (None = all of ``metrics``);
+        others get NaN there.
+    calibrate_within : statistics also for pairs of the same modality (False: cross-modal pairs and controls only).
+    bootstrap : subsamples for a confidence interval of each best score (0 = off; the best layer pair's score, see
+        :func:`prh.stats.bootstrap_ci`); adds ci_low, ci_high.
     alpha : significance level of the calibration.
     controls : extra model pairs with the samples of one side shuffled, e.g. ``{"shuffled_captions": perm}``
         re-orders the rows of every language model by ``perm`` for cross-modal pairs (equivalent to shuffling
@@ -349,7 +351,9 @@ class Experiment:
 
         out = dict.fromkeys(STATS_COLUMNS, float("nan"))
         wanted = self.calibrate_metrics is None or metric in self.calibrate_metrics
-        if self.calibrate and wanted and (self.calibrate_within or x.modality != y.modality):
+        if not wanted or not (self.calibrate_within or x.modality != y.modality):
+            return out
+        if self.calibrate:
             cal = stats.calibrate_sweep(
                 cx, cy, metric, K=self.calibrate, alpha=self.alpha, seed=self.seed, **kw
             )

@@ -173,11 +173,14 @@ def _pair_table(title: str, rows: pd.DataFrame, top: int):
 
     table = Table(title=title)
     for col in ("model x", "model y", "score", "layers"):
-        table.add_column(col, justify="right" if col in ("score", "layers") else "left")
+        table.add_column(col, justify="right" if col in ("score", "layers") else "left", no_wrap=True)
     has_p = "p_value" in rows.columns and rows["p_value"].notna().any()
+    has_ci = "ci_low" in rows.columns and rows["ci_low"].notna().any()
     if has_p:
         table.add_column("p", justify="right")
-        table.add_column("calibrated", justify="right")
+        table.add_column("calib.", justify="right")
+    if has_ci:
+        table.add_column("95% CI", justify="right")
     for _, r in rows.sort_values("score", ascending=False).head(top).iterrows():
         cells = [
             str(r["model_x"]),
@@ -187,9 +190,11 @@ def _pair_table(title: str, rows: pd.DataFrame, top: int):
         ]
         if has_p:
             cells += [
-                f"{r['p_value']:.3g}" if r["p_value"] == r["p_value"] else "",
+                f"{r['p_value']:.2g}" if r["p_value"] == r["p_value"] else "",
                 f"{r['calibrated_score']:.3f}" if r["calibrated_score"] == r["calibrated_score"] else "",
             ]
+        if has_ci:
+            cells.append(f"{r['ci_low']:.3f}–{r['ci_high']:.3f}" if r["ci_low"] == r["ci_low"] else "")
         table.add_row(*cells)
     return table
 

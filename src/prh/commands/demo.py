@@ -26,6 +26,11 @@ def register(app: typer.Typer) -> None:
         calibrate: int = typer.Option(
             None, "--calibrate", help="Permutations K for mutual_knn (default 1000; 200 with --fast)."
         ),
+        bootstrap: int = typer.Option(
+            None,
+            "--bootstrap",
+            help="Subsamples for a 95% interval of each cross-modal mutual_knn score (default 200; 50 with --fast).",
+        ),
         store: Path = typer.Option(
             Path("prh-cache/features"), "--store", help="Feature store folder (the cache)."
         ),
@@ -53,6 +58,7 @@ def register(app: typer.Typer) -> None:
         check_out_dir(out)
         n = n or (256 if fast else 1024)
         k_perm = calibrate if calibrate is not None else (200 if fast else 1000)
+        n_boot = bootstrap if bootstrap is not None else (50 if fast else 200)
         specs = resolve_models(models or (FAST_MODELS if fast else "offline"))
         usable = []
         for spec in specs:
@@ -85,7 +91,8 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]{s['model']} failed: {s['error']}[/red]")
         usable = [spec for spec, s in zip(usable, summaries) if s["status"] != "failed"]
         console.rule(
-            f"[bold]2/3 alignment: every pair over all layer pairs, K={k_perm} permutations, shuffled control"
+            f"[bold]2/3 alignment: every pair over all layer pairs, K={k_perm} permutations, B={n_boot} subsamples, "
+            "shuffled control"
         )
         results = run_alignment(
             usable,
@@ -95,6 +102,7 @@ def register(app: typer.Typer) -> None:
             feature_store,
             dataset=dataset,
             calibrate=k_perm,
+            bootstrap=n_boot,
             calibrate_metrics=["mutual_knn"],
             calibrate_within=False,
             seed=seed,

@@ -26,9 +26,14 @@ def summary_lines(results: Results, metric: str = "mutual_knn") -> list[str]:
     cross = main[main["modality_x"] != main["modality_y"]]
     if not cross.empty:
         best = cross.loc[cross["score"].idxmax()]
+        interval = (
+            f", 95% interval {best['ci_low']:.3f}–{best['ci_high']:.3f} at these layers"
+            if pd.notna(best.get("ci_low", float("nan")))
+            else ""
+        )
         lines.append(
             f"Best cross-modal {metric}: {best['model_x']} × {best['model_y']} = {best['score']:.3f} "
-            f"(layers {int(best['best_layer_x'])} and {int(best['best_layer_y'])}), N={int(best['N'])}."
+            f"(layers {int(best['best_layer_x'])} and {int(best['best_layer_y'])}{interval}), N={int(best['N'])}."
         )
         if metric == "mutual_knn" and pd.notna(best["k"]):
             chance = float(best["k"]) / (float(best["N"]) - 1)
