@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prh.atomic import atomic_write
 from prh.errors import InputError, MissingFeaturesError
 from prh.metrics import spec as metric_spec
 from prh.prepare import prepare
@@ -165,14 +165,14 @@ class Results:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic(out / "results.csv", lambda p: self.table.to_csv(p, index=False))
-        _atomic(out / "results.parquet", lambda p: self.table.to_parquet(p, index=False))
-        _atomic(
+        atomic_write(out / "results.csv", lambda p: self.table.to_csv(p, index=False))
+        atomic_write(out / "results.parquet", lambda p: self.table.to_parquet(p, index=False))
+        atomic_write(
             out / "provenance.json",
             lambda p: Path(p).write_text(json.dumps(self.provenance, indent=2, default=str)),
         )
         grids = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self.grids.items()}
-        _atomic(out / "grids.safetensors", lambda p: save_file(grids, p))
+        atomic_write(out / "grids.safetensors", lambda p: save_file(grids, p))
         return out
 
     @classmethod
@@ -193,17 +193,6 @@ class Results:
         prov_path = out / "provenance.json"
         provenance = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
         return cls(table, dict(grids), provenance)
-
-
-def _atomic(path: Path, write: Callable[[str], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass

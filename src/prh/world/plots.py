@@ -6,14 +6,14 @@ and a path, writes the PNG atomically and returns the path.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from prh.atomic import atomic_write
 
 _CURVES = (
     ("mutual_knn", "cross-modal mutual kNN", "tab:blue"),
@@ -25,16 +25,10 @@ _CURVES = (
 def _save(fig: plt.Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _curve_plot(result: dict, sweep: str, axis: str, xlabel: str, title: str, path: Path) -> Path:
