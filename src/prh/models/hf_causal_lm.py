@@ -20,7 +20,7 @@ from prh.models.base import (
     resolve_dtype,
 )
 from prh.models.spec import FeatureResult, ModelSpec
-from prh.models.text import dtype_kwarg, ensure_pad_token, hf_source, length_order, pad_batch, tokenize
+from prh.models.text import ensure_pad_token, length_order, load_text_model, pad_batch, tokenize
 
 
 class HFCausalLMAdapter(Adapter):
@@ -71,16 +71,12 @@ class HFCausalLMAdapter(Adapter):
             self.device = self.model.get_input_embeddings().weight.device
 
     def _load(self, device_map: str | None, trust_remote_code: bool):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         with loading(self.spec):
-            source, kwargs = hf_source(self.spec)
-            self.gguf = "gguf_file" in kwargs
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
-            load_kw = dict(kwargs, trust_remote_code=trust_remote_code, **dtype_kwarg(self.dtype))
-            if device_map is not None:
-                load_kw["device_map"] = device_map
-            model = AutoModelForCausalLM.from_pretrained(source, **load_kw)
+            model, tokenizer, self.gguf = load_text_model(
+                self.spec, AutoModelForCausalLM, self.dtype, device_map, trust_remote_code
+            )
             if device_map is None:
                 model = model.to(self.device)
         return model, tokenizer

@@ -18,7 +18,7 @@ from prh.models.base import (
     resolve_dtype,
 )
 from prh.models.spec import FeatureResult, ModelSpec
-from prh.models.text import dtype_kwarg, ensure_pad_token, hf_source, length_order, pad_batch, tokenize
+from prh.models.text import ensure_pad_token, length_order, load_text_model, pad_batch, tokenize
 
 
 class HFTextEncoderAdapter(Adapter):
@@ -42,16 +42,11 @@ class HFTextEncoderAdapter(Adapter):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         if model is None:
-            from transformers import AutoModel, AutoTokenizer
+            from transformers import AutoModel
 
             trust = trust_remote_code or spec.trust_remote_code
             with loading(spec):
-                source, kwargs = hf_source(spec)
-                tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust, **kwargs)
-                load_kw = dict(kwargs, trust_remote_code=trust, **dtype_kwarg(self.dtype))
-                if device_map is not None:
-                    load_kw["device_map"] = device_map
-                model = AutoModel.from_pretrained(source, **load_kw)
+                model, tokenizer, _ = load_text_model(spec, AutoModel, self.dtype, device_map, trust)
         if device_map is None:
             model = model.to(self.device, self.dtype)
         else:

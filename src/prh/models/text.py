@@ -84,3 +84,25 @@ def dtype_kwarg(dtype: torch.dtype) -> dict:
 
     key = "dtype" if Version(transformers.__version__.split("+")[0]) >= Version("4.56") else "torch_dtype"
     return {key: dtype}
+
+
+def load_text_model(
+    spec: ModelSpec, auto_model, dtype: torch.dtype, device_map: str | None, trust_remote_code: bool
+):
+    """Tokenizer and model of a Hugging Face text model: hub id, local folder, ``zoo:`` entry or GGUF file.
+
+    ``auto_model`` is the transformers class to load with (``AutoModel``, ``AutoModelForCausalLM``). The weights
+    come in ``dtype``; ``device_map`` (if given) is passed to ``from_pretrained``. Call it inside
+    :func:`prh.models.base.loading` so that hub and file errors become clear :class:`ModelLoadError` messages.
+
+    Returns ``(model, tokenizer, gguf)`` where ``gguf`` says whether the weights came from a GGUF file.
+    """
+    from transformers import AutoTokenizer
+
+    source, kwargs = hf_source(spec)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    load_kw = dict(kwargs, trust_remote_code=trust_remote_code, **dtype_kwarg(dtype))
+    if device_map is not None:
+        load_kw["device_map"] = device_map
+    model = auto_model.from_pretrained(source, **load_kw)
+    return model, tokenizer, "gguf_file" in kwargs
