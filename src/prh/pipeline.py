@@ -87,32 +87,7 @@ def run_alignment(
         if info.get("params") is None:
             info["params"] = s.params
         info.setdefault("competence", dict(s.competence))
-    key = None
-    if cache_dir is not None:
-        key = results_key(
-            features,
-            models_x=[s.name for s in models_x],
-            models_y=[s.name for s in models_y] if models_y is not None else None,
-            metrics=list(metrics),
-            k=k,
-            calibrate=calibrate,
-            calibrate_metrics=list(calibrate_metrics) if calibrate_metrics is not None else None,
-            calibrate_within=calibrate_within,
-            bootstrap=bootstrap,
-            alpha=alpha,
-            seed=seed,
-            q=q,
-            shuffle_control=shuffle_control,
-        )
-        cached = Path(cache_dir) / key
-        if (cached / "results.parquet").is_file():
-            return Results.load(cached)
-    xs = [by_name[s.name] for s in models_x]
-    ys = [by_name[s.name] for s in models_y] if models_y is not None else None
-    n_samples = xs[0].layers[0].shape[0]
-    experiment = Experiment(
-        xs,
-        ys,
+    options = dict(  # everything the Experiment computes with: also the cache key
         metrics=list(metrics),
         k=k,
         calibrate=calibrate,
@@ -121,8 +96,25 @@ def run_alignment(
         bootstrap=bootstrap,
         alpha=alpha,
         seed=seed,
-        controls=shuffled_control(n_samples, seed) if shuffle_control else {},
     )
+    key = None
+    if cache_dir is not None:
+        key = results_key(
+            features,
+            models_x=[s.name for s in models_x],
+            models_y=[s.name for s in models_y] if models_y is not None else None,
+            q=q,
+            shuffle_control=shuffle_control,
+            **options,
+        )
+        cached = Path(cache_dir) / key
+        if (cached / "results.parquet").is_file():
+            return Results.load(cached)
+    xs = [by_name[s.name] for s in models_x]
+    ys = [by_name[s.name] for s in models_y] if models_y is not None else None
+    n_samples = xs[0].layers[0].shape[0]
+    controls = shuffled_control(n_samples, seed) if shuffle_control else {}
+    experiment = Experiment(xs, ys, controls=controls, **options)
     results = experiment.run(progress=progress)
     if key is not None:
         results.provenance["cache_key"] = key
