@@ -20,7 +20,6 @@ import math
 import os
 import re
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ import torch
 
 from prh.atomic import atomic_write, atomic_write_text
 from prh.errors import ExtractionError, InputError, MissingFeaturesError
+from prh.models.spec import FeatureResult
 
 if TYPE_CHECKING:
     from prh.data.base import PairedDataset
@@ -119,30 +119,9 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-@dataclass
-class StoredFeatures:
-    """Features of one model on one dataset, as read back from the store.
-
-    Attributes
-    ----------
-    layers : list of torch.Tensor
-        L float32 CPU tensors of shape (N, D_l); D_l may differ per layer (CNN blocks).
-    layer_names : list of str
-        Length L.
-    per_sample : dict of str -> torch.Tensor
-        Per-item arrays of shape (N,), e.g. ``{"bpb": ...}`` for causal language models; may be empty.
-    meta : dict
-        The JSON sidecar.
-    """
-
-    layers: list[torch.Tensor]
-    layer_names: list[str]
-    per_sample: dict[str, torch.Tensor] = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return int(self.layers[0].shape[0]) if self.layers else 0
+class StoredFeatures(FeatureResult):
+    """Features of one model on one dataset, as read back from the store: a :class:`FeatureResult` (layers,
+    layer_names, per_sample, ``n``, ``dims``) whose ``meta`` is the JSON sidecar, plus :meth:`stacked`."""
 
     def stacked(self) -> torch.Tensor:
         """All layers as one (N, L, D) tensor; InputError when the layers have different widths."""
