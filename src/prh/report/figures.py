@@ -12,9 +12,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from prh.atomic import atomic_write  # noqa: E402
 from prh.experiment import Results  # noqa: E402
 
 DPI = 130
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Lay out ``fig``, write it to ``path`` atomically (format from the suffix, PNG by default) and close it."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    try:
+        fig.tight_layout()
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format=fmt))
+    finally:
+        plt.close(fig)
 
 
 def _main(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -90,9 +101,7 @@ def cross_modal_heatmap(results: Results, metric: str, path: Path, alpha: float 
     im = _heatmap(ax, values, lang, vis, _significance(results.table, metric, lang, vis, alpha))
     fig.colorbar(im, ax=ax, shrink=0.8, label=metric)
     ax.set_title(f"cross-modal alignment ({metric}, best layer pair)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)
     return (
         f"Cross-modal {metric}: each cell is the best score over all layer pairs of a language model (row) and a "
         f"vision model (column); models ordered by size. Hatched 'n.s.' cells are not significant at alpha={alpha} "
@@ -112,9 +121,7 @@ def within_modality_heatmap(
     im = _heatmap(ax, values, names, names, _significance(results.table, metric, names, names, alpha))
     fig.colorbar(im, ax=ax, shrink=0.8, label=metric)
     ax.set_title(f"{modality} models ({metric})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)
     return f"Alignment among {modality} models ({metric}); the diagonal is each model against itself."
 
 
@@ -207,9 +214,7 @@ def competence_plot(results: Results, metric: str, path: Path) -> str | None:
             xlabel,
             f"mean cross-modal {metric}\n({modality} model vs other modality)",
         )
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)
     return (
         f"Alignment vs competence ({metric}): each point is one model's mean best-layer alignment to the models "
         f"of the other modality. With few models the intervals are wide: read the sign, not the decimals."
@@ -233,9 +238,7 @@ def best_pair_grid(results: Results, metric: str, path: Path) -> str | None:
     ax.legend(loc="upper left", fontsize=7)
     fig.colorbar(im, ax=ax, label=metric)
     ax.set_title(f"layer-pair grid of the best cross-modal pair ({metric})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)
     return (
         f"Every layer pair of {best['model_x']} x {best['model_y']} ({metric}); the star marks the best pair."
     )
@@ -290,9 +293,7 @@ def model_map(results: Results, metric: str, path: Path) -> str | None:
     ax.set_title(f"map of the models (classical MDS on 1 - {metric})", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)
     return "Models placed so that distances approximate 1 - alignment: nearby models see the data alike."
 
 
@@ -319,9 +320,7 @@ def control_plot(results: Results, metric: str, path: Path) -> str | None:
     ax.set_ylabel(f"best-layer {metric}")
     ax.legend(fontsize=7)
     ax.set_title("real pairing vs shuffled captions", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path)
     return (
         "Each bar pair is one language x vision model pair: with the real pairing, and with the captions shuffled "
         "(the same models, the pairing destroyed). The control falls to chance."
