@@ -147,7 +147,8 @@ def _cycle_null(n: int, kw: dict) -> float:
     return 1.0 - (1.0 - k / (n - 1)) ** k
 
 
-_COMMON = {
+#: MetricSpec fields shared by every neighbour-list metric (here and in :mod:`prh.metrics.knn_sets`).
+KNN_SPEC_FIELDS = {
     "layer_cache": _knn_cache,
     "layer_caches": _knn_caches,
     "check_kwargs": _check_k_kwargs,
@@ -164,7 +165,7 @@ MUTUAL_KNN = register(
         null_expectation=lambda n, kw: kw.get("k", 10) / (n - 1),
         description="mean fraction of shared k nearest neighbours (the paper's metric)",
         defaults={"k": 10},
-        **_COMMON,
+        **KNN_SPEC_FIELDS,
     )
 )
 CYCLE_KNN = register(
@@ -176,7 +177,7 @@ CYCLE_KNN = register(
         null_expectation=_cycle_null,
         description="fraction of samples recovered by going to B-neighbours and back through A-neighbours",
         defaults={"k": 10},
-        **_COMMON,
+        **KNN_SPEC_FIELDS,
     )
 )
 LCS_KNN = register(
@@ -187,7 +188,7 @@ LCS_KNN = register(
         symmetric=True,
         description="longest common subsequence of the ordered neighbour lists / k",
         defaults={"k": 10},
-        **_COMMON,
+        **KNN_SPEC_FIELDS,
     )
 )
 EDIT_DISTANCE_KNN = register(
@@ -198,6 +199,6 @@ EDIT_DISTANCE_KNN = register(
         symmetric=True,
         description="1 - Levenshtein distance between the ordered neighbour lists / k",
         defaults={"k": 10},
-        **_COMMON,
+        **KNN_SPEC_FIELDS,
     )
 )

@@ -21,13 +21,13 @@ import torch
 from prh._validation import check_pair
 from prh.metrics._common import score_pair
 from prh.metrics.knn import (
+    KNN_SPEC_FIELDS,
     KnnCache,
     _check_k_kwargs,
     _chunks,
     _cycle_grid,
     _cycle_null,
     _knn_cache,
-    _knn_caches,
 )
 from prh.metrics.registry import MetricSpec, register
 
@@ -108,14 +108,7 @@ def cycle_knn_directions(A: object, B: object, k: int = 10) -> tuple[float, floa
     return float(_cycle_grid([ca], [cb], k)[0, 0]), float(_cycle_grid([cb], [ca], k)[0, 0])
 
 
-_COMMON = {
-    "layer_cache": _knn_cache,
-    "layer_caches": _knn_caches,
-    "check_kwargs": _check_k_kwargs,
-    "value_range": (0.0, 1.0),
-    "uses_k": True,
-    "defaults": {"k": 10},
-}
+_COMMON = {**KNN_SPEC_FIELDS, "defaults": {"k": 10}}
 
 JACCARD_KNN = register(
     MetricSpec(
