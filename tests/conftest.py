@@ -7,6 +7,18 @@ import os
 import pytest
 import torch
 
+#: The paper's eight metrics, in the order prh.metrics registers them (a literal, so tests can catch a change).
+REFERENCE_EIGHT = [
+    "mutual_knn",
+    "cycle_knn",
+    "lcs_knn",
+    "edit_distance_knn",
+    "cka",
+    "unbiased_cka",
+    "cknna",
+    "svcca",
+]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

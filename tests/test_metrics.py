@@ -8,22 +8,13 @@ import pytest
 import torch
 
 import prh
+from conftest import REFERENCE_EIGHT
 from prh import reference
 from prh.errors import InputError
 from prh.metrics import names, spec
 from prh.metrics.kernels import hsic_unbiased, u_center
 from prh.metrics.sequence_dp import edit_distance, lcs_length
 
-REFERENCE_EIGHT = [
-    "mutual_knn",
-    "cycle_knn",
-    "lcs_knn",
-    "edit_distance_knn",
-    "cka",
-    "unbiased_cka",
-    "cknna",
-    "svcca",
-]
 KNN = ["mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn"]
 
 

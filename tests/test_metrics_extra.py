@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import prh
 import prh.metrics as M
+from conftest import REFERENCE_EIGHT
 from prh.errors import InputError
 from prh.metrics.kernels import hsic_unbiased
 from prh.metrics.knn import KnnCache
@@ -28,16 +29,6 @@ EXTRA = [
     "pwcca",
     "rsa",
     "rv",
-]
-REFERENCE_EIGHT = [
-    "mutual_knn",
-    "cycle_knn",
-    "lcs_knn",
-    "edit_distance_knn",
-    "cka",
-    "unbiased_cka",
-    "cknna",
-    "svcca",
 ]
 
 

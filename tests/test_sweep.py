@@ -9,20 +9,10 @@ import pytest
 import torch
 
 import prh
+from conftest import REFERENCE_EIGHT
 from prh import reference
 from prh.errors import InputError
 from prh.sweep import cache_layers, sweep_caches, sweep_many
-
-REFERENCE_EIGHT = [
-    "mutual_knn",
-    "cycle_knn",
-    "lcs_knn",
-    "edit_distance_knn",
-    "cka",
-    "unbiased_cka",
-    "cknna",
-    "svcca",
-]
 
 
 def _model(n, layers, d, seed, base=None):
