@@ -32,3 +32,12 @@ def related_pair():
     a = torch.randn(64, 32, generator=g)
     b = a @ torch.randn(32, 20, generator=g) + 0.5 * torch.randn(64, 20, generator=g)
     return torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (tiny tensors: avoids thread-pool contention on a shared CPU)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

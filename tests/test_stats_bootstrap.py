@@ -10,13 +10,7 @@ import prh
 from prh.errors import InputError
 from prh.stats import bootstrap_ci, correlation
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gaussian_pair(n, rho, seed):

@@ -19,13 +19,7 @@ ALPHA = 0.05
 LOW, HIGH = binom.interval(0.99, SEEDS, ALPHA)  # (4, 18) rejections
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool contention when other processes share the CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _independent(seed, n=40, lx=1, ly=1, d=8):

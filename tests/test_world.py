@@ -30,14 +30,7 @@ from prh.world import (
 from prh.world.learner import embed_states
 from prh.world.world import empirical_cooccurrence
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest and avoids oversubscription when other tests run alongside."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # A 3-state chain whose stationary law is easy by hand: T is doubly stochastic, so pi = (1/3, 1/3, 1/3).
