@@ -14,9 +14,6 @@ import torch
 
 from prh.errors import InputError
 
-ArrayLike = "torch.Tensor | np.ndarray"
-
-
 def as_tensor(x: object, name: str) -> torch.Tensor:
     """Return ``x`` as a floating torch tensor on its own device (numpy -> CPU tensor, no copy when possible).
 
@@ -104,6 +101,55 @@ def check_k(k: object, n: int, name: str = "k", minimum: int = 1) -> int:
             f"use k <= {n - 1}."
         )
     return k
+
+
+def check_int(
+    value: object, name: str, minimum: int | None = None, maximum: int | None = None, hint: str = ""
+) -> int:
+    """Validate an integer option (``bool`` is refused), optionally with ``minimum <= value <= maximum``.
+
+    ``hint`` is appended to the message (e.g. ``"0 = off"``), in the style of scikit-learn's ``check_scalar``.
+    """
+    extra = f" ({hint})" if hint else ""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name}={value!r} must be an integer{extra}.")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name}={value} must be at least {minimum}{extra}.")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{name}={value} must be at most {maximum}{extra}.")
+    return value
+
+
+def check_float(
+    value: object,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    inclusive: tuple[bool, bool] = (True, True),
+    hint: str = "",
+) -> float:
+    """Validate a real number (``bool`` refused, finite) within ``low``/``high`` (each end inclusive or not)."""
+    extra = f" ({hint})" if hint else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name}={value!r} must be a number{extra}.")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InputError(f"{name}={value} must be a finite number{extra}.")
+    lo_ok = low is None or (value >= low if inclusive[0] else value > low)
+    hi_ok = high is None or (value <= high if inclusive[1] else value < high)
+    if not (lo_ok and hi_ok):
+        left = "" if low is None else f"{low} {'<=' if inclusive[0] else '<'} "
+        right = "" if high is None else f" {'<=' if inclusive[1] else '<'} {high}"
+        raise InputError(f"{name}={value} must satisfy {left}{name}{right}{extra}.")
+    return value
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Validate a boolean option: only ``True``/``False`` (a string such as ``"false"`` is refused, not truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}={value!r} must be true or false (a boolean, not {type(value).__name__}).")
+    return bool(value)
 
 
 def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
