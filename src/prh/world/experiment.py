@@ -8,7 +8,7 @@ trained on its own observations only. Measured on all M states (noise-free obser
 * ``mutual_knn``, ``unbiased_cka`` — cross-modal alignment of the two learned representations (``prh.metrics``).
 
 :func:`run_world` returns a JSON-ready dict; :func:`summarise` turns the per-seed records into the numbers the
-plots and the done-when checks use.
+plots and the headline numbers use.
 """
 
 from __future__ import annotations
@@ -287,10 +287,12 @@ def _stats(values: list[float]) -> dict:
 
 
 def summarise(settings: WorldSettings, runs: list[dict]) -> dict:
-    """Average the per-seed records and evaluate the done-when criteria.
+    """Average the per-seed records and compute the headline numbers (no pass/fail: thresholds live in tests).
 
     Returns a dict with ``capacity`` and ``data`` curves (mean/sd over seeds per point), ``lossy`` statistics,
-    Spearman correlations of cross-modal alignment with capacity and data, and ``checks``.
+    Spearman correlations of cross-modal alignment with capacity and data, and ``headline`` (the measured numbers
+    the docs quote: largest learner's agreement with the PMI kernel, Spearman(capacity, mutual kNN), and the
+    bijective-minus-lossy gaps with the larger of their seed spreads).
     """
     from scipy.stats import spearmanr
 
@@ -316,15 +318,13 @@ def summarise(settings: WorldSettings, runs: list[dict]) -> dict:
     rho = summary["capacity"]["spearman_mutual_knn"]
     gap_agree = lossy["agree_bijective"]["mean"] - lossy["agree_lossy"]["mean"]
     gap_knn = lossy["mutual_knn_bijective"]["mean"] - lossy["mutual_knn_lossy"]["mean"]
-    spread = max(lossy["agree_bijective"]["sd"], lossy["agree_lossy"]["sd"], 0.01)
-    summary["checks"] = {
+    spread = max(lossy["agree_bijective"]["sd"], lossy["agree_lossy"]["sd"])
+    summary["headline"] = {
         "largest_learner_pmi_agreement": largest,
-        "largest_learner_pmi_agreement_ok": largest >= 0.9,
         "capacity_spearman_mutual_knn": rho,
-        "capacity_spearman_ok": rho is not None and rho >= 0.8,
         "lossy_gap_agreement": gap_agree,
         "lossy_gap_mutual_knn": gap_knn,
-        "lossy_lower_ok": gap_agree > 3 * spread and gap_knn > 0,
+        "lossy_agreement_sd": spread,
     }
     return summary
 
