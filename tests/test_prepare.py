@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import prh
-from prh import reference
+import reference_impl as reference
 from prh.errors import InputError
 from prh.prepare import quantile_threshold
 

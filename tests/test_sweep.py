@@ -10,7 +10,7 @@ import torch
 
 import prh
 from conftest import REFERENCE_EIGHT
-from prh import reference
+import reference_impl as reference
 from prh.errors import InputError
 from prh.sweep import cache_layers, sweep_caches, sweep_many
 
