@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
+from prh.align import Experiment, ModelFeatures
 from prh.distributed import align_ray, estimate_extract_resources, extract_ray, plan_tiles
 from prh.distributed.resources import GIB, NodeLimits
 from prh.errors import InputError, ModelLoadError
-from prh.experiment import Experiment, ModelFeatures
 from prh.features import extract
 from prh.features.store import FeatureStore
 from prh.models import ModelSpec, reset_registry
@@ -179,7 +179,7 @@ def test_killed_worker_and_transient_error_are_retried_user_error_is_not(workspa
 
 @pytest.mark.parametrize("square", [True, False])
 def test_tiled_alignment_equals_local(workspace, extracted, square):
-    from prh.pipeline import run_alignment
+    from prh.align import run_alignment
 
     store, _ = extracted
     specs, ds = workspace["specs"], workspace["ds"]

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from prh.align import STATS_COLUMNS, TABLE_COLUMNS, Experiment, ModelFeatures, Results
 from prh.cli import app
 from prh.errors import InputError, MissingFeaturesError
-from prh.experiment import STATS_COLUMNS, TABLE_COLUMNS, Experiment, ModelFeatures, Results
 from prh.models.tiny import tiny_causal_lm, tiny_text_encoder, tiny_tokenizer, tiny_vit
 
 N = 36
@@ -239,7 +239,7 @@ def test_missing_features_name_the_extract_command(workspace, tmp_path):
 
 
 def test_features_from_different_data_are_refused(workspace):
-    from prh.experiment import load_features
+    from prh.align import load_features
     from prh.features.store import FeatureStore
 
     store = FeatureStore(workspace["store"])
@@ -270,7 +270,7 @@ def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
 
 
 def test_summary_lists_cross_modal_pairs_before_within_modality_pairs(aligned, capsys):
-    from prh.pipeline import print_summary
+    from prh.commands._summary import print_summary
 
     print_summary(Results.load(aligned), top=20)
     out = capsys.readouterr().out

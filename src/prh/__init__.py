@@ -14,11 +14,11 @@ from prh.sweep import Sweep, sweep
 def __getattr__(name: str):
     """Lazy access to the heavier entry points (they import transformers / pandas only when used)."""
     if name == "Alignment":
-        from prh.alignment import Alignment
+        from prh.align.alignment import Alignment
 
         return Alignment
     if name == "Experiment":
-        from prh.experiment import Experiment
+        from prh.align.engine import Experiment
 
         return Experiment
     raise AttributeError(f"module 'prh' has no attribute {name!r}")

@@ -17,8 +17,9 @@ import os
 from typing import Any
 
 from prh._validation import check_choice
+from prh.align.engine import ModelFeatures, load_features
+from prh.align.pipeline import open_dataset, resolve
 from prh.errors import InputError
-from prh.experiment import ModelFeatures, load_features
 from prh.prepare import prepare
 from prh.sweep import LayerCaches, as_layers, cache_layers, sweep_caches
 
@@ -48,7 +49,6 @@ class Alignment:
         device: str = "cpu",
     ) -> None:
         from prh.features.store import FeatureStore
-        from prh.pipeline import open_dataset, resolve
 
         specs = resolve(models)
         if modality is not None:

@@ -54,9 +54,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score every model pair (best layer pair per metric) from stored features; write the table and report."""
         from prh._validation import check_choice
+        from prh.align import open_dataset, resolve, run_alignment
+        from prh.commands._summary import check_out_dir, print_summary
         from prh.commands.models import load_models_files
         from prh.features.store import FeatureStore
-        from prh.pipeline import check_out_dir, open_dataset, print_summary, resolve, run_alignment
         from prh.report import build_report
 
         load_models_files(models_file)

@@ -44,11 +44,12 @@ def register(app: typer.Typer) -> None:
         """Run the main job offline: extract (or reuse) features, align every pair, control, report."""
         from rich.console import Console
 
+        from prh.align import run_alignment
+        from prh.commands._summary import check_out_dir, print_summary
         from prh.data import load_dataset
         from prh.features import extract
         from prh.features.store import FeatureStore
         from prh.models import availability, resolve_models
-        from prh.pipeline import check_out_dir, print_summary, run_alignment
         from prh.report import build_report
 
         console = Console()

@@ -3,7 +3,7 @@
 - :func:`extract_ray` — one Ray task per model, resources from a size estimate, retries when a worker dies, results
   in the same feature store (a path every worker sees); what is already stored is not recomputed.
 - :func:`align_ray` — the model-pair grid cut into tiles, one task per tile, each loading its features from the
-  store; the merged :class:`~prh.experiment.Results` equal the local backend's.
+  store; the merged :class:`~prh.align.Results` equal the local backend's.
 
 Ray is an optional extra (``pip install prh[ray]``) and is imported only when one of these runs (a missing Ray
 raises :class:`~prh.errors.ModelLoadError` saying how to install it). See ``docs/scaling.md`` for clusters and SLURM.

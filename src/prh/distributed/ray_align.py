@@ -1,10 +1,10 @@
 """The alignment grid on a Ray cluster: the model-pair grid cut into tiles, one Ray task per tile.
 
 The driver checks every model's stored features from the sidecars alone (no tensors are read there), lists the
-model pairs exactly as :class:`prh.experiment.Experiment` orders them, and cuts the (model X x model Y) grid into
+model pairs exactly as :class:`prh.align.Experiment` orders them, and cuts the (model X x model Y) grid into
 square tiles of ``block_size`` models per side. Each task loads the features of its tile's models from the store
 itself (it receives the store path and model names, never tensors) and runs the local pipeline
-(:func:`prh.pipeline.run_alignment`) on them; the driver merges the rows and layer grids back into the local
+(:func:`prh.align.run_alignment`) on them; the driver merges the rows and layer grids back into the local
 order. Each pair's numbers depend only on its two models (and the seed), so the result equals the local backend's.
 
 Tiles of an X-against-itself grid: diagonal tiles score their block against itself; tiles above the diagonal
@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prh.align.engine import DEFAULT_METRICS, Experiment, ModelFeatures, Results
 from prh.distributed.resources import (
     BASE_MEMORY,
     DEFAULT_MAX_RETRIES,
@@ -32,7 +33,6 @@ from prh.distributed.resources import (
     wait_all,
 )
 from prh.errors import InputError, MissingFeaturesError, PrhError
-from prh.experiment import DEFAULT_METRICS, Experiment, ModelFeatures, Results
 
 __all__ = ["align_ray", "plan_tiles"]
 
@@ -120,7 +120,7 @@ def plan_tiles(
     Returns
     -------
     list of tuples
-        Every pair the local :class:`~prh.experiment.Experiment` scores lies in exactly one tile, for the same
+        Every pair the local :class:`~prh.align.Experiment` scores lies in exactly one tile, for the same
         metrics: with ``names_y=None``, tile (i, i) is ``(block_i, None, metrics)``, tile (i, j), i < j, is
         ``(block_i, block_j, metrics)`` and tile (i, j), i > j, is ``(block_i, block_j, non-symmetric metrics)``.
     """
@@ -155,8 +155,8 @@ def _align_task(
     options: dict,
 ) -> dict:
     """Body of one Ray task: the local pipeline on one tile; returns its rows (records), grids and model info."""
+    from prh.align.pipeline import run_alignment
     from prh.features.store import FeatureStore
-    from prh.pipeline import run_alignment
 
     try:
         results = run_alignment(
@@ -203,12 +203,12 @@ def align_ray(
     log: Callable[[str], object] | None = None,
     **options: Any,
 ) -> Results:
-    """:func:`prh.pipeline.run_alignment` on a Ray cluster: same arguments, same :class:`Results`.
+    """:func:`prh.align.run_alignment` on a Ray cluster: same arguments, same :class:`Results`.
 
     Parameters
     ----------
     models_x, models_y, dataset_name, n, dataset, progress
-        As for :func:`~prh.pipeline.run_alignment`.
+        As for :func:`~prh.align.run_alignment`.
     store : FeatureStore
         Its root must be a path every Ray worker sees; it is made absolute here.
     address : str or None
@@ -219,7 +219,7 @@ def align_ray(
     max_retries : int
         Retries of a tile whose worker died or that met a transient error.
     **options
-        Every other keyword of :func:`~prh.pipeline.run_alignment` (``metrics``, ``k``, ``calibrate``,
+        Every other keyword of :func:`~prh.align.run_alignment` (``metrics``, ``k``, ``calibrate``,
         ``bootstrap``, ``seed``, ``q``, ``pool``, ``shuffle_control``, ...), passed to each tile. A ``cache_dir``
         (made absolute; must be shared too) caches each tile's results, so a re-run recomputes only missing tiles.
 
@@ -237,9 +237,9 @@ def align_ray(
     """
     import inspect
 
+    from prh.align.pipeline import run_alignment, shuffled_control
     from prh.features.store import FeatureStore
     from prh.metrics import spec as metric_spec
-    from prh.pipeline import run_alignment, shuffled_control
 
     accepted = set(inspect.signature(run_alignment).parameters) - {
         "models_x",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from prh.align.engine import Results
 from prh.errors import InputError
-from prh.experiment import Results
 from prh.report import figures
 
 ATTRIBUTION = (

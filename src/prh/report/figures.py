@@ -1,4 +1,4 @@
-"""Figures of an alignment run (matplotlib, Agg backend). Each function takes :class:`prh.experiment.Results`
+"""Figures of an alignment run (matplotlib, Agg backend). Each function takes :class:`prh.align.Results`
 and a path, draws one PNG, and returns a short caption — or None when the run has nothing to draw for it."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from prh.align.engine import Results  # noqa: E402
 from prh.atomic import atomic_write  # noqa: E402
-from prh.experiment import Results  # noqa: E402
 
 DPI = 130
 

@@ -1,0 +1,41 @@
+"""The alignment engine: stored features of model sets -> best-layer alignment scores of every model pair.
+
+- :mod:`prh.align.engine` — :class:`ModelFeatures`, :func:`load_features`, :class:`Experiment` (the pair grid
+  over all layer pairs, with calibration, bootstrap and controls) and :class:`Results` (table, grids, provenance).
+- :mod:`prh.align.pipeline` — :func:`run_alignment`, what `prh align`, `prh demo` and the Ray backend run: resolve
+  models, load their stored features, run the :class:`Experiment`, cache the results.
+- :mod:`prh.align.alignment` — :class:`Alignment`, scoring your own features against stored reference models.
+
+Layering: this package uses metrics, sweep, stats and the feature store; it never imports :mod:`prh.report` or
+:mod:`prh.commands` (those sit above it).
+"""
+
+from __future__ import annotations
+
+from prh.align.alignment import Alignment
+from prh.align.engine import (
+    DEFAULT_METRICS,
+    STATS_COLUMNS,
+    TABLE_COLUMNS,
+    Experiment,
+    ModelFeatures,
+    Results,
+    load_features,
+)
+from prh.align.pipeline import open_dataset, resolve, results_key, run_alignment, shuffled_control
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "STATS_COLUMNS",
+    "TABLE_COLUMNS",
+    "Alignment",
+    "Experiment",
+    "ModelFeatures",
+    "Results",
+    "load_features",
+    "open_dataset",
+    "resolve",
+    "results_key",
+    "run_alignment",
+    "shuffled_control",
+]
