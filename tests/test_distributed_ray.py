@@ -280,7 +280,7 @@ def test_tiles_cover_every_pair_of_the_experiment_exactly_once(n_models, block):
     metrics = ["mutual_knn", "cknna"]  # symmetric and not
     for ys in (None, names[: max(1, n_models // 2)]):
         exp = Experiment(stubs, [s for s in stubs if s.name in ys] if ys else None, metrics=metrics)
-        want = sorted((m, x.name, y.name) for m in metrics for x, y in exp._pairs(m))
+        want = sorted((m, x.name, y.name) for m in metrics for x, y in exp.pairs(m))
         got = []
         for a, b, tile_metrics in plan_tiles(names, ys, metrics, block):
             sub = Experiment(
@@ -288,7 +288,7 @@ def test_tiles_cover_every_pair_of_the_experiment_exactly_once(n_models, block):
                 [s for s in stubs if s.name in b] if b else None,
                 metrics=metrics,
             )
-            got += [(m, x.name, y.name) for m in tile_metrics for x, y in sub._pairs(m)]
+            got += [(m, x.name, y.name) for m in tile_metrics for x, y in sub.pairs(m)]
         assert sorted(got) == want
 
 

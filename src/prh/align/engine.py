@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,7 +230,12 @@ class Experiment:
     controls: dict[str, torch.Tensor] = field(default_factory=dict)
     device: str = "cpu"
 
-    def _pairs(self, metric: str) -> list[tuple[ModelFeatures, ModelFeatures]]:
+    def pairs(self, metric: str) -> list[tuple[ModelFeatures, ModelFeatures]]:
+        """The model pairs scored for ``metric`` (without controls), in the order of :meth:`run`.
+
+        X x Y when ``models_y`` is given; within X every ordered pair, or each unordered pair once (diagonal
+        included) for a symmetric metric.
+        """
         xs = self.models_x
         if self.models_y is not None:
             return [(x, y) for x in xs for y in self.models_y]
@@ -241,10 +246,12 @@ class Experiment:
     def _metric_kwargs(self, metric: str) -> dict:
         return {"k": self.k} if "k" in metric_spec(metric).defaults else {}
 
-    def _control_pairs(self, metric: str) -> list[tuple[str, ModelFeatures, ModelFeatures]]:
+    def control_pairs(self, metric: str) -> list[tuple[str, ModelFeatures, ModelFeatures]]:
+        """``(control, x, y)`` of every control pair for ``metric``: the cross-modal pairs of :meth:`pairs` with
+        the language side's rows permuted by each control's permutation (needs the models' tensors)."""
         out = []
         for control, perm in self.controls.items():
-            for x, y in self._pairs(metric):
+            for x, y in self.pairs(metric):
                 if x.modality == y.modality or "language" not in (x.modality, y.modality):
                     continue
                 if x.modality == "language":
@@ -253,7 +260,21 @@ class Experiment:
                     out.append((control, x, y.permuted(perm, y.name)))
         return out
 
-    def run(self, progress: bool = True, log: Callable[[str], object] | None = None) -> Results:
+    def plan(self) -> list[tuple[str, str, str, str]]:
+        """Every job of :meth:`run`, in its order: ``(metric, control, model_x name, model_y name)``.
+
+        Control is ``"none"`` for the real pairs. Needs only the models' names and modalities (no tensors), so a
+        scheduler (e.g. :func:`prh.distributed.align_ray`) can list the work on tensor-free stand-ins.
+        """
+        jobs = [(metric, "none", x.name, y.name) for metric in self.metrics for x, y in self.pairs(metric)]
+        for metric in self.metrics:
+            for control in self.controls:
+                for x, y in self.pairs(metric):
+                    if x.modality != y.modality and "language" in (x.modality, y.modality):
+                        jobs.append((metric, control, x.name, y.name))
+        return jobs
+
+    def run(self, progress: bool = True) -> Results:
         """Score every pair for every metric; returns :class:`Results`."""
         if not self.models_x:
             raise InputError("models_x is empty; give at least one model.")
@@ -270,8 +291,8 @@ class Experiment:
         start = time.perf_counter()
         rows: list[dict] = []
         grids: dict[str, np.ndarray] = {}
-        jobs = [(metric, "none", x, y) for metric in self.metrics for x, y in self._pairs(metric)]
-        jobs += [(metric, c, x, y) for metric in self.metrics for c, x, y in self._control_pairs(metric)]
+        jobs = [(metric, "none", x, y) for metric in self.metrics for x, y in self.pairs(metric)]
+        jobs += [(metric, c, x, y) for metric in self.metrics for c, x, y in self.control_pairs(metric)]
         bar = None
         if progress:
             from tqdm.auto import tqdm

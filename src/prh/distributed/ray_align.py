@@ -295,8 +295,7 @@ def align_ray(
         metrics=metrics,
         controls=shuffled_control(n_samples, seed) if options.get("shuffle_control") else {},
     )
-    keys = [(m, "none", x.name, y.name) for m in metrics for x, y in plan._pairs(m)]
-    keys += [(m, c, x.name, y.name) for m in metrics for c, x, y in plan._control_pairs(m)]
+    keys = plan.plan()
     order = {Results.grid_key(*key): i for i, key in enumerate(keys)}
 
     names_x = [s.name for s in specs_x]

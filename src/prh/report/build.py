@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from prh.align.engine import Results
+from prh.atomic import atomic_write_text
 from prh.errors import InputError
 from prh.report import figures
 
@@ -178,7 +179,7 @@ def build_report(
         + "\n".join(body)
         + "</body></html>"
     )
-    (out / "report.html").write_text(page, encoding="utf-8")
+    atomic_write_text(out / "report.html", page)
 
     md = [
         "# prh alignment report",
@@ -195,7 +196,7 @@ def build_report(
         top.to_markdown(index=False, floatfmt=".4g") if _has_tabulate() else top.to_string(index=False),
         "",
     ]
-    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    atomic_write_text(out / "report.md", "\n".join(md))
     return out / "report.html"
 
 
