@@ -284,3 +284,32 @@ def test_summary_lists_cross_modal_pairs_before_within_modality_pairs(aligned, c
         if "tiny-lm" in line or "tiny-enc" in line:
             assert "tiny-vit" not in line
     assert not any("tiny-lm" in ln and "tiny-enc" in ln for ln in cross_part.splitlines())
+
+
+def test_layer_caches_are_keyed_by_content_and_shared_by_real_and_control_pairs(monkeypatch):
+    import prh.align.engine as engine
+
+    g = torch.Generator().manual_seed(0)
+    info = {"write_id": "w"}
+    lang = [
+        ModelFeatures(f"l{i}", [torch.randn(20, 6, generator=g)], {**info, "modality": "language"})
+        for i in range(2)
+    ]
+    vis = [
+        ModelFeatures(f"v{i}", [torch.randn(20, 5, generator=g)], {**info, "modality": "vision"})
+        for i in range(2)
+    ]
+    built = []
+    real = engine.cache_layers
+    monkeypatch.setattr(
+        engine,
+        "cache_layers",
+        lambda layers, metric, name, **kw: built.append(name) or real(layers, metric, name=name, **kw),
+    )
+    perm = torch.randperm(20, generator=g)
+    exp = Experiment(lang, vis, metrics=["mutual_knn"], k=3, controls={"shuffled_captions": perm})
+    res = exp.run(progress=False)
+    assert len(res.table) == 8 and [j[1] for j in exp.plan()].count("shuffled_captions") == 4
+    # four models, plus one row-permuted copy of each language model: nothing is built twice
+    assert sorted(built) == ["l0", "l0", "l1", "l1", "v0", "v1"]
+    assert lang[0].content_key != lang[0].permuted(perm, "l0").content_key

@@ -9,6 +9,7 @@ saved as CSV + parquet + JSON + safetensors — never pickle.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import time
@@ -85,9 +86,20 @@ class ModelFeatures:
         value = (self.info.get("competence") or {}).get("imagenet_top1")
         return float(value) if value is not None else float("nan")
 
+    @property
+    def content_key(self) -> tuple[str, str, str]:
+        """What the layers are: (name, the store's write id — or, for features built in memory, the layer list's
+        identity —, the row order applied by :meth:`permuted`). Equal keys mean equal tensors."""
+        write_id = self.info.get("write_id")
+        source = str(write_id) if write_id else f"memory:{id(self.layers)}"
+        return (self.name, source, str(self.info.get("row_order") or ""))
+
     def permuted(self, perm: torch.Tensor, name: str) -> ModelFeatures:
         """The same model with its samples (rows) re-ordered by ``perm`` (e.g. shuffled captions)."""
-        return ModelFeatures(name, [layer[perm] for layer in self.layers], {**self.info, "model": name})
+        digest = hashlib.sha256(torch.as_tensor(perm).cpu().numpy().tobytes()).hexdigest()[:16]
+        order = "/".join(filter(None, [str(self.info.get("row_order") or ""), digest]))
+        info = {**self.info, "model": name, "row_order": order}
+        return ModelFeatures(name, [layer[perm] for layer in self.layers], info)
 
 
 def load_features(
@@ -298,10 +310,10 @@ class Experiment:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(jobs), desc="alignment", unit="pair", dynamic_ncols=True)
-        caches: dict[tuple[str, str, int], LayerCaches] = {}
+        caches: dict[tuple, LayerCaches] = {}  # by content: a model's caches serve its real and control pairs
 
         def cached(model: ModelFeatures, metric: str, kw: dict) -> LayerCaches:
-            key = (metric, model.name, id(model))
+            key = (metric, *model.content_key)
             if key not in caches:
                 caches[key] = cache_layers(model.layers, metric, name=model.name, device=self.device, **kw)
             return caches[key]
