@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from prh.atomic import atomic_write
-from prh.errors import InputError, MissingFeaturesError
+from prh.errors import InputError
 from prh.metrics import spec as metric_spec
 from prh.prepare import prepare
 from prh.sweep import LayerCaches, cache_layers, sweep_caches
@@ -116,33 +116,13 @@ def load_features(
     Features must come from the same data: with ``dataset`` the store checks each fingerprint against it;
     with only ``dataset_name`` the fingerprints of all models must agree.
     """
-    pools = pools or {}
-    loaded, missing = [], []
-    for name in models:
-        try:
-            stored = store.load(dataset, name, pools.get(name, "mean"), dataset_name=dataset_name, n=n)
-        except MissingFeaturesError as err:
-            missing.append(str(err))
-            continue
-        loaded.append((name, stored))
-    if missing:
-        raise MissingFeaturesError(
-            f"features of {len(missing)} model(s) are missing:\n  " + "\n  ".join(missing)
-        )
-    fingerprints: dict[str, list[str]] = {}
-    for name, stored in loaded:
-        fp = (stored.meta.get("dataset") or {}).get("fingerprint", "?")
-        fingerprints.setdefault(fp, []).append(name)
-    if len(fingerprints) > 1:
-        groups = "; ".join(f"{fp[:12]}: {', '.join(names)}" for fp, names in fingerprints.items())
-        raise InputError(
-            f"the models' features were extracted on different data (dataset fingerprints {groups}); "
-            f"re-extract them on one dataset with `prh extract --force`."
-        )
+    pools = {name: (pools or {}).get(name, "mean") for name in models}
+    # every missing model and any disagreement of the data are reported from the sidecars, before any tensor is read
+    store.find_many(list(models), pools, dataset=dataset, dataset_name=dataset_name, n=n)
     out = []
-    for name, stored in loaded:
-        info = {**stored.meta, "model": name}
-        out.append(ModelFeatures(name, prepare(stored.layers, q=q), info))
+    for name in models:
+        stored = store.load(dataset, name, pools[name], dataset_name=dataset_name, n=n)
+        out.append(ModelFeatures(name, prepare(stored.layers, q=q), {**stored.meta, "model": name}))
     return out
 
 

@@ -32,67 +32,9 @@ from prh.distributed.resources import (
     task_error,
     wait_all,
 )
-from prh.errors import InputError, MissingFeaturesError, PrhError
+from prh.errors import InputError, PrhError
 
 __all__ = ["align_ray", "plan_tiles"]
-
-
-def _stored_metas(store, specs, pools, dataset, dataset_name, n) -> dict[str, dict]:
-    """Sidecar of every model's stored features (``{name: meta}``), checked like :func:`load_features` does."""
-    entries = store.entries()
-    by_path = {e["path"]: e for e in entries}
-    found: dict[str, dict] = {}
-    missing: list[str] = []
-    for spec in specs:
-        name, pool = spec.name, pools[spec.name]
-        if dataset is not None:
-            entry = by_path.get(str(store.path(dataset, name, pool)))
-            if entry is not None and (entry.get("dataset") or {}).get("fingerprint") != dataset.fingerprint():
-                entry = None
-        else:
-            hits = [
-                e
-                for e in entries
-                if (
-                    (e.get("dataset") or {}).get("name") == dataset_name
-                    or Path(e["path"]).parent.name == dataset_name
-                )
-                and e.get("model") == name
-                and e.get("pool") == pool
-                and (n is None or (e.get("dataset") or {}).get("n") == n)
-            ]
-            sizes = sorted({(h.get("dataset") or {}).get("n") for h in hits})
-            if len(sizes) > 1:
-                raise InputError(
-                    f"features of {name!r} on dataset {dataset_name!r} exist for several sizes N={sizes}; "
-                    f"say which one with --n."
-                )
-            entry = hits[0] if hits else None
-        if entry is None:
-            missing.append(name)
-        else:
-            found[name] = {k: v for k, v in entry.items() if k != "path"}
-    if missing:
-        messages = []
-        for name in missing:  # the store's own message (with the `prh extract` command); nothing is loaded
-            try:
-                store.load(dataset, name, pools[name], dataset_name=dataset_name, n=n)
-                messages.append(f"features of {name!r} appeared while checking; re-run")
-            except MissingFeaturesError as err:
-                messages.append(str(err))
-        raise MissingFeaturesError(
-            f"features of {len(messages)} model(s) are missing:\n  " + "\n  ".join(messages)
-        )
-    fingerprints: dict[str, list[str]] = {}
-    for name, meta in found.items():
-        fingerprints.setdefault((meta.get("dataset") or {}).get("fingerprint", "?"), []).append(name)
-    if len(fingerprints) > 1:
-        groups = "; ".join(f"{fp[:12]}: {', '.join(names)}" for fp, names in fingerprints.items())
-        raise InputError(
-            f"the models' features were extracted on different data (dataset fingerprints {groups}); "
-            f"re-extract them on one dataset with `prh extract --force`."
-        )
-    return found
 
 
 def _stub(spec, meta: dict) -> ModelFeatures:
@@ -280,7 +222,7 @@ def align_ray(
     specs = specs_x + [m for m in (specs_y or []) if m not in specs_x]
     by_name = {s.name: s for s in specs}
     pools = {s.name: options.get("pool") or s.pool for s in specs}
-    metas = _stored_metas(store, specs, pools, dataset, dataset_name, n)
+    metas = store.find_many([s.name for s in specs], pools, dataset=dataset, dataset_name=dataset_name, n=n)
     first = metas[specs[0].name]
     n_samples = int(first.get("n") or (first.get("dataset") or {}).get("n"))
     fingerprint = (first.get("dataset") or {}).get("fingerprint", "?")
