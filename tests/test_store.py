@@ -195,3 +195,48 @@ def test_slug_is_safe_and_distinct():
     assert slug("minhuh/prh@wit_1024") == "minhuh--prh@wit_1024"
     a, b = slug("folder:/data/x y"), slug("folder:/data/x_y")
     assert a != b and "/" not in a and " " not in a
+
+
+def test_find_many_by_dataset_and_by_name(tmp_path):
+    store = FeatureStore(tmp_path)
+    layers, names, _ = _features()
+    ds = _Toy()
+    store.save(ds, "a", "mean", layers, names, None, {"adapter": "x"})
+    store.save(ds, "b", "cls", layers, names, None, {})
+    metas = store.find_many(["a", "b"], {"a": "mean", "b": "cls"}, dataset=ds)
+    assert sorted(metas) == ["a", "b"]
+    assert metas["a"]["adapter"] == "x" and "path" not in metas["a"]
+    assert metas["b"]["pool"] == "cls" and metas["b"]["dataset"]["fingerprint"] == ds.fingerprint()
+    by_name = store.find_many(["a"], "mean", dataset_name="toy")
+    assert by_name["a"]["layer_names"] == names
+    assert store.find_many(["a"], "mean", dataset_name="toy-n6", n=6)["a"]["n"] == 6
+    with pytest.raises(InputError, match="dataset or a dataset_name"):
+        store.find_many(["a"], "mean")
+
+
+def test_find_many_reports_all_missing_models_at_once(tmp_path):
+    store = FeatureStore(tmp_path)
+    layers, names, _ = _features()
+    ds = _Toy()
+    store.save(ds, "a", "mean", layers, names, None, {})
+    with pytest.raises(MissingFeaturesError) as err:
+        store.find_many(["a", "x", "y"], "mean", dataset=ds)
+    text = str(err.value)
+    assert "2 model(s) are missing" in text
+    assert "prh extract --models x" in text and "prh extract --models y" in text
+    # another version of the dataset: the stored features do not count
+    with pytest.raises(MissingFeaturesError, match="fingerprint mismatch"):
+        store.find_many(["a"], "mean", dataset=_Toy(tweak="!"))
+
+
+def test_find_many_sizes_and_fingerprints(tmp_path):
+    store = FeatureStore(tmp_path)
+    layers, names, _ = _features()
+    store.save(_Toy(), "a", "mean", layers, names, None, {})
+    store.save(_Toy(4), "a", "mean", [t[:4] for t in layers], names, None, {})
+    with pytest.raises(InputError, match="several sizes"):
+        store.find_many(["a"], "mean", dataset_name="toy")
+    assert store.find_many(["a"], "mean", dataset_name="toy", n=4)["a"]["n"] == 4
+    store.save(_Toy(tweak="!"), "b", "mean", layers, names, None, {})  # same name and n, other data
+    with pytest.raises(InputError, match="different data"):
+        store.find_many(["a", "b"], "mean", dataset_name="toy", n=6)

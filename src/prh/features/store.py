@@ -21,6 +21,7 @@ import os
 import re
 import uuid
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -322,6 +323,89 @@ class FeatureStore:
                 f"say which one (load(..., n=N) or pass the dataset itself)."
             )
         return Path(hits[0]["path"])
+
+    def find_many(
+        self,
+        names: Sequence[str],
+        pools: str | Mapping[str, str],
+        dataset: PairedDataset | None = None,
+        dataset_name: str | None = None,
+        n: int | None = None,
+    ) -> dict[str, dict]:
+        """Each model's sidecar (``{name: meta}``, without ``"path"``), without loading any tensor.
+
+        Give either the ``dataset`` itself (each entry checked by fingerprint) or only its ``dataset_name`` (the
+        name or the folder name ``<slug>-n<N>``) and ``n`` when several sizes are stored. ``pools`` is one pooling
+        for every model or a ``{name: pool}`` mapping.
+
+        Raises
+        ------
+        MissingFeaturesError
+            One or more models lack features; the message lists every missing model with the store's own
+            message (and the ``prh extract`` command to run).
+        InputError
+            Neither ``dataset`` nor ``dataset_name``; several sizes N stored and ``n`` not given; or the found
+            models' features were extracted on different data (dataset fingerprints disagree).
+        """
+        if dataset is None and not dataset_name:
+            raise InputError("find_many() needs a dataset or a dataset_name.")
+        names = list(names)
+        pool_of = {name: (pools if isinstance(pools, str) else pools[name]) for name in names}
+        entries = self.entries()
+        by_path = {e["path"]: e for e in entries}
+        found: dict[str, dict] = {}
+        missing: list[str] = []
+        for name in names:
+            pool = pool_of[name]
+            entry: dict | None
+            if dataset is not None:
+                entry = by_path.get(str(self.path(dataset, name, pool)))
+                if entry is not None and (entry.get("dataset") or {}).get("fingerprint") != dataset.fingerprint():
+                    entry = None
+            else:
+                hits = [
+                    e
+                    for e in entries
+                    if (
+                        (e.get("dataset") or {}).get("name") == dataset_name
+                        or Path(e["path"]).parent.name == dataset_name
+                    )
+                    and e.get("model") == name
+                    and e.get("pool") == pool
+                    and (n is None or (e.get("dataset") or {}).get("n") == n)
+                ]
+                sizes = sorted({(h.get("dataset") or {}).get("n") for h in hits}, key=str)
+                if len(sizes) > 1:
+                    raise InputError(
+                        f"features of {name!r} on dataset {dataset_name!r} exist for several sizes N={sizes}; "
+                        f"say which one (n=N, --n N) or pass the dataset itself."
+                    )
+                entry = hits[0] if hits else None
+            if entry is None:
+                missing.append(name)
+            else:
+                found[name] = {k: v for k, v in entry.items() if k != "path"}
+        if missing:
+            messages = []
+            for name in missing:  # the store's own message (with the `prh extract` command)
+                try:
+                    self.load(dataset, name, pool_of[name], dataset_name=dataset_name, n=n)
+                    messages.append(f"features of {name!r} appeared while checking; re-run")
+                except MissingFeaturesError as err:
+                    messages.append(str(err))
+            raise MissingFeaturesError(
+                f"features of {len(messages)} model(s) are missing:\n  " + "\n  ".join(messages)
+            )
+        fingerprints: dict[str, list[str]] = {}
+        for name, meta in found.items():
+            fingerprints.setdefault((meta.get("dataset") or {}).get("fingerprint", "?"), []).append(name)
+        if len(fingerprints) > 1:
+            groups = "; ".join(f"{fp[:12]}: {', '.join(ns)}" for fp, ns in fingerprints.items())
+            raise InputError(
+                f"the models' features were extracted on different data (dataset fingerprints {groups}); "
+                f"re-extract them on one dataset with `prh extract --force`."
+            )
+        return found
 
     def load(
         self,
