@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from prh.errors import InputError
-from prh.features.bpb import LOG2_E, bits_per_byte, sequence_bpb, token_nll, utf8_bytes
-from prh.features.pooling import last_index, last_token, masked_mean, pool_any, pool_tokens, spatial_mean
+from prh.models.bpb import LOG2_E, bits_per_byte, sequence_bpb, token_nll, utf8_bytes
+from prh.models.pooling import last_index, last_token, masked_mean, pool_any, pool_tokens, spatial_mean
 
 
 def _batch(lengths, t=6, d=5, seed=0, left=False):

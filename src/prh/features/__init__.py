@@ -1,13 +1,16 @@
-"""Features: the extraction loop (:func:`extract`), pooling, bits per byte, and the feature store.
+"""Features: the extraction loop (:func:`extract`) and the feature store.
+
+Pooling and bits per byte belong to the adapters that compute them (:mod:`prh.models.pooling`,
+:mod:`prh.models.bpb`); they are re-exported here for convenience.
 
 ``FeatureStore`` / ``StoredFeatures`` are re-exported lazily from :mod:`prh.features.store`.
 """
 
 from __future__ import annotations
 
-from prh.features.bpb import bits_per_byte, sequence_bpb, token_nll
+from prh.models.bpb import bits_per_byte, sequence_bpb, token_nll
 from prh.features.extract import extract
-from prh.features.pooling import last_token, masked_mean, pool_any, pool_tokens, spatial_mean
+from prh.models.pooling import last_token, masked_mean, pool_any, pool_tokens, spatial_mean
 
 __all__ = [
     "FeatureStore",

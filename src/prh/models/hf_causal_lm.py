@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from prh.features.bpb import bits_per_byte, token_nll
-from prh.features.pooling import pool_tokens
+from prh.models.bpb import bits_per_byte, token_nll
+from prh.models.pooling import pool_tokens
 from prh.models.base import (
     Adapter,
     LayerBuffer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from prh.features.pooling import pool_tokens
+from prh.models.pooling import pool_tokens
 from prh.models.base import (
     Adapter,
     LayerBuffer,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from prh.errors import InputError, ModelLoadError
-from prh.features.pooling import pool_any
+from prh.models.pooling import pool_any
 from prh.models.base import (
     Adapter,
     LayerBuffer,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from prh.errors import InputError, ModelLoadError
-from prh.features.pooling import pool_any
+from prh.models.pooling import pool_any
 from prh.models.base import (
     Adapter,
     LayerBuffer,
