@@ -22,14 +22,9 @@ from pathlib import Path
 from prh.data.base import PairedDataset
 from prh.errors import InputError
 
-__all__ = ["PairedDataset", "dataset_names", "load_dataset"]
+__all__ = ["PairedDataset", "load_dataset"]
 
 _PAPER_ALIASES = ("wit_1024", "minhuh/prh", "minhuh/prh@wit_1024")
-
-
-def dataset_names() -> list[str]:
-    """Built-in dataset names (local folders and ``hf:<repo>`` are accepted too)."""
-    return ["openmoji", "wit_1024", "minhuh/prh", "hf:<repo>[@revision]", "<folder path>"]
 
 
 def _split_revision(spec: str) -> tuple[str, str | None]:

@@ -201,7 +201,7 @@ def extract(
                 error=str(err) if isinstance(err, PrhError) else f"{type(err).__name__}: {err}",
             )
             say(f"{spec.name}: FAILED: {row['error']}")
-            if stop_on_error or isinstance(err, KeyboardInterrupt):
+            if stop_on_error:
                 break
         finally:
             if bar is not None:
