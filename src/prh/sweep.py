@@ -66,6 +66,8 @@ class LayerCaches:
     n: int
     caches: list[Any]
     device: torch.device
+    #: the raw (N, D_l) layers the caches were built from (lets permutation nulls recompute caches)
+    layers: list[torch.Tensor] | None = None
 
 
 def as_layers(x: object, name: str) -> list[torch.Tensor]:
@@ -106,7 +108,7 @@ def cache_layers(
         layers = [layer.to(device) for layer in layers]
     params = spec.check_kwargs(layers[0].shape[0], **metric_kw)
     caches = spec.caches(layers, **params)
-    return LayerCaches(metric, params, layers[0].shape[0], caches, layers[0].device)
+    return LayerCaches(metric, params, layers[0].shape[0], caches, layers[0].device, layers)
 
 
 def sweep_caches(cx: LayerCaches, cy: LayerCaches) -> Sweep:

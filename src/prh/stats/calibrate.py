@@ -239,6 +239,7 @@ def _caches(
     raw_y = None
     if isinstance(Y, LayerCaches):
         cy = Y
+        raw_y = None if Y.layers is None else [layer.to(cx.device) for layer in Y.layers]
     else:
         raw_y = [layer.to(cx.device) for layer in as_layers(Y, "Y")]
         if raw_y[0].shape[0] != cx.n:
