@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from prh.errors import ExtractionError, ModelLoadError, OfflineError
-from prh.models.bpb import LOG2_E
 from prh.models import ModelSpec, build_adapter
+from prh.models.bpb import LOG2_E
 from prh.models.hf_causal_lm import HFCausalLMAdapter
 from prh.models.hf_text_encoder import HFTextEncoderAdapter
 from prh.models.hf_vision import HFVisionAdapter

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import prh
-from conftest import REFERENCE_EIGHT
 import reference_impl as reference
+from conftest import REFERENCE_EIGHT
 from prh.errors import InputError
 from prh.metrics import names, spec
 from prh.metrics.kernels import hsic_unbiased, u_center

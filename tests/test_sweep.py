@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import prh
-from conftest import REFERENCE_EIGHT
 import reference_impl as reference
+from conftest import REFERENCE_EIGHT
 from prh.errors import InputError
 from prh.sweep import cache_layers, sweep_caches, sweep_many
 

@@ -14,6 +14,7 @@ import torch
 
 from prh.errors import InputError
 
+
 def as_tensor(x: object, name: str) -> torch.Tensor:
     """Return ``x`` as a floating torch tensor on its own device (numpy -> CPU tensor, no copy when possible).
 

@@ -20,8 +20,8 @@ import math
 import os
 import re
 import uuid
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -360,7 +360,10 @@ class FeatureStore:
             entry: dict | None
             if dataset is not None:
                 entry = by_path.get(str(self.path(dataset, name, pool)))
-                if entry is not None and (entry.get("dataset") or {}).get("fingerprint") != dataset.fingerprint():
+                if (
+                    entry is not None
+                    and (entry.get("dataset") or {}).get("fingerprint") != dataset.fingerprint()
+                ):
                     entry = None
             else:
                 hits = [

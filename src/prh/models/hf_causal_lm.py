@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from prh.models.bpb import bits_per_byte, token_nll
-from prh.models.pooling import pool_tokens
 from prh.models.base import (
     Adapter,
     LayerBuffer,
@@ -19,6 +17,8 @@ from prh.models.base import (
     resolve_device,
     resolve_dtype,
 )
+from prh.models.bpb import bits_per_byte, token_nll
+from prh.models.pooling import pool_tokens
 from prh.models.spec import FeatureResult, ModelSpec
 from prh.models.text import ensure_pad_token, length_order, load_text_model, pad_batch, tokenize
 

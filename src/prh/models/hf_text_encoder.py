@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from prh.models.pooling import pool_tokens
 from prh.models.base import (
     Adapter,
     LayerBuffer,
@@ -17,6 +16,7 @@ from prh.models.base import (
     resolve_device,
     resolve_dtype,
 )
+from prh.models.pooling import pool_tokens
 from prh.models.spec import FeatureResult, ModelSpec
 from prh.models.text import ensure_pad_token, length_order, load_text_model, pad_batch, tokenize
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from prh.models.pooling import pool_tokens
 from prh.models.base import (
     Adapter,
     LayerBuffer,
@@ -18,6 +17,7 @@ from prh.models.base import (
     resolve_device,
     resolve_dtype,
 )
+from prh.models.pooling import pool_tokens
 from prh.models.preprocess import ImageTransform, read_preprocessor_config
 from prh.models.spec import FeatureResult, ModelSpec
 from prh.models.text import dtype_kwarg, hf_source

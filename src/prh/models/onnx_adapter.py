@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from prh.errors import InputError, ModelLoadError
-from prh.models.pooling import pool_any
 from prh.models.base import (
     Adapter,
     LayerBuffer,
@@ -24,6 +23,7 @@ from prh.models.base import (
     loading,
     resolve_device,
 )
+from prh.models.pooling import pool_any
 from prh.models.preprocess import ImageTransform
 from prh.models.spec import FeatureResult, ModelSpec
 from prh.models.text import ensure_pad_token, length_order, pad_batch, tokenize

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from prh.errors import InputError, ModelLoadError
-from prh.models.pooling import pool_any
 from prh.models.base import (
     Adapter,
     LayerBuffer,
@@ -27,6 +26,7 @@ from prh.models.base import (
     resolve_device,
     resolve_dtype,
 )
+from prh.models.pooling import pool_any
 from prh.models.preprocess import ImageTransform
 from prh.models.spec import FeatureResult, ModelSpec
 
