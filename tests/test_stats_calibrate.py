@@ -220,10 +220,11 @@ def test_unknown_cache_type_falls_back_to_recomputing(monkeypatch):
     ours = calibrate_sweep(x, y, "opaque_cka", K=10, alpha=0.2, seed=4)
     ref = calibrate_sweep(x, y, "unbiased_cka", K=10, alpha=0.2, seed=4)
     np.testing.assert_allclose(ours.null, ref.null, atol=1e-12)
-    with pytest.raises(InputError, match="raw features"):
-        calibrate_sweep(
-            cache_layers(x, "opaque_cka"), cache_layers(y, "opaque_cka"), "opaque_cka", K=10, alpha=0.2
-        )
+    # LayerCaches keep their raw layers, so cached inputs fall back to recomputing too
+    cached = calibrate_sweep(
+        cache_layers(x, "opaque_cka"), cache_layers(y, "opaque_cka"), "opaque_cka", K=10, alpha=0.2, seed=4
+    )
+    np.testing.assert_allclose(cached.null, ref.null, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------- errors

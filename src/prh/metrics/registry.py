@@ -40,6 +40,12 @@ class MetricSpec:
     description : one line for ``prh score --help`` and the docs.
     layer_caches : optional ``(layers, **kw) -> list of caches``, the same caches as ``layer_cache`` built for many
         layers at once (e.g. all Gram matrices of a chunk first, see :func:`prh.metrics.kernels.map_grams`).
+    permute_cache : optional ``(cache, perm, inv) -> cache``, the cache of ``Y[perm]`` re-indexed from the cache of
+        ``Y`` (``inv`` the inverse permutation); lets permutation nulls skip recomputing caches.
+    null_engine : optional ``(xs, ys, params) -> NullEngine | None``, a batched null-grid engine
+        (:class:`prh.metrics.null.NullEngine`) for the caches ``xs``, ``ys``; None when it does not fit in memory.
+    gram_cache : optional ``(gram, **kw) -> cache``, the layer cache built from the layer's linear Gram matrix
+        ``x @ x.T`` (lets row subsamples reuse one Gram matrix per layer).
     """
 
     name: str
@@ -55,6 +61,9 @@ class MetricSpec:
     description: str = ""
     defaults: dict = field(default_factory=dict)
     layer_caches: Callable[..., list] | None = None
+    permute_cache: Callable[[Any, torch.Tensor, torch.Tensor], Any] | None = None
+    null_engine: Callable[..., Any] | None = None
+    gram_cache: Callable[..., Any] | None = None
 
     def caches(self, layers: list[torch.Tensor], **kw: Any) -> list:
         """``[layer_cache(x, **kw) for x in layers]``, through the metric's batched form when it has one."""
