@@ -9,6 +9,7 @@ import torch
 import prh
 from prh.errors import InputError
 from prh.metrics import registry
+from prh.metrics.null import inverse_permutation
 from prh.stats import (
     calibrate,
     calibrate_sweep,
@@ -19,7 +20,7 @@ from prh.stats import (
     permutation_threshold,
 )
 from prh.stats.calibrate import threshold_rank
-from prh.stats.permute import has_permuter, inverse_permutation, random_permutations
+from prh.stats.permute import has_permuter, random_permutations
 from prh.sweep import cache_layers
 
 ALL_EIGHT = {

@@ -34,7 +34,8 @@ from prh.metrics.cka import CenteredKernel
 from prh.metrics.cknna import NeighborKernel
 from prh.metrics.kernels import require_positive
 from prh.metrics.knn import KnnCache
-from prh.stats.permute import has_permuter, inverse_permutation, permute_cache, permute_rows
+from prh.metrics.null import NullEngine, inverse_permutation
+from prh.stats.permute import has_permuter, permute_cache, permute_rows
 
 #: Upper bound (bytes) of the stacked neighbour-mask table of MaskGatherEngine; more X layers are split in chunks.
 MASK_TABLE_BYTES = 2**28
@@ -46,16 +47,6 @@ STACK_BYTES = 2**30
 NEIGHBOR_ELEMENTS = 2**22
 #: Upper bound on float64 elements of the permuted Y kernels gathered per batch (B * Ly * N * N).
 KERNEL_ELEMENTS = 2**25
-
-
-class NullEngine:
-    """Maps a (B, N) batch of permutations to (B, Lx, Ly) float64 null grids (on CPU)."""
-
-    #: a good number of permutations per call (bounded memory)
-    batch_size: int = 16
-
-    def grids(self, perms: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 class MaskGatherEngine(NullEngine):

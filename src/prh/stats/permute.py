@@ -26,18 +26,12 @@ import torch
 from prh.metrics.cka import CenteredKernel
 from prh.metrics.cknna import NeighborKernel
 from prh.metrics.knn import KnnCache
+from prh.metrics.null import permute_neighbors, permute_square
 from prh.metrics.svcca import SingularBasis
 
 
 class NoPermuterError(NotImplementedError):
     """Raised by :func:`permute_cache` for a cache type without a re-indexing rule."""
-
-
-def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
-    """Inverse of a permutation (or of each row of a (B, N) batch): ``inv[perm[i]] = i``."""
-    inv = torch.empty_like(perm)
-    src = torch.arange(perm.shape[-1], device=perm.device).expand_as(perm)
-    return inv.scatter_(-1, perm, src)
 
 
 def random_permutations(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -69,7 +63,7 @@ def permute_cache(cache: Any, perm: torch.Tensor, inv: torch.Tensor) -> Any:
     ----------
     cache : a per-layer cache of one metric (see the module docstring for the supported types).
     perm : (N,) int64 permutation on the cache's device.
-    inv : (N,) its inverse (:func:`inverse_permutation`).
+    inv : (N,) its inverse (:func:`prh.metrics.null.inverse_permutation`).
 
     Raises
     ------
@@ -86,29 +80,21 @@ def _permute_unknown(cache: Any, perm: torch.Tensor, inv: torch.Tensor) -> Any:
 permute_cache.register(object, _permute_unknown)
 
 
-def _permute_knn(knn: torch.Tensor, perm: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
-    return inv[knn.index_select(0, perm)]
-
-
-def _permute_square(m: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
-    return m.index_select(0, perm).index_select(1, perm)
-
-
 @permute_cache.register
 def _(cache: KnnCache, perm: torch.Tensor, inv: torch.Tensor) -> KnnCache:
-    return KnnCache(_permute_knn(cache.knn, perm, inv))
+    return KnnCache(permute_neighbors(cache.knn, perm, inv))
 
 
 @permute_cache.register
 def _(cache: CenteredKernel, perm: torch.Tensor, inv: torch.Tensor) -> CenteredKernel:
-    return CenteredKernel(_permute_square(cache.centered, perm), cache.self_hsic)
+    return CenteredKernel(permute_square(cache.centered, perm), cache.self_hsic)
 
 
 @permute_cache.register
 def _(cache: NeighborKernel, perm: torch.Tensor, inv: torch.Tensor) -> NeighborKernel:
     return NeighborKernel(
-        gram=_permute_square(cache.gram, perm),
-        knn=_permute_knn(cache.knn, perm, inv),
+        gram=permute_square(cache.gram, perm),
+        knn=permute_neighbors(cache.knn, perm, inv),
         values=cache.values.index_select(0, perm),
         reverse=cache.reverse.index_select(0, perm),
         self_similarity=cache.self_similarity,
