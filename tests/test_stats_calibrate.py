@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -20,8 +22,8 @@ from prh.stats import (
     permutation_threshold,
 )
 from prh.stats.calibrate import threshold_rank
-from prh.stats.permute import has_permuter, random_permutations
-from prh.sweep import cache_layers
+from prh.stats.permute import random_permutations
+from prh.sweep import cache_layers, sweep_caches
 
 ALL_EIGHT = {
     "mutual_knn": {"k": 5},
@@ -36,6 +38,11 @@ ALL_EIGHT = {
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+# the metric modules (``prh.metrics.cka`` etc. as attributes are the metric functions, hence import_module)
+knn_module = importlib.import_module("prh.metrics.knn")
+cka_module = importlib.import_module("prh.metrics.cka")
+cknna_module = importlib.import_module("prh.metrics.cknna")
 
 
 def _related(n=40, lx=3, ly=2, seed=0):
@@ -102,28 +109,70 @@ def test_calibrate_result_matches_formulas():
 # ------------------------------------------------------------------------------- nulls equal permuted data
 
 
-@pytest.mark.parametrize("metric", list(ALL_EIGHT))
-def test_permuted_cache_null_equals_permuting_y(metric):
+def _options(metric: str) -> dict:
+    """Small valid options of any registered metric for N=36 samples of the _related data."""
+    if metric in ALL_EIGHT:
+        return ALL_EIGHT[metric]
+    return {"k": 5} if registry.spec(metric).uses_k else {}
+
+
+def _engines(metric: str) -> list[str]:
+    """Every null engine the spec offers: its own fast one, the re-indexing one, and recomputation."""
+    spec = registry.spec(metric)
+    return (
+        (["fast"] if spec.null_engine else []) + (["permuted"] if spec.permute_cache else []) + ["recompute"]
+    )
+
+
+@pytest.mark.parametrize("metric", prh.metrics.names())
+def test_every_null_engine_equals_a_naive_recompute(metric):
+    """For every registered metric, every engine's null grids equal prh.sweep on Y[perm] for the same perms."""
     x, y = _related(n=36)
-    kw = ALL_EIGHT[metric]
-    res = calibrate_sweep(x, y, metric, K=6, alpha=0.25, seed=5, keep_null_grids=True, **kw)
+    kw = _options(metric)
     perms = random_permutations(36, 6, torch.Generator().manual_seed(5))
     direct = np.stack([prh.sweep(x, [layer[p] for layer in y], metric, **kw).scores for p in perms])
-    np.testing.assert_allclose(res.null_grids, direct, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.sweep.scores, prh.sweep(x, y, metric, **kw).scores, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.null, direct.max(axis=(1, 2)), atol=1e-12)
+    # the null is not degenerate: different permutations give different grids
+    assert np.unique(direct[:, 0, 0].round(12)).size > 1
+    observed = prh.sweep(x, y, metric, **kw).scores
+    for engine in ["auto", *_engines(metric)]:
+        res = calibrate_sweep(
+            x, y, metric, K=6, alpha=0.25, seed=5, keep_null_grids=True, engine=engine, **kw
+        )
+        np.testing.assert_allclose(res.null_grids, direct, rtol=0, atol=1e-12, err_msg=engine)
+        np.testing.assert_allclose(res.sweep.scores, observed, rtol=0, atol=1e-12, err_msg=engine)
+        np.testing.assert_allclose(res.null, direct.max(axis=(1, 2)), atol=1e-12, err_msg=engine)
 
 
 @pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "cka", "unbiased_cka", "cknna"])
-def test_fast_engines_equal_generic_engines(metric):
+def test_the_paper_metrics_have_fast_engines(metric):
+    """The metrics calibrated in the demo keep their batched engines (not the generic fallbacks)."""
     x, y = _related(n=30)
-    kw = ALL_EIGHT[metric]
-    fast = calibrate_sweep(x, y, metric, K=8, alpha=0.2, seed=1, keep_null_grids=True, **kw)
-    for engine in ("permuted", "recompute"):
-        slow = calibrate_sweep(
-            x, y, metric, K=8, alpha=0.2, seed=1, keep_null_grids=True, engine=engine, **kw
-        )
-        np.testing.assert_allclose(fast.null_grids, slow.null_grids, atol=1e-12)
+    cx, cy = cache_layers(x, metric, **ALL_EIGHT[metric]), cache_layers(y, metric, **ALL_EIGHT[metric])
+    spec = registry.spec(metric)
+    engine = null_grid.make_engine(spec, cx.caches, cy.caches, cx.params)
+    assert not isinstance(engine, (null_grid.PermutedCacheEngine, null_grid.RecomputeEngine))
+
+
+def test_unavailable_engine_is_a_clear_error():
+    x, y = _related(n=30)
+    with pytest.raises(InputError, match="no fast null engine"):
+        calibrate_sweep(x, y, "rsa", K=8, alpha=0.2, engine="fast")
+    with pytest.raises(InputError, match="no re-indexing rule"):
+        calibrate_sweep(x, y, "rsa", K=8, alpha=0.2, engine="permuted")
+    with pytest.raises(InputError, match="engine='fastest'"):
+        calibrate_sweep(x, y, "rsa", K=8, alpha=0.2, engine="fastest")
+
+
+def test_observed_sweep_is_reused_and_checked():
+    x, y = _related(n=30)
+    cx, cy = cache_layers(x, "mutual_knn", k=5), cache_layers(y, "mutual_knn", k=5)
+    observed = sweep_caches(cx, cy)
+    ref = calibrate_sweep(cx, cy, "mutual_knn", K=20, seed=1)
+    ours = calibrate_sweep(cx, cy, "mutual_knn", K=20, seed=1, observed=observed)
+    assert ours.score == ref.score and ours.p_value == ref.p_value
+    np.testing.assert_array_equal(ours.null, ref.null)
+    with pytest.raises(InputError, match="observed"):
+        calibrate_sweep(cx, cy, "mutual_knn", K=20, observed=sweep_caches(cx, cx))
 
 
 def test_inverse_permutation():
@@ -151,7 +200,7 @@ def test_deterministic_for_a_seed_and_independent_of_batch(monkeypatch):
     np.testing.assert_array_equal(a.null, b.null)
     assert (a.tau, a.p_value, a.calibrated) == (b.tau, b.p_value, b.calibrated)
     assert not np.array_equal(a.null, c.null)
-    monkeypatch.setattr(null_grid, "INDEX_ELEMENTS", 1)  # one permutation per batch
+    monkeypatch.setattr(knn_module, "INDEX_ELEMENTS", 1)  # one permutation per batch
     d = calibrate_sweep(x, y, "mutual_knn", K=50, seed=7, k=5, keep_null_grids=True)
     np.testing.assert_array_equal(a.null_grids, d.null_grids)
 
@@ -216,7 +265,7 @@ def test_unknown_cache_type_falls_back_to_recomputing(monkeypatch):
         uses_k=False,
     )
     monkeypatch.setitem(registry._REGISTRY, "opaque_cka", fake)
-    assert not has_permuter(_OpaqueCache(None))
+    assert fake.permute_cache is None and fake.null_engine is None
     x, y = _related(n=30)
     ours = calibrate_sweep(x, y, "opaque_cka", K=10, alpha=0.2, seed=4)
     ref = calibrate_sweep(x, y, "unbiased_cka", K=10, alpha=0.2, seed=4)
@@ -264,18 +313,18 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize(
-    ("metric", "setting", "value"),
+    ("metric", "module", "setting", "value"),
     [
-        ("mutual_knn", "MASK_TABLE_BYTES", 30 * 30 * 4),  # one X layer per table chunk
-        ("cycle_knn", "MASK_TABLE_BYTES", 30 * 30 * 4),
-        ("cka", "STACK_BYTES", 0),  # X kernels multiplied one by one
-        ("cknna", "NEIGHBOR_ELEMENTS", 1),  # one X layer per vectorised step
+        ("mutual_knn", knn_module, "MASK_TABLE_BYTES", 30 * 30 * 4),  # one X layer per table chunk
+        ("cycle_knn", knn_module, "MASK_TABLE_BYTES", 30 * 30 * 4),
+        ("cka", cka_module, "STACK_BYTES", 0),  # X kernels multiplied one by one
+        ("cknna", cknna_module, "NEIGHBOR_ELEMENTS", 1),  # one X layer per vectorised step
     ],
 )
-def test_engine_memory_limits_give_the_same_null(monkeypatch, metric, setting, value):
+def test_engine_memory_limits_give_the_same_null(monkeypatch, metric, module, setting, value):
     x, y = _related(n=30)
     kw = ALL_EIGHT[metric]
     ref = calibrate_sweep(x, y, metric, K=8, alpha=0.2, seed=1, keep_null_grids=True, engine="permuted", **kw)
-    monkeypatch.setattr(null_grid, setting, value)
+    monkeypatch.setattr(module, setting, value)
     ours = calibrate_sweep(x, y, metric, K=8, alpha=0.2, seed=1, keep_null_grids=True, **kw)
     np.testing.assert_allclose(ours.null_grids, ref.null_grids, atol=1e-12)

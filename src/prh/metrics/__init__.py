@@ -27,9 +27,10 @@ from prh.metrics.pwcca import pwcca  # isort: skip
 from prh.metrics.rsa import rsa  # isort: skip
 from prh.metrics.rv import rv  # isort: skip
 from prh.metrics.properties import PROPERTIES, MetricProperties  # isort: skip
-from prh.metrics.registry import MetricSpec, get, names, register, spec  # isort: skip
+from prh.metrics.registry import DEFAULT_METRIC, MetricSpec, get, names, register, spec  # isort: skip
 
 __all__ = [
+    "DEFAULT_METRIC",
     "PROPERTIES",
     "MetricProperties",
     "MetricSpec",

@@ -16,10 +16,15 @@ from prh._validation import check_choice
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.kernels import center, gram, map_grams, require_positive, u_center
+from prh.metrics.null import NullEngine, permute_square
 from prh.metrics.registry import MetricSpec, register
 
 #: Largest number of float64 elements stacked at once in the sweep's inner-product grid (~1 GiB).
 _STACK_ELEMENTS = 2**27
+#: Largest stacked copy (bytes) of X's centred kernels made by :class:`KernelEngine`.
+STACK_BYTES = 2**30
+#: Upper bound on float64 elements of the permuted Y kernels gathered per batch (B * Ly * N * N).
+KERNEL_ELEMENTS = 2**25
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,11 @@ def _centered_kernel(k: torch.Tensor, unbiased: bool) -> CenteredKernel:
     return CenteredKernel(c, self_hsic)
 
 
+def _permute_kernel(cache: CenteredKernel, perm: torch.Tensor, inv: torch.Tensor) -> CenteredKernel:
+    """The cache of ``Y[perm]``: ``K[perm][:, perm]`` (centring commutes with permutations; self-HSIC unchanged)."""
+    return CenteredKernel(permute_square(cache.centered, perm), cache.self_hsic)
+
+
 def inner_grid(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.Tensor:
     """(Lx, Ly) float64 grid of Frobenius inner products <xs[i], ys[j]>, in chunks that bound memory."""
     per = xs[0].numel()
@@ -82,6 +92,39 @@ def _cka_grid(xs: Sequence[CenteredKernel], ys: Sequence[CenteredKernel], **_: o
     norm_x = torch.tensor([c.self_hsic for c in xs], dtype=torch.float64).sqrt()
     norm_y = torch.tensor([c.self_hsic for c in ys], dtype=torch.float64).sqrt()
     return hsic / (norm_x[:, None] * norm_y[None, :])
+
+
+class KernelEngine(NullEngine):
+    """Null grids of (unbiased) CKA: ``<Kx_i, Ky_j[perm][:, perm]> / sqrt(HSIC_xx HSIC_yy)`` in float64.
+
+    X's centred kernels are stacked into one (Lx, N*N) matrix when that fits in :data:`STACK_BYTES` (one matrix
+    product per batch of permutations), otherwise each X layer is multiplied separately (no extra copy).
+    """
+
+    def __init__(self, xs: Sequence[CenteredKernel], ys: Sequence[CenteredKernel], params: dict) -> None:
+        self.n = xs[0].centered.shape[0]
+        self.device = xs[0].centered.device
+        self.lx, self.ly = len(xs), len(ys)
+        flat = [c.centered.reshape(-1) for c in xs]
+        self.left = torch.stack(flat) if self.lx * flat[0].numel() * 8 <= STACK_BYTES else flat
+        self.right = [c.centered for c in ys]
+        nx = torch.tensor([c.self_hsic for c in xs], dtype=torch.float64).sqrt()
+        ny = torch.tensor([c.self_hsic for c in ys], dtype=torch.float64).sqrt()
+        self.norm = nx[:, None, None] * ny[None, None, :]  # (Lx, 1, Ly)
+        self.batch_size = max(1, KERNEL_ELEMENTS // max(1, self.ly * self.n * self.n))
+
+    def grids(self, perms: torch.Tensor) -> torch.Tensor:
+        perms = perms.to(self.device)
+        b, n = perms.shape
+        # K[perm][:, perm]: a row gather (contiguous copies) then a gather within each row
+        permuted = torch.stack([permute_square(ky, p) for ky in self.right for p in perms])
+        right = permuted.view(self.ly * b, n * n).T  # columns ordered (Y layer, permutation)
+        if isinstance(self.left, torch.Tensor):
+            hsic = self.left @ right  # (Lx, Ly*B)
+        else:
+            hsic = torch.stack([kx @ right for kx in self.left])
+        grid = hsic.cpu().view(self.lx, self.ly, b).transpose(1, 2) / self.norm  # (Lx, B, Ly)
+        return grid.permute(1, 0, 2)
 
 
 def cka(A: object, B: object, kernel: str = "linear", sigma: float = 1.0, unbiased: bool = False) -> float:
@@ -116,34 +159,36 @@ def _check_unbiased_kwargs(n: int, kernel: str = "linear", sigma: float = 1.0, u
     return _check_cka_kwargs(n, kernel=kernel, sigma=sigma, unbiased=True)
 
 
+#: MetricSpec fields shared by both CKA entries (one cache, one grid, one permutation rule, one null engine).
+_CKA_SPEC_FIELDS = {
+    "layer_cache": _kernel_cache,
+    "layer_caches": _kernel_caches,
+    "grid": _cka_grid,
+    "permute_cache": _permute_kernel,
+    "null_engine": KernelEngine,
+    "value_range": (-1.0, 1.0),
+    "symmetric": True,
+    "uses_k": False,
+}
+
 CKA = register(
     MetricSpec(
         name="cka",
         func=cka,
-        layer_cache=_kernel_cache,
-        layer_caches=_kernel_caches,
-        grid=_cka_grid,
         check_kwargs=_check_cka_kwargs,
-        value_range=(-1.0, 1.0),
-        symmetric=True,
-        uses_k=False,
         description="centred kernel alignment (linear or RBF kernel, biased or unbiased HSIC)",
         defaults={"kernel": "linear", "sigma": 1.0, "unbiased": False},
+        **_CKA_SPEC_FIELDS,
     )
 )
 UNBIASED_CKA = register(
     MetricSpec(
         name="unbiased_cka",
         func=unbiased_cka,
-        layer_cache=_kernel_cache,
-        layer_caches=_kernel_caches,
-        grid=_cka_grid,
         check_kwargs=_check_unbiased_kwargs,
-        value_range=(-1.0, 1.0),
-        symmetric=True,
-        uses_k=False,
         null_expectation=lambda n, kw: 0.0,
         description="CKA with Song et al.'s unbiased HSIC (≈0 for independent inputs)",
         defaults={"kernel": "linear", "sigma": 1.0},
+        **_CKA_SPEC_FIELDS,
     )
 )

@@ -17,7 +17,13 @@ from prh._validation import check_k
 from prh.metrics._common import score_pair
 from prh.metrics.kernels import gram, map_grams, require_positive
 from prh.metrics.neighbors import knn_from_gram
+from prh.metrics.null import NullEngine, permute_neighbors, permute_square
 from prh.metrics.registry import MetricSpec, register
+
+#: Upper bound (bytes) of :class:`NeighborKernelEngine`'s (N*N, Ly) table of Y's masked Gram values.
+TABLE_BYTES = 2**30
+#: Upper bound on the elements of one vectorised null step (X layers x Ly x N x k).
+NEIGHBOR_ELEMENTS = 2**22
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,39 @@ def _check_cknna_kwargs(n: int, k: int = 10, unbiased: bool = True, distance_agn
     }
 
 
+def _hsic_from_lists(
+    p_vals: torch.Tensor, q_vals: torch.Tensor, q_transposed: torch.Tensor, knn: torch.Tensor, unbiased: bool
+) -> torch.Tensor:
+    """HSIC of two kernels P, Q that are non-zero only at neighbour positions, from their (N, k) lists.
+
+    The one masked-HSIC formula of CKNNA, used by the metric and by its permutation null engine alike.
+
+    Parameters
+    ----------
+    p_vals, q_vals : (c, N, k, L) float64, ``P[r, knn[r, s]]`` and ``Q[r, knn[r, s]]`` (zero off the mask).
+    q_transposed : (c, N, k, L) float64, ``Q[knn[r, s], r]``.
+    knn : (c, N, k) int64 positions of the non-zeros of row r (the mask is a subset of them).
+    unbiased : Song et al.'s unbiased estimator (N >= 4) or the biased ``tr(P H Q H)``.
+
+    Returns
+    -------
+    (c, L) float64.
+    """
+    c, n, k, width = p_vals.shape
+    trace_pq = (p_vals * q_transposed).sum(dim=(1, 2))  # (c, L)
+    sum_p, sum_q = p_vals.sum(dim=(1, 2)), q_vals.sum(dim=(1, 2))
+    row_p, row_q = p_vals.sum(dim=2), q_vals.sum(dim=2)  # (c, N, L)
+    index = knn.reshape(c, n * k, 1).expand(c, n * k, width)
+    col_p = torch.zeros((c, n, width), dtype=torch.float64, device=p_vals.device)
+    col_p.scatter_add_(1, index, p_vals.reshape(c, n * k, width))
+    if unbiased:
+        return (
+            trace_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * (col_p * row_q).sum(dim=1) / (n - 2)
+        ) / (n * (n - 3))
+    col_q = torch.zeros_like(col_p).scatter_add_(1, index, q_vals.reshape(c, n * k, width))
+    return trace_pq - ((col_q * row_p).sum(dim=1) + (col_p * row_q).sum(dim=1)) / n + sum_p * sum_q / n**2
+
+
 def _masked_hsic(a: NeighborKernel, b: NeighborKernel, unbiased: bool, distance_agnostic: bool) -> float:
     """HSIC(M∘K_a, M∘K_b) with M = mask_a ∘ mask_b, from the neighbour lists of ``a`` (float64)."""
     n, _ = a.knn.shape
@@ -61,20 +100,8 @@ def _masked_hsic(a: NeighborKernel, b: NeighborKernel, unbiased: bool, distance_
         p_vals = shared * a.values
         q_vals = shared * torch.gather(b.gram, 1, a.knn).double()
         q_transposed = transposed * b.gram[a.knn, rows[:, None]].double()
-    trace_pq = (p_vals * q_transposed).sum()
-    sum_p, sum_q = p_vals.sum(), q_vals.sum()
-    row_p, row_q = p_vals.sum(dim=1), q_vals.sum(dim=1)
-    col_p = torch.zeros(n, dtype=torch.float64, device=a.knn.device).index_add_(
-        0, a.knn.reshape(-1), p_vals.reshape(-1)
-    )
-    if unbiased:
-        value = (trace_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * (col_p @ row_q) / (n - 2)) / (
-            n * (n - 3)
-        )
-    else:
-        col_q = torch.zeros_like(col_p).index_add_(0, a.knn.reshape(-1), q_vals.reshape(-1))
-        value = trace_pq - (col_q @ row_p + col_p @ row_q) / n + sum_p * sum_q / n**2
-    return float(value)
+    one = (p_vals[None, ..., None], q_vals[None, ..., None], q_transposed[None, ..., None])
+    return float(_hsic_from_lists(*one, a.knn[None], unbiased)[0, 0])
 
 
 def _cknna_cache(x: torch.Tensor, k: int, unbiased: bool, distance_agnostic: bool) -> NeighborKernel:
@@ -120,6 +147,93 @@ def _cknna_grid(
     return grid
 
 
+def _permute_neighbor_kernel(cache: NeighborKernel, perm: torch.Tensor, inv: torch.Tensor) -> NeighborKernel:
+    """The cache of ``Y[perm]``: Gram re-indexed on both axes, lists renamed, per-row values and flags by rows."""
+    return NeighborKernel(
+        gram=permute_square(cache.gram, perm),
+        knn=permute_neighbors(cache.knn, perm, inv),
+        values=cache.values.index_select(0, perm),
+        reverse=cache.reverse.index_select(0, perm),
+        self_similarity=cache.self_similarity,
+    )
+
+
+class NeighborKernelEngine(NullEngine):
+    """Null grids of CKNNA from gathers into Y's stacked (N*N, Ly) masked Gram values.
+
+    The masked HSIC of (X_i, Y_j) reads Y only at the positions (r, c) and (c, r) with c a neighbour of r in X_i.
+    Under a permutation π, Y_j's permuted mask / Gram at (u, v) is the stored one at (π u, π v), so for each
+    permutation and X layer the N*k flat positions are computed once and read from all Y layers at once:
+    O(Lx * Ly * N * k) per permutation. The HSIC itself is :func:`_hsic_from_lists`, as in the metric.
+    """
+
+    def __init__(self, xs: Sequence[NeighborKernel], ys: Sequence[NeighborKernel], params: dict) -> None:
+        self.n, self.k = xs[0].knn.shape
+        self.device = xs[0].knn.device
+        self.lx, self.ly = len(xs), len(ys)
+        self.unbiased, self.agnostic = params["unbiased"], params["distance_agnostic"]
+        n = self.n
+        # one (N*N, Ly) table: Y_j's Gram value where (u, v) is a Y_j-neighbour pair, NaN elsewhere, so a single
+        # row gather gives both the mask (finite) and the kernel value for all Y layers at once
+        table = torch.full((n, n, self.ly), float("nan"), dtype=ys[0].gram.dtype, device=self.device)
+        for j, c in enumerate(ys):
+            mask = torch.zeros((n, n), dtype=torch.bool, device=self.device).scatter_(1, c.knn, True)
+            table[:, :, j] = torch.where(mask, c.gram, torch.full_like(c.gram, float("nan")))
+        self.table = table.view(n * n, self.ly)
+        self.self_y = torch.tensor([c.self_similarity for c in ys], dtype=torch.float64)
+        self.self_x = torch.tensor([c.self_similarity for c in xs], dtype=torch.float64)
+        self.knn = torch.stack([c.knn for c in xs])  # (Lx, N, k)
+        self.reverse = torch.stack([c.reverse for c in xs])[..., None]  # (Lx, N, k, 1)
+        self.values = torch.stack([c.values for c in xs])[..., None]  # (Lx, N, k, 1) float64
+        self.rows = torch.arange(n, device=self.device)[:, None].expand(n, self.k)
+        self.chunk = max(1, NEIGHBOR_ELEMENTS // (self.ly * n * self.k))  # X layers per vectorised step
+        self.batch_size = 4
+
+    @classmethod
+    def make(
+        cls, xs: Sequence[NeighborKernel], ys: Sequence[NeighborKernel], params: dict
+    ) -> NeighborKernelEngine | None:
+        """``null_engine`` of the spec: the engine, or None when Y's (N*N, Ly) table exceeds :data:`TABLE_BYTES`."""
+        n = xs[0].knn.shape[0]
+        if n * n * len(ys) * ys[0].gram.element_size() > TABLE_BYTES:
+            return None
+        for side, caches in (("A", xs), ("B", ys)):
+            for idx, c in enumerate(caches):
+                require_positive(c.self_similarity, f"masked HSIC({side}, {side}) of layer {idx}")
+        return cls(xs, ys, params)
+
+    def _hsic(self, layers: slice, perm: torch.Tensor) -> torch.Tensor:
+        """(c, Ly) masked HSIC of the X layers ``layers`` with every Y layer permuted by ``perm``."""
+        n, ly, k = self.n, self.ly, self.k
+        knn = self.knn[layers]  # (c, N, k)
+        c = knn.shape[0]
+        u, v = perm[self.rows], perm[knn]  # stored coordinates of (r, knn[r, s]) under the permutation
+        # layout (c, N, k, Ly): rows of the table are contiguous over Y layers
+        fwd = self.table.index_select(0, (u * n + v).reshape(-1)).view(c, n, k, ly)
+        bwd = self.table.index_select(0, (v * n + u).reshape(-1)).view(c, n, k, ly)
+        shared = torch.isfinite(fwd)
+        transposed = shared & self.reverse[layers] & torch.isfinite(bwd)
+        if self.agnostic:
+            p_vals = shared.double()
+            q_vals = p_vals
+            q_transposed = transposed.double()
+        else:
+            p_vals = shared * self.values[layers]
+            q_vals = torch.nan_to_num(fwd.double(), nan=0.0)
+            q_transposed = transposed * torch.nan_to_num(bwd.double(), nan=0.0)
+        return _hsic_from_lists(p_vals, q_vals, q_transposed, knn, self.unbiased)
+
+    def grids(self, perms: torch.Tensor) -> torch.Tensor:
+        perms = perms.to(self.device)
+        out = torch.empty((perms.shape[0], self.lx, self.ly), dtype=torch.float64)
+        norm = (self.self_x[:, None] * self.self_y[None, :]).sqrt()
+        for b, perm in enumerate(perms):
+            for start in range(0, self.lx, self.chunk):
+                layers = slice(start, start + self.chunk)
+                out[b, layers] = self._hsic(layers, perm).cpu() / norm[layers]
+        return out
+
+
 def cknna(A: object, B: object, k: int = 10, unbiased: bool = True, distance_agnostic: bool = False) -> float:
     """Centred kernel nearest-neighbour alignment.
 
@@ -154,5 +268,7 @@ CKNNA = register(
         uses_k=True,
         description="CKA restricted to mutual k nearest neighbours (unbiased HSIC)",
         defaults={"k": 10, "unbiased": True, "distance_agnostic": False},
+        permute_cache=_permute_neighbor_kernel,
+        null_engine=NeighborKernelEngine.make,
     )
 )

@@ -11,16 +11,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from prh._validation import check_k
 from prh.metrics._common import score_pair
 from prh.metrics.kernels import map_grams
 from prh.metrics.neighbors import ROW_BLOCK, knn_from_gram, knn_indices
+from prh.metrics.null import NullEngine, inverse_permutation, permute_neighbors
 from prh.metrics.registry import MetricSpec, register
 from prh.metrics.sequence_dp import edit_distance, lcs_length
 
 #: Upper bound on the elements of one batched comparison tensor (layers x N x k x k).
 _BATCH_ELEMENTS = 2**24
+#: Upper bound (bytes) of the stacked neighbour-mask table of :class:`MaskGatherEngine`; more X layers are split.
+MASK_TABLE_BYTES = 2**28
+#: Upper bound on gathered index elements per batch of :class:`MaskGatherEngine` (B * Ly * N * k).
+INDEX_ELEMENTS = 2**22
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,16 @@ def _knn_caches(layers: Sequence[torch.Tensor], k: int) -> list[KnnCache]:
     if layers[0].shape[0] > ROW_BLOCK:
         return [_knn_cache(x, k) for x in layers]
     return map_grams(layers, lambda _, gram: KnnCache(knn_from_gram(gram, k, overwrite=True)))
+
+
+def _permute_knn(cache: KnnCache, perm: torch.Tensor, inv: torch.Tensor) -> KnnCache:
+    """The cache of ``Y[perm]``: the old neighbours of ``perm[i]``, renamed (``inv[knn[perm]]``)."""
+    return KnnCache(permute_neighbors(cache.knn, perm, inv))
+
+
+def _knn_gram_cache(gram: torch.Tensor, k: int) -> KnnCache:
+    """The cache of a layer from its (N, N) inner products (e.g. a row subset of a stored Gram matrix)."""
+    return KnnCache(knn_from_gram(gram, k))
 
 
 def _chunks(caches: Sequence[KnnCache], per_item: int):
@@ -147,10 +163,77 @@ def _cycle_null(n: int, kw: dict) -> float:
     return 1.0 - (1.0 - k / (n - 1)) ** k
 
 
+class MaskGatherEngine(NullEngine):
+    """Null grids of ``mutual_knn`` (``mode="sum"``) or ``cycle_knn`` (``mode="max"``) from neighbour masks.
+
+    X's neighbour masks of all layers are stacked once into an (N*N, Lx) 0/1 table; the permuted neighbour lists
+    of each Y layer become flat indices and one ``embedding_bag`` gathers and sums (or maxes) the table rows:
+    O(B * Ly * N * k * Lx) per batch of B permutations, no sorting and no (N, N) work per permutation.
+
+    mutual: ``grid[i, j] = sum_a |knn_i[a] ∩ knn'_j[a]| / (N k)``, with ``knn'_j`` the permuted Y neighbours;
+    the table holds ``T[a*N + b, i] = 1`` iff ``b ∈ knn_i[a]`` and each (perm, Y layer) is one bag of N*k rows.
+    cycle: sample a counts when ``a ∈ knn_i[b]`` for some ``b ∈ knn'_j[a]``; the table holds the transposed masks
+    ``T[a*N + b, i] = 1`` iff ``a ∈ knn_i[b]`` and each (perm, Y layer, a) is a bag of k rows reduced by max.
+    """
+
+    def __init__(self, xs: Sequence[KnnCache], ys: Sequence[KnnCache], mode: str) -> None:
+        self.mode = mode
+        self.n, self.k = xs[0].knn.shape
+        self.device = xs[0].knn.device
+        self.lx, self.ly = len(xs), len(ys)
+        self.ky = torch.stack([c.knn for c in ys])  # (Ly, N, k)
+        n = self.n
+        step = max(1, MASK_TABLE_BYTES // (n * n * 4))
+        self.tables: list[tuple[int, torch.Tensor]] = []
+        for start in range(0, self.lx, step):
+            chunk = xs[start : start + step]
+            table = torch.zeros((n, n, len(chunk)), dtype=torch.float32, device=self.device)
+            for c, cache in enumerate(chunk):
+                mask = torch.zeros((n, n), dtype=torch.float32, device=self.device)
+                mask.scatter_(1, cache.knn, 1.0)
+                table[:, :, c] = mask if mode == "sum" else mask.T
+            self.tables.append((start, table.view(n * n, len(chunk))))
+        self.batch_size = max(1, INDEX_ELEMENTS // max(1, self.ly * n * self.k))
+        self._rows = (torch.arange(n, device=self.device) * n).view(1, 1, n, 1)
+
+    @classmethod
+    def factory(cls, mode: str):
+        """``null_engine`` of a MetricSpec: the engine, or None when one X layer's table exceeds the budget."""
+
+        def make(xs: Sequence[KnnCache], ys: Sequence[KnnCache], params: dict) -> MaskGatherEngine | None:
+            n = xs[0].knn.shape[0]
+            return cls(xs, ys, mode) if n * n * 4 <= MASK_TABLE_BYTES else None
+
+        return make
+
+    def grids(self, perms: torch.Tensor) -> torch.Tensor:
+        perms = perms.to(self.device)
+        b, n, k = perms.shape[0], self.n, self.k
+        inv = inverse_permutation(perms)
+        # permuted neighbours of new row a in Y layer j: inv[perm[a]'s old neighbours] -> flat index a*N + b'
+        idx = self.ky[:, perms]  # (Ly, B, N, k) old neighbours of perm[a]
+        idx += (torch.arange(b, device=self.device) * n).view(1, b, 1, 1)
+        idx = inv.reshape(-1)[idx]  # renamed to new row numbers
+        idx += self._rows  # (Ly, B, N, k) flat indices a*N + b'
+        out = torch.empty((b, self.lx, self.ly), dtype=torch.float64)
+        for start, table in self.tables:
+            width = table.shape[1]
+            if self.mode == "sum":
+                counts = F.embedding_bag(idx.reshape(self.ly * b, n * k), table, mode="sum")
+                scores = counts.double().view(self.ly, b, width) / (n * k)
+            else:
+                found = F.embedding_bag(idx.reshape(self.ly * b * n, k), table, mode="max")
+                scores = found.double().view(self.ly, b, n, width).sum(dim=2) / n
+            out[:, start : start + width, :] = scores.permute(1, 2, 0).cpu()
+        return out
+
+
 #: MetricSpec fields shared by every neighbour-list metric (here and in :mod:`prh.metrics.knn_sets`).
 KNN_SPEC_FIELDS = {
     "layer_cache": _knn_cache,
     "layer_caches": _knn_caches,
+    "permute_cache": _permute_knn,
+    "gram_cache": _knn_gram_cache,
     "check_kwargs": _check_k_kwargs,
     "value_range": (0.0, 1.0),
     "uses_k": True,
@@ -165,6 +248,7 @@ MUTUAL_KNN = register(
         null_expectation=lambda n, kw: kw.get("k", 10) / (n - 1),
         description="mean fraction of shared k nearest neighbours (the paper's metric)",
         defaults={"k": 10},
+        null_engine=MaskGatherEngine.factory("sum"),
         **KNN_SPEC_FIELDS,
     )
 )
@@ -177,6 +261,7 @@ CYCLE_KNN = register(
         null_expectation=_cycle_null,
         description="fraction of samples recovered by going to B-neighbours and back through A-neighbours",
         defaults={"k": 10},
+        null_engine=MaskGatherEngine.factory("max"),
         **KNN_SPEC_FIELDS,
     )
 )

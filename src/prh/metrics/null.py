@@ -8,6 +8,7 @@ A metric can give the statistics of :mod:`prh.stats` two shortcuts, both defined
   None when it does not fit in memory (the generic engines of :mod:`prh.stats.null_grid` are used then).
 
 This module holds what those need and nothing metric-specific: the engine interface and permutation helpers.
+A metric without either shortcut still calibrates: its caches are recomputed from row-permuted raw layers.
 """
 
 from __future__ import annotations

@@ -74,6 +74,9 @@ class MetricSpec:
 
 _REGISTRY: dict[str, MetricSpec] = {}
 
+#: The metric used when none is named (the paper's main metric); statistics code takes its default from here.
+DEFAULT_METRIC = "mutual_knn"
+
 
 def register(spec: MetricSpec) -> MetricSpec:
     """Add a metric to the registry (names are unique)."""

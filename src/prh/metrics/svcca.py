@@ -49,6 +49,11 @@ def _svcca_cache(x: torch.Tensor, dim: int) -> SingularBasis:
     return SingularBasis(u[:, :dim])
 
 
+def _permute_basis(cache: SingularBasis, perm: torch.Tensor, inv: torch.Tensor) -> SingularBasis:
+    """The cache of ``Y[perm]``: rows ``U[perm]`` (the SVD of ``P X`` is ``P U S V^T``; standardising commutes)."""
+    return SingularBasis(cache.basis.index_select(0, perm))
+
+
 def _svcca_grid(xs: Sequence[SingularBasis], ys: Sequence[SingularBasis], dim: int) -> torch.Tensor:
     grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
     for i, a in enumerate(xs):
@@ -79,6 +84,7 @@ SVCCA = register(
         func=svcca,
         layer_cache=_svcca_cache,
         grid=_svcca_grid,
+        permute_cache=_permute_basis,
         check_kwargs=_check_svcca_kwargs,
         value_range=(0.0, 1.0),
         symmetric=True,

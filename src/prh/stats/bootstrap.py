@@ -1,8 +1,8 @@
 """Confidence intervals for alignment scores by subsampling (default) or the ordinary bootstrap.
 
 Why not the ordinary bootstrap everywhere: resampling rows *with* replacement duplicates samples. A duplicated
-sample is its own nearest neighbour at similarity 1 in both representations, so kNN metrics (mutual/cycle/LCS/edit
-kNN, CKNNA) jump up, and unbiased HSIC estimators (unbiased CKA, CKNNA) assume distinct samples. So the default is
+sample is its own nearest neighbour at similarity 1 in both representations, so neighbour-based metrics jump up,
+and unbiased HSIC estimators assume distinct samples. So the default is
 **m-out-of-n subsampling without replacement**, read as a delete-d jackknife (Shao & Wu 1989):
 
 * draw B random subsets of m = round(fraction * N) distinct rows (default fraction 1/2), the same rows for every
@@ -19,7 +19,11 @@ metric options (k is kept fixed). The raw percentiles of θ* are also returned (
 interval for the score at sample size m, not at N.
 
 ``method="bootstrap"`` (ordinary percentile bootstrap, with replacement) is allowed only for metrics where
-duplicates are harmless (no neighbours, no unbiased estimator), e.g. biased ``cka`` and ``svcca``.
+duplicates are harmless: the spec says the metric uses no neighbours (``uses_k``) and the options select no
+unbiased estimator.
+
+Metrics whose cache is a function of the layer's inner products (``MetricSpec.gram_cache``) get their replicates'
+caches from each layer's Gram matrix, computed once: a subsample's cache comes from ``G[idx][:, idx]``.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from prh._validation import check_choice, check_float, check_int
 from prh.errors import InputError
+from prh.metrics import DEFAULT_METRIC
 from prh.metrics import spec as metric_spec
-from prh.metrics.knn import KnnCache, _knn_cache
-from prh.metrics.neighbors import knn_from_gram
 from prh.stats.calibrate import AGGREGATES, aggregate_grids
 from prh.sweep import LayerCaches, as_layers
 
@@ -111,31 +115,23 @@ class BootstrapResult:
 
 
 def _check_args(B: object, level: object, fraction: object, method: object, aggregate: object) -> None:
-    if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 2:
-        raise InputError(f"B={B!r} must be an integer number of replicates >= 2 (e.g. B=1000).")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
-        raise InputError(f"level={level!r} must be a confidence level strictly between 0 and 1 (e.g. 0.95).")
-    if method not in METHODS:
-        raise InputError(f"method={method!r} is not one of {list(METHODS)}.")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
-        raise InputError(
-            f"fraction={fraction!r} must be strictly between 0 and 1 (default 0.5: half-samples)."
-        )
-    if aggregate not in AGGREGATES:
-        raise InputError(f"aggregate={aggregate!r} is not one of {list(AGGREGATES)}.")
+    check_int(B, "B", minimum=2, hint="a number of replicates, e.g. B=1000")
+    check_float(level, "level", 0.0, 1.0, inclusive=(False, False), hint="a confidence level, e.g. 0.95")
+    check_choice(method, "method", METHODS)
+    check_float(fraction, "fraction", 0.0, 1.0, inclusive=(False, False), hint="default 0.5: half-samples")
+    check_choice(aggregate, "aggregate", AGGREGATES)
 
 
 class _Scorer:
-    """Scores row subsets of X and Y (all layers alike) with one metric; kNN caches come from stored Grams."""
+    """Scores row subsets of X and Y (all layers alike) with one metric; Gram-based caches from stored Grams."""
 
     def __init__(self, metric: str, xs: list[torch.Tensor], ys: list[torch.Tensor], metric_kw: dict) -> None:
         self.spec = metric_spec(metric)
         self.xs, self.ys, self.kw = xs, ys, metric_kw
         n = xs[0].shape[0]
-        # the kNN metrics' cache is the top-k of inner products: a subsample's lists come from the stored Gram
-        knn_metric = self.spec.layer_cache is _knn_cache
+        # a cache that is a function of the inner products: a subsample's cache comes from the stored Gram
         self.grams = None
-        if knn_metric and (len(xs) + len(ys)) * n * n * 4 <= GRAM_BYTES:
+        if self.spec.gram_cache is not None and (len(xs) + len(ys)) * n * n * 4 <= GRAM_BYTES:
             self.grams = ([x @ x.T for x in xs], [y @ y.T for y in ys])
 
     def params(self, m: int) -> dict:
@@ -143,12 +139,10 @@ class _Scorer:
 
     def grid(self, idx: torch.Tensor | None, params: dict) -> torch.Tensor:
         if self.grams is not None:
-            k = params["k"]
-            if idx is None:
-                caches = [[KnnCache(knn_from_gram(g, k)) for g in side] for side in self.grams]
-            else:
+            if idx is not None:
                 idx = idx.to(self.grams[0][0].device)
-                caches = [[KnnCache(knn_from_gram(g[idx][:, idx], k)) for g in side] for side in self.grams]
+            pick = (lambda g: g) if idx is None else (lambda g: g[idx][:, idx])
+            caches = [[self.spec.gram_cache(pick(g), **params) for g in side] for side in self.grams]
         else:
             if idx is not None:
                 idx = idx.to(self.xs[0].device)
@@ -160,7 +154,7 @@ class _Scorer:
 def bootstrap_ci(
     X: object,
     Y: object,
-    metric: str = "mutual_knn",
+    metric: str = DEFAULT_METRIC,
     B: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -195,8 +189,7 @@ def bootstrap_ci(
     :class:`BootstrapResult` with ``score``, ``ci_low``, ``ci_high`` and the replicates.
     """
     _check_args(B, level, fraction, method, aggregate)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed={seed!r} must be an integer.")
+    check_int(seed, "seed")
     spec = metric_spec(metric)
     for side, obj in (("X", X), ("Y", Y)):
         if isinstance(obj, LayerCaches):

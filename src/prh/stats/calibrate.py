@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from prh._validation import suggest
+from prh._validation import check_float, check_int, suggest
 from prh.errors import InputError
+from prh.metrics import DEFAULT_METRIC
 from prh.metrics import spec as metric_spec
 from prh.stats.null_grid import make_engine
 from prh.stats.permute import random_permutations
@@ -183,25 +184,22 @@ def aggregate_grids(grids: torch.Tensor | np.ndarray, aggregate: str) -> np.ndar
 
 def check_calibration_args(K: object, alpha: object, seed: object = 0) -> tuple[int, float, int]:
     """Validate the number of permutations, the level and the seed; return them as (int, float, int)."""
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)):
-        raise InputError(f"K={K!r} must be an integer number of permutations (e.g. K=1000).")
-    K = int(K)
-    if K < 1:
-        raise InputError(f"K={K} must be at least 1 permutation (K=1000 is customary).")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0.0 < alpha < 1.0:
-        raise InputError(
-            f"alpha={alpha!r} must be a significance level strictly between 0 and 1 (e.g. 0.05)."
-        )
-    alpha = float(alpha)
+    K = check_int(K, "K", minimum=1, hint="a number of permutations; K=1000 is customary")
+    alpha = check_float(
+        alpha,
+        "alpha",
+        0.0,
+        1.0,
+        inclusive=(False, False),
+        hint="a significance level strictly between 0 and 1",
+    )
     need = min_permutations(alpha)
     if K < need:
         raise InputError(
             f"K={K} permutations cannot reach alpha={alpha}: the smallest possible p-value is 1/(K+1) = "
             f"{1 / (K + 1):.4g} > alpha. Use K >= {need} (K = ⌈1/alpha⌉ - 1), e.g. K=1000."
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed={seed!r} must be an integer.")
-    return K, alpha, int(seed)
+    return K, alpha, check_int(seed, "seed")
 
 
 def check_samples(n: int, alpha: float) -> None:
@@ -260,12 +258,13 @@ def _caches(
 def calibrate_sweep(
     X: object,
     Y: object,
-    metric: str = "mutual_knn",
+    metric: str = DEFAULT_METRIC,
     K: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
     aggregate: str = "max",
     *,
+    observed: Sweep | None = None,
     keep_null_grids: bool = False,
     device: torch.device | str | None = None,
     engine: str = "auto",
@@ -289,9 +288,13 @@ def calibrate_sweep(
     seed : seed of the permutations (a CPU ``torch.Generator``); results are deterministic for a seed.
     aggregate : ``"max"`` (best layer pair, default), ``"mean"`` (whole grid) or ``"row_max_mean"`` (mean over X
         layers of the best Y layer).
+    observed : the observed :class:`~prh.sweep.Sweep` of these X and Y (e.g. from ``prh.sweep_caches`` on the same
+        LayerCaches), reused instead of scoring the identity permutation again; its metric, options and shape
+        must match.
     keep_null_grids : also return the (K, Lx, Ly) null grids.
     device : where to compute (default: X's device; a GPU when the inputs are there).
-    engine : ``"auto"`` (fastest exact engine) or a specific one of :mod:`prh.stats.null_grid` (tests).
+    engine : ``"auto"`` (fastest exact engine), or ``"fast"``, ``"permuted"``, ``"recompute"`` to force one
+        (:mod:`prh.stats.null_grid`; tests and benchmarks).
     **metric_kw : metric options (``k``, ``kernel``, ``dim``, ...).
 
     Returns
@@ -307,17 +310,26 @@ def calibrate_sweep(
     spec = metric_spec(metric)
     cx, cy, raw_y = _caches(X, Y, spec.name, metric_kw, device)
     check_samples(cx.n, alpha)
-    eng = make_engine(spec.name, cx.caches, cy.caches, cx.params, raw_y=raw_y, engine=engine)
+    eng = make_engine(spec, cx.caches, cy.caches, cx.params, raw_y=raw_y, engine=engine)
 
-    observed = eng.grids(torch.arange(cx.n).view(1, -1))[0].numpy()
-    if not np.all(np.isfinite(observed)):
+    shape = (len(cx.caches), len(cy.caches))
+    if observed is not None:
+        if observed.metric != spec.name or observed.params != cx.params or observed.scores.shape != shape:
+            raise InputError(
+                f"observed is a {observed.metric}{observed.params} sweep of shape {observed.scores.shape}, but "
+                f"these caches are {spec.name}{cx.params} of shape {shape}; pass the sweep of the same X and Y."
+            )
+        grid = observed.scores
+    else:
+        grid = eng.grids(torch.arange(cx.n).view(1, -1))[0].numpy()
+    if not np.all(np.isfinite(grid)):
         raise InputError(f"{spec.name} produced non-finite scores; check the inputs for degenerate layers.")
-    sweep = Sweep(observed.copy(), spec.name, dict(cx.params))
-    statistic = float(aggregate_grids(observed, aggregate))
+    sweep = Sweep(np.array(grid, dtype=np.float64), spec.name, dict(cx.params))
+    statistic = float(aggregate_grids(sweep.scores, aggregate))
 
     generator = torch.Generator().manual_seed(seed)
     null = np.empty(K, dtype=np.float64)
-    grids_out = np.empty((K, len(cx.caches), len(cy.caches)), dtype=np.float64) if keep_null_grids else None
+    grids_out = np.empty((K, *shape), dtype=np.float64) if keep_null_grids else None
     done = 0
     while done < K:
         size = min(eng.batch_size, K - done)
@@ -357,7 +369,7 @@ def calibrate_sweep(
 def calibrate(
     X: object,
     Y: object,
-    metric: str = "mutual_knn",
+    metric: str = DEFAULT_METRIC,
     K: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
