@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 import prh
 import prh.metrics as M
 from conftest import REFERENCE_EIGHT
+from reference_impl import hsic_unbiased
 from prh.errors import InputError
-from prh.metrics.kernels import hsic_unbiased
 from prh.metrics.knn import KnnCache
 from prh.metrics.knn_sets import _jaccard_grid, jaccard_null
 
@@ -359,3 +359,12 @@ def test_cli_scores_every_extra_metric(tmp_path, name):
     )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["score"] == pytest.approx(M.get(name)(a, b), abs=1e-6)
+
+
+def test_cycle_knn_ba_of_identical_inputs_is_the_reciprocal_neighbour_rate():
+    """The docstring's numbers: not 1 for identical inputs in general (k=1: reciprocal nearest neighbours)."""
+    a = torch.nn.functional.normalize(torch.randn(64, 32, generator=torch.Generator().manual_seed(0)), dim=1)
+    nearest = (a @ a.T).fill_diagonal_(-2.0).argmax(dim=1)
+    reciprocal = float((nearest[nearest] == torch.arange(64)).double().mean())
+    assert M.cycle_knn_ba(a, a, k=1) == pytest.approx(reciprocal) == pytest.approx(0.53125)
+    assert M.cycle_knn_ba(a, a, k=10) == 1.0

@@ -97,27 +97,6 @@ def u_center(k: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
-    """Song et al.'s unbiased HSIC of two (N, N) kernels (need not be symmetric), float64 scalar. N >= 4."""
-    n = k.shape[0]
-    kt = k.to(torch.float64).clone().fill_diagonal_(0.0)
-    lt = l.to(torch.float64).clone().fill_diagonal_(0.0)
-    trace_term = (kt * lt.T).sum()
-    sums_term = kt.sum() * lt.sum() / ((n - 1) * (n - 2))
-    cross_term = 2.0 * (kt.sum(dim=0) @ lt.sum(dim=1)) / (n - 2)
-    return (trace_term + sums_term - cross_term) / (n * (n - 3))
-
-
-def hsic_biased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741
-    """Biased HSIC ``tr(K H L H)`` of two (N, N) kernels (need not be symmetric), float64 scalar."""
-    n = k.shape[0]
-    k = k.to(torch.float64)
-    l = l.to(torch.float64)  # noqa: E741
-    trace_term = (k * l.T).sum()
-    cross = (l.sum(dim=0) @ k.sum(dim=1) + k.sum(dim=0) @ l.sum(dim=1)) / n
-    return trace_term - cross + k.sum() * l.sum() / n**2
-
-
 def require_positive(value: float, what: str) -> None:
     """Raise :class:`InputError` when a CKA-type normaliser ``value`` is not positive (constant features)."""
     if not value > 0.0:

@@ -82,8 +82,10 @@ def jaccard_knn(A: object, B: object, k: int = 10) -> float:
 def cycle_knn_ba(A: object, B: object, k: int = 10) -> float:
     """Cycle kNN in the B -> A direction: ``cycle_knn(B, A)``.
 
-    Fraction of samples i found among the B-neighbours of one of i's A-neighbours. Float in [0, 1], 1 for
-    identical inputs. Not symmetric; see :func:`cycle_knn_directions` for both directions at once.
+    Fraction of samples i found among the B-neighbours of one of i's A-neighbours. Float in [0, 1]. Not 1 for
+    identical inputs in general, like :func:`~prh.metrics.cycle_knn`: i is recovered only if it is itself a
+    neighbour of one of its neighbours (kNN relations are not symmetric). For 64 random unit vectors in 32-d it is
+    0.53 at k=1 (the fraction of reciprocal nearest neighbours) and 1.0 at k=10. Not symmetric; see :func:`cycle_knn_directions` for both directions at once.
     """
     return score_pair(CYCLE_KNN_BA, A, B, k=k)
 

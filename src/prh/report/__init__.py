@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from prh.report.build import build_report, figure_files, summary_lines
+from prh.report.build import build_report, summary_lines
 
-__all__ = ["build_report", "figure_files", "summary_lines"]
+__all__ = ["build_report", "summary_lines"]

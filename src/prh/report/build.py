@@ -193,27 +193,11 @@ def build_report(
     md += [
         f"## All model pairs ({metric})",
         "",
-        top.to_markdown(index=False, floatfmt=".4g") if _has_tabulate() else top.to_string(index=False),
+        top.to_markdown(index=False, floatfmt=".4g"),
         "",
     ]
     atomic_write_text(out / "report.md", "\n".join(md))
     return out / "report.html"
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def figure_files(results_dir: str | os.PathLike) -> list[str]:
-    """The figure paths referenced by report.html (relative), for checks."""
-    import re
-
-    text = (Path(results_dir) / "report.html").read_text(encoding="utf-8")
-    return re.findall(r"<img src='([^']+)'", text)
-
-
-__all__ = ["build_report", "figure_files", "summary_lines"]
+__all__ = ["build_report", "summary_lines"]
