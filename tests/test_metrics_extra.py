@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 import prh
 import prh.metrics as M
 from conftest import REFERENCE_EIGHT
-from reference_impl import hsic_unbiased
 from prh.errors import InputError
 from prh.metrics.knn import KnnCache
 from prh.metrics.knn_sets import _jaccard_grid, jaccard_null
+from reference_impl import hsic_unbiased
 
 EXTRA = [
     "debiased_cka",
