@@ -107,7 +107,10 @@ def cache_layers(
     if device is not None:
         layers = [layer.to(device) for layer in layers]
     params = spec.check_kwargs(layers[0].shape[0], **metric_kw)
-    caches = spec.caches(layers, **params)
+    try:
+        caches = spec.caches(layers, **params)
+    except InputError as err:  # name the model whose layers are unusable (e.g. a constant layer)
+        raise InputError(f"{name}: {err}") from None
     return LayerCaches(metric, params, layers[0].shape[0], caches, layers[0].device, layers)
 
 

@@ -33,15 +33,34 @@ def parse_options(pairs: list[str]) -> dict:
     return out
 
 
+def _print_metrics(as_json: bool) -> None:
+    """``prh score --list``: every registered metric, its options (defaults) and range."""
+    from prh.metrics import names, spec
+
+    rows = []
+    for name in names():
+        s = spec(name)
+        rows.append(
+            {"metric": name, "options": dict(s.defaults), "range": list(s.value_range), "description": s.description}
+        )
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        opts = ", ".join(f"--{k} {v}" for k, v in row["options"].items()) or "no options"
+        low, high = row["range"]
+        typer.echo(f"{row['metric']:<20} [{low:g}, {high:g}]  {opts}\n{'':<20} {row['description']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``score`` command."""
 
     @app.command()
     def score(
         a: Path = typer.Argument(
-            ..., help="Features of model A: .npy/.npz/.safetensors, shape (N, D) or (N, L, D)."
+            None, help="Features of model A: .npy/.npz/.safetensors, shape (N, D) or (N, L, D)."
         ),
-        b: Path = typer.Argument(..., help="Features of model B, same N (row i = the same item as in A)."),
+        b: Path = typer.Argument(None, help="Features of model B, same N (row i = the same item as in A)."),
         metric: str = typer.Option(
             "mutual_knn", "--metric", "-m", help="Metric name (see `prh score --list`)."
         ),
@@ -62,6 +81,9 @@ def register(app: typer.Typer) -> None:
             help="Any other metric option as key=value, e.g. -O rdm=euclidean (repeatable).",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of text."),
+        list_metrics: bool = typer.Option(
+            False, "--list", help="List every metric with its options and range, then exit."
+        ),
     ) -> None:
         """Score two feature arrays: 2-D inputs give one score, 3-D (N, L, D) inputs a sweep over all layer pairs."""
         import numpy as np
@@ -70,6 +92,13 @@ def register(app: typer.Typer) -> None:
         from prh.arrays import load_array
         from prh.metrics import spec
 
+        if list_metrics:
+            _print_metrics(as_json)
+            return
+        if a is None or b is None:
+            raise InputError(
+                "give two feature files, e.g. `prh score A.npy B.npy --metric mutual_knn`, or `prh score --list`."
+            )
         metric_spec = spec(metric)
         given = {"k": k, "dim": dim, "kernel": kernel, "sigma": sigma}
         options = {name: value for name, value in given.items() if value is not None}
@@ -80,7 +109,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(
                 f"{', '.join('--' + u for u in unknown)} is not an option of {metric} (its options: {allowed})."
             )
-        xa, xb = load_array(a, key_a), load_array(b, key_b)
+        xa, xb = load_array(a, key_a, key_flag="--key-a"), load_array(b, key_b, key_flag="--key-b")
         for name, x in (("A", xa), ("B", xb)):
             if x.ndim not in (2, 3):
                 raise InputError(f"{name} ({x.shape}) must have shape (N, D) or (N, L, D).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prh._validation import check_pair
+from prh.errors import InputError
 from prh.metrics.registry import MetricSpec
 
 
@@ -10,5 +11,10 @@ def score_pair(metric: MetricSpec, a: object, b: object, **kwargs: object) -> fl
     """Validate ``a`` and ``b`` ((N, D_a), (N, D_b)), check options, and score the pair as a Python float."""
     ta, tb = check_pair(a, b)
     kw = metric.check_kwargs(ta.shape[0], **kwargs)
-    grid = metric.grid([metric.layer_cache(ta, **kw)], [metric.layer_cache(tb, **kw)], **kw)
-    return float(grid[0, 0])
+    caches = []
+    for name, t in (("A", ta), ("B", tb)):
+        try:
+            caches.append([metric.layer_cache(t, **kw)])
+        except InputError as err:  # name the argument whose layer is unusable (e.g. constant features)
+            raise InputError(f"{name}: {err}") from None
+    return float(metric.grid(*caches, **kw)[0, 0])

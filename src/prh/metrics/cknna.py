@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from prh._validation import check_k
+from prh.errors import InputError
 from prh.metrics._common import score_pair
-from prh.metrics.kernels import gram, map_grams, require_positive
+from prh.metrics.kernels import gram, map_grams, require_positive, require_spread
 from prh.metrics.neighbors import knn_from_gram
 from prh.metrics.null import NullEngine, permute_neighbors, permute_square
 from prh.metrics.registry import MetricSpec, register
@@ -45,6 +46,10 @@ class NeighborKernel:
 
 
 def _check_cknna_kwargs(n: int, k: int = 10, unbiased: bool = True, distance_agnostic: bool = False) -> dict:
+    if unbiased and n < 4:
+        raise InputError(
+            f"cknna's unbiased HSIC needs at least N=4 samples, got N={n}; use unbiased=False or more data."
+        )
     return {
         "k": check_k(k, n, minimum=2),
         "unbiased": bool(unbiased),
@@ -117,8 +122,7 @@ def _cknna_caches(
 def _neighbor_kernel(
     x: torch.Tensor, g: torch.Tensor, k: int, unbiased: bool, distance_agnostic: bool
 ) -> NeighborKernel:
-    if bool((x == x[0]).all()):
-        require_positive(0.0, "the spread of the features across samples")
+    require_spread(x, g)
     knn = knn_from_gram(g, k, exclude_self=unbiased)
     rows = torch.arange(x.shape[0], device=x.device)
     reverse = (knn[knn] == rows[:, None, None]).any(dim=2)

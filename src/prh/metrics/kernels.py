@@ -97,6 +97,33 @@ def u_center(k: torch.Tensor) -> torch.Tensor:
     return out
 
 
+#: Rows count as one point when they are this close, relative to the first row's norm (float rounding).
+SPREAD_RTOL = 1e-6
+
+
+def require_spread(x: torch.Tensor, gram: torch.Tensor | None = None, what: str = "the features") -> None:
+    """Raise :class:`InputError` when every row of ``x`` ((N, D)) is the same point (zero variance across samples).
+
+    Neighbours among identical points are arbitrary ties, so neighbour-based scores of such a layer are undefined
+    (they would come out as 1.0 for two constant inputs). With the layer's linear Gram matrix the common case costs
+    O(N): all rows equal implies ``G[0, j] == G[0, 0] == G[j, j]`` for every j, and only when that holds (to a loose
+    tolerance) are the rows themselves compared, O(N D). Rows within ``SPREAD_RTOL`` of the first row's norm
+    count as equal.
+    """
+    if gram is not None:
+        ref = gram[0, 0]
+        tol = 1e-4 * ref.abs() + torch.finfo(gram.dtype).tiny
+        if bool((gram[0] - ref).abs().max() > tol) or bool((gram.diagonal() - ref).abs().max() > tol):
+            return
+    spread = float((x - x[0]).norm(dim=1).max())
+    if spread <= SPREAD_RTOL * float(x[0].norm()):
+        raise InputError(
+            f"{what} are constant: all {x.shape[0]} samples are the same point, so their nearest neighbours are "
+            "arbitrary ties and the score is undefined. Remove constant layers (e.g. a position-only input "
+            "embedding) or check that the inputs differ."
+        )
+
+
 def require_positive(value: float, what: str) -> None:
     """Raise :class:`InputError` when a CKA-type normaliser ``value`` is not positive (constant features)."""
     if not value > 0.0:

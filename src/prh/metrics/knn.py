@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from prh._validation import check_k
 from prh.metrics._common import score_pair
-from prh.metrics.kernels import map_grams
+from prh.metrics.kernels import inner_products, map_grams, require_spread
 from prh.metrics.neighbors import ROW_BLOCK, knn_from_gram, knn_indices
 from prh.metrics.null import NullEngine, inverse_permutation, permute_neighbors
 from prh.metrics.registry import MetricSpec, register
@@ -41,14 +41,23 @@ def _check_k_kwargs(n: int, k: int = 10) -> dict:
 
 
 def _knn_cache(x: torch.Tensor, k: int) -> KnnCache:
-    return KnnCache(knn_indices(x, k))
+    """The (N, k) neighbour lists of one layer; constant layers are refused (their neighbours are ties)."""
+    if x.shape[0] > ROW_BLOCK:  # blocked top-k, no (N, N) matrix
+        require_spread(x)
+        return KnnCache(knn_indices(x, k))
+    return _from_gram(x, inner_products(x), k)
+
+
+def _from_gram(x: torch.Tensor, gram: torch.Tensor, k: int) -> KnnCache:
+    require_spread(x, gram)
+    return KnnCache(knn_from_gram(gram, k, overwrite=True))
 
 
 def _knn_caches(layers: Sequence[torch.Tensor], k: int) -> list[KnnCache]:
     """:func:`_knn_cache` of every layer; Gram matrices chunk-first when one fits in a row block."""
     if layers[0].shape[0] > ROW_BLOCK:
         return [_knn_cache(x, k) for x in layers]
-    return map_grams(layers, lambda _, gram: KnnCache(knn_from_gram(gram, k, overwrite=True)))
+    return map_grams(layers, lambda x, gram: _from_gram(x, gram, k))
 
 
 def _permute_knn(cache: KnnCache, perm: torch.Tensor, inv: torch.Tensor) -> KnnCache:
@@ -57,7 +66,10 @@ def _permute_knn(cache: KnnCache, perm: torch.Tensor, inv: torch.Tensor) -> KnnC
 
 
 def _knn_gram_cache(gram: torch.Tensor, k: int) -> KnnCache:
-    """The cache of a layer from its (N, N) inner products (e.g. a row subset of a stored Gram matrix)."""
+    """The cache of a layer from its (N, N) inner products (e.g. a row subset of a stored Gram matrix).
+
+    Used for row subsamples of a layer whose full cache was built (and its spread checked) first.
+    """
     return KnnCache(knn_from_gram(gram, k))
 
 

@@ -41,6 +41,11 @@ def _svcca_cache(x: torch.Tensor, dim: int) -> SingularBasis:
     x = x / (x.std(dim=0) + 1e-8)
     u, s, _ = torch.linalg.svd(x, full_matrices=False)
     rank = int((s > s[0] * 1e-10).sum()) if s.numel() and s[0] > 0 else 0
+    if rank == 0:
+        raise InputError(
+            "the features are constant across samples (zero variance in every column), so svcca is undefined; "
+            "remove constant layers or check that the inputs differ."
+        )
     if rank < dim:
         raise InputError(
             f"svcca dim={dim} exceeds the rank ({rank}) of the standardised features (D={x.shape[1]}); "
