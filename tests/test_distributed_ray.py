@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from prh.align import Experiment, ModelFeatures
-from prh.distributed import align_ray, estimate_extract_resources, extract_ray, plan_tiles
+from prh.align import AlignConfig, Experiment, ModelFeatures
+from prh.distributed import RayOptions, align_ray, estimate_extract_resources, extract_ray, plan_tiles
 from prh.distributed.resources import GIB, NodeLimits
 from prh.errors import InputError, ModelLoadError
-from prh.features import extract
+from prh.features import ExtractConfig, extract
 from prh.features.store import FeatureStore
 from prh.models import ModelSpec, reset_registry
 from prh.models.tiny import tiny_causal_lm, tiny_tokenizer, tiny_vit
@@ -114,7 +114,9 @@ def ray_local(workspace):
 @pytest.fixture(scope="module")
 def extracted(workspace, ray_local):
     store = FeatureStore(workspace["root"] / "store-ray")
-    rows = extract_ray(workspace["specs"], workspace["ds"], store, device="cpu", batch_size=8, progress=False)
+    rows = extract_ray(
+        workspace["specs"], workspace["ds"], store, ExtractConfig(device="cpu", batch_size=8), progress=False
+    )
     return store, rows
 
 
@@ -135,7 +137,7 @@ def test_three_models_in_parallel_equal_local_and_are_not_recomputed(workspace, 
     assert [r["model"] for r in rows] == [s.name for s in specs]
     assert [r["status"] for r in rows] == ["extracted"] * 3, rows
     local_store = FeatureStore(workspace["root"] / "store-local")
-    local = extract(specs, ds, local_store, device="cpu", batch_size=8, progress=False)
+    local = extract(specs, ds, local_store, ExtractConfig(device="cpu", batch_size=8), progress=False)
     assert set(local[0]) <= set(rows[0]) and "node" in rows[0]  # the local summary columns, plus the node
     for spec, row, lrow in zip(specs, rows, local):
         assert (row["pool"], row["layers"], row["dim"]) == (lrow["pool"], lrow["layers"], lrow["dim"])
@@ -143,7 +145,7 @@ def test_three_models_in_parallel_equal_local_and_are_not_recomputed(workspace, 
     assert rows[0]["bpb"] == pytest.approx(local[0]["bpb"], abs=1e-6)  # the causal LM's bits per byte
     # a second run recomputes nothing: every model is reported as cached and the files are untouched
     ids = {e["model"]: e["write_id"] for e in store.entries()}
-    again = extract_ray(specs, ds, store, device="cpu", progress=False)
+    again = extract_ray(specs, ds, store, ExtractConfig(device="cpu"), progress=False)
     assert [r["status"] for r in again] == ["cached"] * 3
     assert {e["model"]: e["write_id"] for e in store.entries()} == ids
 
@@ -160,7 +162,10 @@ def test_killed_worker_and_transient_error_are_retried_user_error_is_not(workspa
         for mode, path in logs.items()
     ]
     store = FeatureStore(tmp_path / "store")
-    rows = {r["model"]: r for r in extract_ray(specs, ds, store, device="cpu", max_retries=2, progress=False)}
+    rows = extract_ray(
+        specs, ds, store, ExtractConfig(device="cpu"), progress=False, ray=RayOptions(max_retries=2)
+    )
+    rows = {r["model"]: r for r in rows}
     calls = {mode: path.read_text().split() for mode, path in logs.items()}
     # the killed worker: a second process ran the retry and the features are stored
     assert rows["flaky-kill"]["status"] == "extracted", rows["flaky-kill"]
@@ -173,7 +178,7 @@ def test_killed_worker_and_transient_error_are_retried_user_error_is_not(workspa
     local_store = FeatureStore(
         tmp_path / "local"
     )  # the builders no longer fail: the same model, extracted here
-    extract(specs[:1], ds, local_store, device="cpu", progress=False)
+    extract(specs[:1], ds, local_store, ExtractConfig(device="cpu"), progress=False)
     _same_features(store, local_store, ds, specs[0], "mean")
 
 
@@ -184,16 +189,16 @@ def test_tiled_alignment_equals_local(workspace, extracted, square):
     store, _ = extracted
     specs, ds = workspace["specs"], workspace["ds"]
     xs, ys = (specs, None) if square else (specs[:1], specs[1:])
-    kw = dict(
+    config = AlignConfig(
         metrics=["mutual_knn", "cknna", "unbiased_cka"],
         k=3,
         calibrate=19 if square else 0,
         shuffle_control=True,
     )
-    local = run_alignment(xs, ys, ds.name, N, store, dataset=ds, progress=False, **kw)
+    local = run_alignment(xs, ys, store, config, dataset=ds, progress=False)
     # block 2 over 3 models: diagonal tiles, one above the diagonal and one below (cknna is not symmetric)
     remote = align_ray(
-        xs, ys, ds.name, N, store, dataset=ds, progress=False, block_size=2 if square else 1, **kw
+        xs, ys, store, config, dataset=ds, progress=False, ray=RayOptions(block_size=2 if square else 1)
     )
     assert remote.provenance["backend"]["tasks"] == (4 if square else 2)
     assert len(local.table) == (21 + 8 if square else 6 + 6)  # incl. the shuffled-caption controls
@@ -205,11 +210,11 @@ def test_tiled_alignment_equals_local(workspace, extracted, square):
     if square:  # with a cache folder each tile's results are kept: a second run reads them back, equal
         cache = workspace["root"] / "tile-cache"
         first = align_ray(
-            xs, ys, ds.name, N, store, dataset=ds, progress=False, block_size=2, cache_dir=cache, **kw
+            xs, ys, store, config, dataset=ds, progress=False, cache_dir=cache, ray=RayOptions(block_size=2)
         )
         assert len(list(cache.iterdir())) == 4
         second = align_ray(
-            xs, ys, ds.name, N, store, dataset=ds, progress=False, block_size=2, cache_dir=cache, **kw
+            xs, ys, store, config, dataset=ds, progress=False, cache_dir=cache, ray=RayOptions(block_size=2)
         )
         pd.testing.assert_frame_equal(first.table, local.table, check_exact=False, rtol=0, atol=1e-6)
         pd.testing.assert_frame_equal(second.table, first.table)
@@ -247,7 +252,7 @@ def test_cli_backend_ray(workspace, extracted, tmp_path, request):
             "extract",
             "--models",
             "cli-vit",
-            "--out",
+            "--store",
             str(store.root),
             "--device",
             "cpu",
@@ -279,14 +284,13 @@ def test_tiles_cover_every_pair_of_the_experiment_exactly_once(n_models, block):
     names = [m.name for m in stubs]
     metrics = ["mutual_knn", "cknna"]  # symmetric and not
     for ys in (None, names[: max(1, n_models // 2)]):
-        exp = Experiment(stubs, [s for s in stubs if s.name in ys] if ys else None, metrics=metrics)
+        config = AlignConfig(metrics=metrics)
+        exp = Experiment(stubs, [s for s in stubs if s.name in ys] if ys else None, config)
         want = sorted((m, x.name, y.name) for m in metrics for x, y in exp.pairs(m))
         got = []
         for a, b, tile_metrics in plan_tiles(names, ys, metrics, block):
             sub = Experiment(
-                [s for s in stubs if s.name in a],
-                [s for s in stubs if s.name in b] if b else None,
-                metrics=metrics,
+                [s for s in stubs if s.name in a], [s for s in stubs if s.name in b] if b else None, config
             )
             got += [(m, x.name, y.name) for m in tile_metrics for x, y in sub.pairs(m)]
         assert sorted(got) == want
@@ -335,8 +339,6 @@ def test_missing_features_are_reported_on_the_driver_before_any_task(workspace, 
 
     empty = FeatureStore(tmp_path / "empty")
     with pytest.raises(MissingFeaturesError, match=r"features of 3 model\(s\) are missing(.|\n)*prh extract"):
-        align_ray(
-            workspace["specs"], None, workspace["ds"].name, N, empty, dataset=workspace["ds"], progress=False
-        )
+        align_ray(workspace["specs"], None, empty, dataset=workspace["ds"], progress=False)
     with pytest.raises(InputError, match="unknown option"):
-        align_ray(workspace["specs"], None, workspace["ds"].name, N, empty, not_an_option=1)
+        align_ray(workspace["specs"], None, empty, {"not_an_option": 1}, dataset=workspace["ds"])

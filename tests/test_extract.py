@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from prh.errors import InputError
-from prh.features import extract
+from prh.features import ExtractConfig, extract
 from prh.features.store import FeatureStore
 from prh.models import ModelSpec
 from prh.models.tiny import tiny_causal_lm, tiny_text_encoder, tiny_tokenizer, tiny_vit
@@ -67,7 +67,7 @@ def _specs(root):
 def test_extract_store_roundtrip_skip_force(tiny_dir, tmp_path):
     store = FeatureStore(tmp_path / "features")
     ds = FakeDataset()
-    rows = extract(_specs(tiny_dir), ds, store, device="cpu", batch_size=4, progress=False)
+    rows = extract(_specs(tiny_dir), ds, store, ExtractConfig(device="cpu", batch_size=4), progress=False)
     assert [r["status"] for r in rows] == ["extracted"] * 3
     assert [r["layers"] for r in rows] == [4, 3, 3]
     assert rows[0]["bpb"] is not None and rows[0]["bpb"] > 0 and rows[0]["dim"] == "32"
@@ -77,17 +77,21 @@ def test_extract_store_roundtrip_skip_force(tiny_dir, tmp_path):
     assert lm.meta["adapter"] == "hf-causal-lm" and lm.meta["params"] > 0 and lm.meta["pool"] == "mean"
     assert store.load(ds, "tiny-vit", "cls").layer_names == ["block.0", "block.1", "block.2"]
     mtime = store.path(ds, "tiny-lm", "mean").stat().st_mtime_ns
-    again = extract(_specs(tiny_dir), ds, store, device="cpu", batch_size=4, progress=False)
+    again = extract(_specs(tiny_dir), ds, store, ExtractConfig(device="cpu", batch_size=4), progress=False)
     assert [r["status"] for r in again] == ["cached"] * 3
     assert store.path(ds, "tiny-lm", "mean").stat().st_mtime_ns == mtime
-    forced = extract(_specs(tiny_dir)[:1], ds, store, device="cpu", batch_size=2, force=True, progress=False)
+    forced = extract(
+        _specs(tiny_dir)[:1], ds, store, ExtractConfig(device="cpu", batch_size=2, force=True), progress=False
+    )
     assert forced[0]["status"] == "extracted"
     relm = store.load(ds, "tiny-lm", "mean")
     for a, b in zip(lm.layers, relm.layers, strict=True):  # batch size 4 vs 2: same features
         assert torch.allclose(a, b, atol=1e-5)
     changed = FakeDataset(TEXTS[:-1] + ["a different caption"])
     assert (
-        extract(_specs(tiny_dir)[:1], changed, store, device="cpu", progress=False)[0]["status"]
+        extract(_specs(tiny_dir)[:1], changed, store, ExtractConfig(device="cpu"), progress=False)[0][
+            "status"
+        ]
         == "extracted"
     )
 
@@ -96,27 +100,33 @@ def test_failing_model_keeps_others(tiny_dir, tmp_path):
     store = FeatureStore(tmp_path / "features")
     ds = FakeDataset()
     good = _specs(tiny_dir)
-    extract(good[:1], ds, store, device="cpu", progress=False)
+    extract(good[:1], ds, store, ExtractConfig(device="cpu"), progress=False)
     broken = ModelSpec(
         name="broken", source=str(tmp_path / "does-not-exist"), adapter="hf-text-encoder", modality="language"
     )
     messages = []
-    rows = extract([broken, good[1]], ds, store, device="cpu", progress=False, log=messages.append)
+    rows = extract(
+        [broken, good[1]], ds, store, ExtractConfig(device="cpu"), progress=False, log=messages.append
+    )
     assert [r["status"] for r in rows] == ["failed", "extracted"]
     assert "broken" in rows[0]["error"] or "does-not-exist" in rows[0]["error"]
     assert any("FAILED" in m for m in messages)
     assert store.has(ds, "tiny-lm", "mean") and store.has(ds, "tiny-enc", "mean")
-    stopped = extract([broken, good[2]], ds, store, device="cpu", progress=False, stop_on_error=True)
+    stopped = extract(
+        [broken, good[2]], ds, store, ExtractConfig(device="cpu", stop_on_error=True), progress=False
+    )
     assert [r["status"] for r in stopped] == ["failed"]
 
 
 def test_pool_checked_before_any_work(tiny_dir, tmp_path):
     store = FeatureStore(tmp_path / "f")
     with pytest.raises(InputError, match="pool='last' is not supported by model 'tiny-vit'"):
-        extract(_specs(tiny_dir), FakeDataset(), store, pool="last", device="cpu", progress=False)
+        extract(
+            _specs(tiny_dir), FakeDataset(), store, ExtractConfig(pool="last", device="cpu"), progress=False
+        )
     assert not (tmp_path / "f").exists() or not any((tmp_path / "f").rglob("*.safetensors"))
     with pytest.raises(InputError, match="batch_size"):
-        extract(_specs(tiny_dir), FakeDataset(), store, batch_size=0, progress=False)
+        extract(_specs(tiny_dir), FakeDataset(), store, ExtractConfig(batch_size=0), progress=False)
 
 
 def test_prh_extract_cli_end_to_end(tiny_dir, tmp_path, monkeypatch):
@@ -145,7 +155,7 @@ def test_prh_extract_cli_end_to_end(tiny_dir, tmp_path, monkeypatch):
         "5",
         "--device",
         "cpu",
-        "--out",
+        "--store",
         str(out),
         "--models-file",
         str(models_file),

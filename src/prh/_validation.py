@@ -6,20 +6,24 @@ tensors (keeping the device of torch inputs).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from prh.errors import InputError
 
+_C = TypeVar("_C", bound="ConfigFields")
+
 
 def as_tensor(x: object, name: str) -> torch.Tensor:
     """Return ``x`` as a floating torch tensor on its own device (numpy -> CPU tensor, no copy when possible).
 
     Integer and boolean inputs are converted to float32; float16/bfloat16 are upcast to float32 so that
-    metric arithmetic is not done in half precision.
+    metric arithmetic is not done in half precision. Complex inputs are refused (the imaginary part would be lost).
     """
     if isinstance(x, torch.Tensor):
         t = x.detach()
@@ -33,6 +37,11 @@ def as_tensor(x: object, name: str) -> torch.Tensor:
         raise InputError(
             f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}; "
             f"convert it with numpy.asarray(...) first."
+        )
+    if t.is_complex():
+        raise InputError(
+            f"{name} has complex dtype {t.dtype}; alignment metrics need real features. Pass the real part "
+            "(x.real), the magnitude (abs(x)) or both as separate columns, explicitly."
         )
     if not torch.is_floating_point(t):
         t = t.to(torch.float32)
@@ -163,7 +172,83 @@ def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
     raise InputError(f"{name}={value!r} is not one of {options}.{hint}")
 
 
+def check_names(
+    value: object, name: str, choices: Iterable[str], allow_empty: bool = False
+) -> tuple[str, ...]:
+    """Validate a list of names: a sequence of strings or one comma-separated string, each one of ``choices``.
+
+    Returns the names as a tuple in the given order; a repeated name and (unless ``allow_empty``) an empty list are
+    refused, an unknown name suggests the closest choice.
+    """
+    options = list(choices)
+    if isinstance(value, str):
+        items: list[object] = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise InputError(
+            f"{name}={value!r} must be a list of names or one comma-separated string, e.g. {options[:2]}."
+        )
+    names = tuple(check_choice(item, name, options) for item in items)
+    if not names and not allow_empty:
+        raise InputError(f"{name} is empty; give at least one of {options}.")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"{name} names {repeated} more than once; give each name once.")
+    return names
+
+
 def suggest(name: str, options: Iterable[str]) -> str:
     """Return ' Did you mean ...?' for the closest options, or an empty string."""
     close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+class ConfigFields:
+    """Mixin of the frozen, validated option dataclasses (e.g. ``AlignConfig``, ``ExtractConfig``): a round trip
+    through plain JSON values and validated copies. The dataclass validates in its own ``__post_init__``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values (tuples become lists), in field order."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[_C], values: Mapping[str, Any]) -> _C:
+        """Build from a mapping of field names (e.g. :meth:`to_dict` read back from JSON); an unknown key or a bad
+        value raises :class:`InputError` naming it."""
+        if not isinstance(values, Mapping):
+            raise InputError(
+                f"{cls.__name__} options must be a mapping of option names, got {type(values).__name__}."
+            )
+        known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            hints = "".join(suggest(str(key), known) for key in unknown)
+            raise InputError(
+                f"unknown option(s) {unknown} of {cls.__name__}.{hints} Its options are {known}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def coerce(cls: type[_C], value: object, name: str = "config") -> _C:
+        """``value`` as an instance: None gives the defaults, an instance is itself, a mapping goes through
+        :meth:`from_dict`; anything else raises :class:`InputError`."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            return cls.from_dict(value)
+        raise InputError(
+            f"{name} must be a {cls.__name__} (or a mapping of its options), got {type(value).__name__}; "
+            f"build one with {cls.__name__}(...)."
+        )
+
+    def replace(self: _C, **changes: Any) -> _C:
+        """A copy with some fields changed, validated again (an unknown field raises :class:`InputError`)."""
+        current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return type(self).from_dict({**current, **changes})

@@ -1,9 +1,12 @@
 """The alignment engine: stored features of model sets -> best-layer alignment scores of every model pair.
 
+- :mod:`prh.align.config` — :class:`AlignConfig`, the one frozen, validated set of every option that changes
+  the numbers (metrics, k, calibration, bootstrap, alpha, seed, q, pool, shuffled control); shared by the Python
+  API, `prh align` / `prh demo` and the Ray backend, and the options part of the result-cache key.
 - :mod:`prh.align.engine` — :class:`ModelFeatures`, :func:`load_features`, :class:`Experiment` (the pair grid
   over all layer pairs, with calibration, bootstrap and controls) and :class:`Results` (table, grids, provenance).
 - :mod:`prh.align.pipeline` — :func:`run_alignment`, what `prh align`, `prh demo` and the Ray backend run: resolve
-  models, load their stored features, run the :class:`Experiment`, cache the results.
+  models, load their stored features, run the :class:`Experiment`, cache the results under :func:`results_key`.
 - :mod:`prh.align.alignment` — :class:`Alignment`, scoring your own features against stored reference models.
 
 Layering: this package uses metrics, sweep, stats and the feature store; it never imports :mod:`prh.report` or
@@ -13,8 +16,8 @@ Layering: this package uses metrics, sweep, stats and the feature store; it neve
 from __future__ import annotations
 
 from prh.align.alignment import Alignment
+from prh.align.config import DEFAULT_METRICS, AlignConfig
 from prh.align.engine import (
-    DEFAULT_METRICS,
     STATS_COLUMNS,
     TABLE_COLUMNS,
     Experiment,
@@ -22,13 +25,22 @@ from prh.align.engine import (
     Results,
     load_features,
 )
-from prh.align.pipeline import open_dataset, resolve, results_key, run_alignment, shuffled_control
+from prh.align.pipeline import (
+    DatasetName,
+    open_dataset,
+    resolve,
+    results_key,
+    run_alignment,
+    shuffled_control,
+)
 
 __all__ = [
     "DEFAULT_METRICS",
     "STATS_COLUMNS",
     "TABLE_COLUMNS",
+    "AlignConfig",
     "Alignment",
+    "DatasetName",
     "Experiment",
     "ModelFeatures",
     "Results",

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prh.align.config import AlignConfig
 from prh.atomic import atomic_write
 from prh.errors import InputError
 from prh.metrics import spec as metric_spec
 from prh.prepare import prepare
 from prh.sweep import LayerCaches, cache_layers, sweep_caches
 
-DEFAULT_METRICS = ("mutual_knn", "cknna", "unbiased_cka")
 TABLE_COLUMNS = [
     "model_x",
     "model_y",
@@ -193,34 +193,66 @@ class Experiment:
 
     Parameters
     ----------
-    models_x, models_y : prepared :class:`ModelFeatures` (see :func:`load_features`). With ``models_y=None``
-        every pair within X is scored; symmetric metrics compute each unordered pair once (diagonal included).
-    metrics : metric names (default mutual_knn, cknna, unbiased_cka).
-    k : neighbours for the metrics that use k.
-    calibrate : permutations K for the permutation null (0 = off); adds tau, p_value, calibrated_score.
-    calibrate_metrics : the metrics that get statistics, calibration and bootstrap (None = all of ``metrics``);
-        others get NaN there.
-    calibrate_within : statistics also for pairs of the same modality (False: cross-modal pairs and controls only).
-    bootstrap : subsamples for a confidence interval of each best score (0 = off; the best layer pair's score, see
-        :func:`prh.stats.bootstrap_ci`); adds ci_low, ci_high.
-    alpha : significance level of the calibration.
-    controls : extra model pairs with the samples of one side shuffled, e.g. ``{"shuffled_captions": perm}``
-        re-orders the rows of every language model by ``perm`` for cross-modal pairs (equivalent to shuffling
-        the captions, since each sample's features do not depend on the others).
+    models_x, models_y : list of ModelFeatures
+        Prepared features (see :func:`load_features`). With ``models_y=None`` every pair within X is scored;
+        symmetric metrics compute each unordered pair once (diagonal included).
+    config : AlignConfig, optional
+        The metrics and statistics (default ``AlignConfig()``; a mapping of its fields is accepted too). Used here:
+        ``metrics``, ``k``, ``calibrate`` (adds tau, p_value, calibrated_score), ``calibrate_metrics``,
+        ``calibrate_within``, ``bootstrap`` (a CI of the best layer pair's score, see
+        :func:`prh.stats.bootstrap_ci`; adds ci_low, ci_high), ``alpha`` and ``seed``. Its ``q``, ``pool`` and
+        ``shuffle_control`` concern loading the features and building ``controls``, which
+        :func:`~prh.align.run_alignment` does.
+    controls : dict of str to (N,) permutation tensors, optional
+        Extra model pairs with the samples of one side shuffled, e.g. ``{"shuffled_captions": perm}`` re-orders
+        the rows of every language model by ``perm`` for cross-modal pairs (equivalent to shuffling the captions,
+        since each sample's features do not depend on the others).
+    device : str, default "cpu"
+        Where the per-layer caches are built and compared.
+
+    The config's fields are readable as attributes too (``experiment.metrics``, ``experiment.k``, ...).
     """
 
     models_x: list[ModelFeatures]
     models_y: list[ModelFeatures] | None = None
-    metrics: Sequence[str] = DEFAULT_METRICS
-    k: int = 10
-    calibrate: int = 0
-    calibrate_metrics: Sequence[str] | None = None
-    calibrate_within: bool = True
-    bootstrap: int = 0
-    alpha: float = 0.05
-    seed: int = 0
+    config: AlignConfig = field(default_factory=AlignConfig)
     controls: dict[str, torch.Tensor] = field(default_factory=dict)
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.config = AlignConfig.coerce(self.config)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.config.metrics
+
+    @property
+    def k(self) -> int:
+        return self.config.k
+
+    @property
+    def calibrate(self) -> int:
+        return self.config.calibrate
+
+    @property
+    def calibrate_metrics(self) -> tuple[str, ...] | None:
+        return self.config.calibrate_metrics
+
+    @property
+    def calibrate_within(self) -> bool:
+        return self.config.calibrate_within
+
+    @property
+    def bootstrap(self) -> int:
+        return self.config.bootstrap
+
+    @property
+    def alpha(self) -> float:
+        return self.config.alpha
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     def pairs(self, metric: str) -> list[tuple[ModelFeatures, ModelFeatures]]:
         """The model pairs scored for ``metric`` (without controls), in the order of :meth:`run`.
@@ -270,16 +302,10 @@ class Experiment:
         """Score every pair for every metric; returns :class:`Results`."""
         if not self.models_x:
             raise InputError("models_x is empty; give at least one model.")
-        if isinstance(self.calibrate, bool) or not isinstance(self.calibrate, int) or self.calibrate < 0:
-            raise InputError(
-                f"calibrate={self.calibrate!r} must be a number of permutations K >= 0 (0 = off)."
-            )
         n_values = {m.layers[0].shape[0] for m in self.models_x + (self.models_y or [])}
         if len(n_values) != 1:
             raise InputError(f"all models need the same number of samples; got N in {sorted(n_values)}.")
         n = n_values.pop()
-        for metric in self.metrics:
-            metric_spec(metric)
         start = time.perf_counter()
         rows: list[dict] = []
         grids: dict[str, np.ndarray] = {}
@@ -306,7 +332,7 @@ class Experiment:
             kw = self._metric_kwargs(metric)
             result = sweep_caches(cached(x, metric, kw), cached(y, metric, kw))
             bx, by = result.best_layers
-            row = self._row(metric, control, x, y, n, result.best, bx, by, result.scores.shape)
+            row = self._row(metric, control, x, y, n, result)
             if self.calibrate or self.bootstrap:
                 row.update(
                     self._statistics(metric, kw, cached(x, metric, kw), cached(y, metric, kw), x, y, bx, by)
@@ -322,7 +348,9 @@ class Experiment:
         provenance = self._provenance(n, time.perf_counter() - start)
         return Results(table, grids, provenance)
 
-    def _row(self, metric, control, x, y, n, score, bx, by, shape) -> dict:
+    def _row(self, metric, control, x, y, n, result) -> dict:
+        """One table row of a pair's :class:`~prh.sweep.Sweep` ``result`` (best score, best layers, grid shape)."""
+        (bx, by), shape = result.best_layers, result.scores.shape
         return {
             "model_x": x.name,
             "model_y": y.name,
@@ -333,7 +361,7 @@ class Experiment:
             "metric": metric,
             "k": self.k if "k" in metric_spec(metric).defaults else None,
             "N": n,
-            "score": score,
+            "score": result.best,
             "best_layer_x": bx,
             "best_layer_y": by,
             "n_layers_x": shape[0],

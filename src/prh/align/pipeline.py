@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from prh.align.engine import DEFAULT_METRICS, Experiment, Results, load_features
-from prh.errors import OfflineError
+from prh._validation import check_int
+from prh.align.config import AlignConfig
+from prh.align.engine import Experiment, ModelFeatures, Results, load_features
+from prh.errors import InputError, OfflineError
 
 
 def resolve(models: str) -> list[Any]:
@@ -23,8 +26,49 @@ def resolve(models: str) -> list[Any]:
     return resolve_models(models)
 
 
+@dataclass(frozen=True)
+class DatasetName:
+    """A dataset known by name (and size) only, e.g. where it cannot be opened (offline, or on a Ray worker).
+
+    Stored features are then matched by the dataset's name and ``n`` (no fingerprint check against the data; the
+    models' fingerprints must still agree among themselves).
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name, or the store's folder name ``<slug>-n<N>``.
+    n : int or None, default None
+        Number of items the features were extracted on (needed when several sizes are stored), >= 1.
+    """
+
+    name: str
+    n: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(f"dataset name={self.name!r} must be a non-empty string, e.g. 'openmoji'.")
+        if self.n is not None:
+            object.__setattr__(self, "n", check_int(self.n, "n", minimum=1, hint="a number of items"))
+
+
+def dataset_lookup(dataset: Any) -> dict[str, Any]:
+    """The ``dataset`` / ``dataset_name`` / ``n`` keywords of the store's lookups for a dataset object, a
+    :class:`DatasetName` or a plain name."""
+    if isinstance(dataset, str):
+        dataset = DatasetName(dataset)
+    if isinstance(dataset, DatasetName):
+        return {"dataset": None, "dataset_name": dataset.name, "n": dataset.n}
+    if dataset is None or not callable(getattr(dataset, "fingerprint", None)):
+        raise InputError(
+            f"dataset={dataset!r} must be a dataset (prh.data.load_dataset), a dataset name or a "
+            f"prh.align.DatasetName(name, n)."
+        )
+    return {"dataset": dataset, "dataset_name": None, "n": len(dataset)}
+
+
 def open_dataset(name: str, n: int | None):
-    """The dataset object when it can be opened here, else None (features are then matched by name + N)."""
+    """The dataset object when it can be opened here, else None (then pass ``DatasetName(name, n)``: features are
+    matched by name + N)."""
     from prh.data import load_dataset
 
     try:
@@ -42,41 +86,46 @@ def shuffled_control(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
 def run_alignment(
     models_x: Sequence[Any],
     models_y: Sequence[Any] | None,
-    dataset_name: str,
-    n: int | None,
     store: Any,
-    dataset: Any = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    k: int = 10,
-    calibrate: int = 0,
-    calibrate_metrics: Sequence[str] | None = None,
-    calibrate_within: bool = True,
-    bootstrap: int = 0,
-    alpha: float = 0.05,
-    seed: int = 0,
-    q: float = 0.95,
-    pool: str | None = None,
-    shuffle_control: bool = False,
+    config: AlignConfig | Mapping[str, Any] | None = None,
+    *,
+    dataset: Any,
     progress: bool = True,
     cache_dir: str | Path | None = None,
 ) -> Results:
     """Load prepared features of both model sets from ``store`` and score every pair (see :class:`Experiment`).
 
-    With ``cache_dir``, results are stored under a key of everything they depend on (each model's stored
-    features by their write id, pooling, metrics and every option); a later call with the same inputs loads
-    them instead of recomputing.
+    Parameters
+    ----------
+    models_x, models_y : sequences of ModelSpec
+        Registry entries (:func:`resolve`); ``models_y=None`` scores every pair within X.
+    store : FeatureStore
+        Where the features are (run `prh extract` first).
+    config : AlignConfig, optional
+        Every option that changes the numbers (default ``AlignConfig()``; a mapping of its fields is accepted).
+    dataset : dataset, DatasetName or str
+        The data the features were extracted on: the dataset object (each model's stored fingerprint is checked
+        against it), or only its name, as ``DatasetName(name, n)`` or a plain string, when it cannot be opened
+        here (features are then matched by name and N and must agree among themselves).
+    progress : bool, default True
+        Show a progress bar.
+    cache_dir : path, optional
+        With it, results are stored under :func:`results_key` (each model's stored features by their write id,
+        pooling, the model lists and the whole config); a later call with the same inputs loads them instead of
+        recomputing.
+
+    Returns
+    -------
+    Results
+        The table, every layer grid, and the provenance (with ``"config"``: ``config.to_dict()``).
     """
+    config = AlignConfig.coerce(config)
+    lookup = dataset_lookup(dataset)
+    if not models_x:
+        raise InputError("models_x is empty; give at least one model.")
     specs = list(models_x) + [m for m in (models_y or []) if m not in models_x]
-    pools = {s.name: pool or s.pool for s in specs}
-    features = load_features(
-        [s.name for s in specs],
-        store,
-        dataset=dataset,
-        dataset_name=None if dataset is not None else dataset_name,
-        n=n,
-        pools=pools,
-        q=q,
-    )
+    pools = {s.name: config.pool or s.pool for s in specs}
+    features = load_features([s.name for s in specs], store, pools=pools, q=config.q, **lookup)
     by_name = {f.name: f for f in features}
     for s in specs:  # the registry knows modality/family even if an old sidecar does not
         info = by_name[s.name].info
@@ -85,43 +134,35 @@ def run_alignment(
         if info.get("params") is None:
             info["params"] = s.params
         info.setdefault("competence", dict(s.competence))
-    options = dict(  # everything the Experiment computes with: also the cache key
-        metrics=list(metrics),
-        k=k,
-        calibrate=calibrate,
-        calibrate_metrics=list(calibrate_metrics) if calibrate_metrics is not None else None,
-        calibrate_within=calibrate_within,
-        bootstrap=bootstrap,
-        alpha=alpha,
-        seed=seed,
-    )
+    names_x = [s.name for s in models_x]
+    names_y = [s.name for s in models_y] if models_y is not None else None
     key = None
     if cache_dir is not None:
-        key = results_key(
-            features,
-            models_x=[s.name for s in models_x],
-            models_y=[s.name for s in models_y] if models_y is not None else None,
-            q=q,
-            shuffle_control=shuffle_control,
-            **options,
-        )
+        key = results_key(features, config, names_x, names_y)
         cached = Path(cache_dir) / key
         if (cached / "results.parquet").is_file():
             return Results.load(cached)
-    xs = [by_name[s.name] for s in models_x]
-    ys = [by_name[s.name] for s in models_y] if models_y is not None else None
+    xs = [by_name[name] for name in names_x]
+    ys = [by_name[name] for name in names_y] if names_y is not None else None
     n_samples = xs[0].layers[0].shape[0]
-    controls = shuffled_control(n_samples, seed) if shuffle_control else {}
-    experiment = Experiment(xs, ys, controls=controls, **options)
-    results = experiment.run(progress=progress)
+    controls = shuffled_control(n_samples, config.seed) if config.shuffle_control else {}
+    results = Experiment(xs, ys, config, controls=controls).run(progress=progress)
+    results.provenance["config"] = config.to_dict()
     if key is not None:
         results.provenance["cache_key"] = key
         results.save(Path(cache_dir) / key)
     return results
 
 
-def results_key(features: Sequence[Any], **options: Any) -> str:
-    """sha256 (hex, 24 chars) of the stored features' identities (write ids, fingerprints) and all options."""
+def results_key(
+    features: Sequence[ModelFeatures],
+    config: AlignConfig,
+    models_x: Sequence[str],
+    models_y: Sequence[str] | None = None,
+) -> str:
+    """sha256 (hex, 24 chars) of everything a run's results depend on: the stored features' identities (write
+    ids, dataset fingerprints, pooling), the model lists, the whole ``config`` (:meth:`AlignConfig.to_dict`, so no
+    option can be missed) and the prh version."""
     import prh
 
     identity = {
@@ -129,6 +170,14 @@ def results_key(features: Sequence[Any], **options: Any) -> str:
         for f in features
     }
     blob = json.dumps(
-        {"features": identity, "options": options, "prh": prh.__version__}, sort_keys=True, default=str
+        {
+            "features": identity,
+            "models_x": list(models_x),
+            "models_y": list(models_y) if models_y is not None else None,
+            "config": AlignConfig.coerce(config).to_dict(),
+            "prh": prh.__version__,
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -54,32 +54,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score every model pair (best layer pair per metric) from stored features; write the table and report."""
         from prh._validation import check_choice
-        from prh.align import open_dataset, resolve, run_alignment
+        from prh.align import AlignConfig, DatasetName, open_dataset, resolve, run_alignment
         from prh.commands._summary import check_out_dir, print_summary
         from prh.commands.models import load_models_files
         from prh.features.store import FeatureStore
         from prh.report import build_report
 
-        load_models_files(models_file)
-        check_out_dir(out)
-        specs_x = resolve(models)
-        specs_y = resolve(models_y) if models_y else None
-        ds = open_dataset(dataset, n)
-        run = run_alignment
-        if check_choice(backend, "--backend", ("local", "ray")) == "ray":
-            from functools import partial
-
-            from prh.distributed import align_ray
-
-            run = partial(align_ray, address=address)
-        results = run(
-            specs_x,
-            specs_y,
-            dataset,
-            n,
-            FeatureStore(store),
-            dataset=ds,
-            metrics=[m.strip() for m in metric.split(",") if m.strip()],
+        config = AlignConfig(  # every option that changes the numbers, validated here once
+            metrics=metric,
             k=k,
             calibrate=calibrate,
             bootstrap=bootstrap,
@@ -89,6 +71,21 @@ def register(app: typer.Typer) -> None:
             pool=pool,
             shuffle_control=shuffle_control,
         )
+        use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
+        load_models_files(models_file)
+        check_out_dir(out)
+        specs_x = resolve(models)
+        specs_y = resolve(models_y) if models_y else None
+        ds = open_dataset(dataset, n)
+        data = ds if ds is not None else DatasetName(dataset, n)
+        if use_ray:
+            from prh.distributed import RayOptions, align_ray
+
+            results = align_ray(
+                specs_x, specs_y, FeatureStore(store), config, dataset=data, ray=RayOptions(address)
+            )
+        else:
+            results = run_alignment(specs_x, specs_y, FeatureStore(store), config, dataset=data)
         results.save(out)
         print_summary(results)
         typer.echo(f"results: {out / 'results.csv'}")

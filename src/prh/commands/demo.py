@@ -44,10 +44,10 @@ def register(app: typer.Typer) -> None:
         """Run the main job offline: extract (or reuse) features, align every pair, control, report."""
         from rich.console import Console
 
-        from prh.align import run_alignment
+        from prh.align import AlignConfig, run_alignment
         from prh.commands._summary import check_out_dir, print_summary
         from prh.data import load_dataset
-        from prh.features import extract
+        from prh.features import ExtractConfig, extract
         from prh.features.store import FeatureStore
         from prh.models import availability, resolve_models
         from prh.report import build_report
@@ -58,8 +58,17 @@ def register(app: typer.Typer) -> None:
         load_models_files(models_file)
         check_out_dir(out)
         n = n or (256 if fast else 1024)
-        k_perm = calibrate if calibrate is not None else (200 if fast else 1000)
-        n_boot = bootstrap if bootstrap is not None else (50 if fast else 200)
+        config = (
+            AlignConfig(  # the demo's statistics: cross-modal mutual_knn pairs, plus the shuffled control
+                calibrate=calibrate if calibrate is not None else (200 if fast else 1000),
+                bootstrap=bootstrap if bootstrap is not None else (50 if fast else 200),
+                calibrate_metrics=["mutual_knn"],
+                calibrate_within=False,
+                seed=seed,
+                shuffle_control=True,
+            )
+        )
+        extract_config = ExtractConfig(device=device, batch_size=batch_size)
         specs = resolve_models(models or (FAST_MODELS if fast else "offline"))
         usable = []
         for spec in specs:
@@ -82,8 +91,7 @@ def register(app: typer.Typer) -> None:
             usable,
             dataset,
             feature_store,
-            device=device,
-            batch_size=batch_size,
+            extract_config,
             progress=True,
             log=lambda msg: console.print(f"  {msg}"),
         )
@@ -92,23 +100,12 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]{s['model']} failed: {s['error']}[/red]")
         usable = [spec for spec, s in zip(usable, summaries) if s["status"] != "failed"]
         console.rule(
-            f"[bold]2/3 alignment: every pair over all layer pairs, K={k_perm} permutations, B={n_boot} subsamples, "
+            f"[bold]2/3 alignment: every pair over all layer pairs, K={config.calibrate} permutations, "
+            f"B={config.bootstrap} subsamples, "
             "shuffled control"
         )
         results = run_alignment(
-            usable,
-            None,
-            dataset.name,
-            n,
-            feature_store,
-            dataset=dataset,
-            calibrate=k_perm,
-            bootstrap=n_boot,
-            calibrate_metrics=["mutual_knn"],
-            calibrate_within=False,
-            seed=seed,
-            shuffle_control=True,
-            cache_dir=Path(store).parent / "alignment",
+            usable, None, feature_store, config, dataset=dataset, cache_dir=Path(store).parent / "alignment"
         )
         results.save(out)
         console.rule("[bold]3/3 report")

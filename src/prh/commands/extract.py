@@ -6,6 +6,27 @@ from pathlib import Path
 
 import typer
 
+DEFAULT_STORE = Path("prh-cache/features")
+
+
+def store_option(store: Path | None, out: Path | None) -> Path:
+    """The feature store folder of `prh extract`: ``--store``, or the deprecated ``--out`` (with a one-line
+    warning on stderr); the default when neither is given."""
+    from prh.errors import InputError
+
+    if out is None:
+        return store if store is not None else DEFAULT_STORE
+    if store is not None and store != out:
+        raise InputError(
+            f"--store {store} and --out {out} disagree; give only --store (the feature store folder)."
+        )
+    typer.echo(
+        f"warning: `prh extract --out` is deprecated; use `--store {out}` (the feature store folder, as in "
+        f"`prh align --store`).",
+        err=True,
+    )
+    return out
+
 
 def register(app: typer.Typer) -> None:
     """Add the `extract` command to the app."""
@@ -25,7 +46,14 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:N."),
         dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Samples per forward pass."),
-        out: Path = typer.Option(Path("prh-cache/features"), "--out", help="Feature store root folder."),
+        store: Path = typer.Option(
+            None,
+            "--store",
+            help=f"Feature store folder (default {DEFAULT_STORE}), as in `prh align --store`.",
+        ),
+        out: Path = typer.Option(
+            None, "--out", hidden=True, help="Deprecated spelling of --store (the feature store folder)."
+        ),
         force: bool = typer.Option(False, "--force", help="Recompute features that are already stored."),
         trust_remote_code: bool = typer.Option(
             False,
@@ -58,39 +86,41 @@ def register(app: typer.Typer) -> None:
         from prh.commands.models import load_models_files
         from prh.data import load_dataset
         from prh.errors import ExtractionError
-        from prh.features import FeatureStore, extract
+        from prh.features import ExtractConfig, FeatureStore, extract
         from prh.models import resolve_models
 
+        root = store_option(store, out)
+        config = ExtractConfig(  # every extraction option, validated here once
+            pool=pool,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            force=force,
+            trust_remote_code=trust_remote_code,
+            device_map=device_map,
+            stop_on_error=stop_on_error,
+        )
+        use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
         console = Console()
         if not console.is_terminal:
             console = Console(width=140)
         load_models_files(models_file)
         specs = resolve_models(models)
         ds = load_dataset(dataset, n=n)
-        store = FeatureStore(out)
-        console.print(f"extracting {len(specs)} model(s) on {ds.name} (N={len(ds)}) into {out}")
-        run = extract
-        if check_choice(backend, "--backend", ("local", "ray")) == "ray":
-            from functools import partial
+        feature_store = FeatureStore(root)
+        console.print(f"extracting {len(specs)} model(s) on {ds.name} (N={len(ds)}) into {root}")
 
-            from prh.distributed import extract_ray
+        def log(msg: str) -> None:
+            console.print(msg, markup=False, highlight=False)
 
-            run = partial(extract_ray, address=address)
-        rows = run(
-            specs,
-            ds,
-            store,
-            pool=pool,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            force=force,
-            progress=progress,
-            trust_remote_code=trust_remote_code,
-            device_map=device_map,
-            stop_on_error=stop_on_error,
-            log=lambda msg: console.print(msg, markup=False, highlight=False),
-        )
+        if use_ray:
+            from prh.distributed import RayOptions, extract_ray
+
+            rows = extract_ray(
+                specs, ds, feature_store, config, progress=progress, log=log, ray=RayOptions(address)
+            )
+        else:
+            rows = extract(specs, ds, feature_store, config, progress=progress, log=log)
         table = Table(title=f"feature extraction: {ds.name}, N={len(ds)}")
         for col in ("model", "status", "pool", "time s", "samples/s", "layers", "dim", "bpb"):
             table.add_column(col, justify="right" if col not in ("model", "status", "pool") else "left")

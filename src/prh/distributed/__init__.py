@@ -5,6 +5,9 @@
 - :func:`align_ray` — the model-pair grid cut into tiles, one task per tile, each loading its features from the
   store; the merged :class:`~prh.align.Results` equal the local backend's.
 
+Both take the same config as the local backend (:class:`~prh.features.extract.ExtractConfig`,
+:class:`~prh.align.AlignConfig`) plus :class:`RayOptions` (cluster address, retries, tiling).
+
 Ray is an optional extra (``pip install prh[ray]``) and is imported only when one of these runs (a missing Ray
 raises :class:`~prh.errors.ModelLoadError` saying how to install it). See ``docs/scaling.md`` for clusters and SLURM.
 """
@@ -15,6 +18,7 @@ from prh.distributed.ray_align import align_ray, plan_tiles
 from prh.distributed.ray_extract import DatasetRef, extract_ray
 from prh.distributed.resources import (
     NodeLimits,
+    RayOptions,
     TaskResources,
     TransientTaskError,
     estimate_extract_resources,
@@ -26,6 +30,7 @@ from prh.distributed.resources import (
 __all__ = [
     "DatasetRef",
     "NodeLimits",
+    "RayOptions",
     "TaskResources",
     "TransientTaskError",
     "align_ray",

@@ -14,18 +14,21 @@ local grid holds every ordered pair).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prh.align.engine import DEFAULT_METRICS, Experiment, ModelFeatures, Results
+from prh.align.config import AlignConfig
+from prh.align.engine import Experiment, ModelFeatures, Results
+from prh.align.pipeline import DatasetName
 from prh.distributed.resources import (
     BASE_MEMORY,
-    DEFAULT_MAX_RETRIES,
     TRANSIENT_ERRORS,
     NodeLimits,
+    RayOptions,
     TransientTaskError,
     describe_task_error,
     ray_session,
@@ -35,6 +38,8 @@ from prh.distributed.resources import (
 from prh.errors import InputError, PrhError
 
 __all__ = ["align_ray", "plan_tiles"]
+
+logger = logging.getLogger(__name__)
 
 
 def _stub(spec, meta: dict) -> ModelFeatures:
@@ -90,11 +95,11 @@ def plan_tiles(
 def _align_task(
     specs_x: list,
     specs_y: list | None,
-    dataset_name: str,
-    n: int,
+    dataset: DatasetName,
     fingerprint: str,
     root: str,
-    options: dict,
+    config: AlignConfig,
+    cache_dir: str | None,
 ) -> dict:
     """Body of one Ray task: the local pipeline on one tile; returns its rows (records), grids and model info."""
     from prh.align.pipeline import run_alignment
@@ -102,7 +107,7 @@ def _align_task(
 
     try:
         results = run_alignment(
-            specs_x, specs_y, dataset_name, n, FeatureStore(root), progress=False, **options
+            specs_x, specs_y, FeatureStore(root), config, dataset=dataset, progress=False, cache_dir=cache_dir
         )
     except TRANSIENT_ERRORS as err:
         raise TransientTaskError(str(err)) from err
@@ -132,125 +137,93 @@ def _tile_memory(metas: dict[str, dict], names: list[str], n: int) -> int:
 def align_ray(
     models_x: Sequence[Any],
     models_y: Sequence[Any] | None,
-    dataset_name: str,
-    n: int | None,
     store: Any,
-    dataset: Any = None,
+    config: AlignConfig | Mapping[str, Any] | None = None,
     *,
+    dataset: Any,
     progress: bool = True,
-    address: str | None = None,
-    block_size: int | None = None,
-    max_retries: int = DEFAULT_MAX_RETRIES,
-    init_kwargs: dict | None = None,
-    log: Callable[[str], object] | None = None,
-    **options: Any,
+    cache_dir: str | Path | None = None,
+    ray: RayOptions | None = None,
 ) -> Results:
     """:func:`prh.align.run_alignment` on a Ray cluster: same arguments, same :class:`Results`.
 
     Parameters
     ----------
-    models_x, models_y, dataset_name, n, dataset, progress
-        As for :func:`~prh.align.run_alignment`.
+    models_x, models_y, config, dataset, progress
+        As for :func:`~prh.align.run_alignment`; every tile task receives ``config`` (restricted to its metrics).
     store : FeatureStore
         Its root must be a path every Ray worker sees; it is made absolute here.
-    address : str or None
-        Ray cluster address; see :func:`prh.distributed.extract_ray`.
-    block_size : int or None
-        Models per tile side; a task loads at most ``2 * block_size`` models. None: about
-        ``sqrt(2 * cluster CPUs)`` blocks per side.
-    max_retries : int
-        Retries of a tile whose worker died or that met a transient error.
-    **options
-        Every other keyword of :func:`~prh.align.run_alignment` (``metrics``, ``k``, ``calibrate``,
-        ``bootstrap``, ``seed``, ``q``, ``pool``, ``shuffle_control``, ...), passed to each tile. A ``cache_dir``
-        (made absolute; must be shared too) caches each tile's results, so a re-run recomputes only missing tiles.
+    cache_dir : path, optional
+        Made absolute (it must be shared too): each tile's results are cached there under their
+        :func:`~prh.align.results_key`, so a re-run recomputes only missing tiles.
+    ray : RayOptions, optional
+        Cluster address, retries, ``ray.init`` arguments and ``block_size`` (models per tile side; None: about
+        ``sqrt(2 * cluster CPUs)`` blocks per side).
 
     Returns
     -------
     Results
         Table rows and grids in exactly the local order and with the same values; the provenance is the local
-        one (with this run's wall time) plus ``provenance["backend"]``, which records the tiling.
+        one (with this run's wall time and the whole ``config``) plus ``provenance["backend"]``, which records the
+        tiling.
 
     Raises
     ------
     MissingFeaturesError, InputError
-        Checked on the driver before any task starts (missing features, features from different data, unknown
-        metrics or options); an error inside a task is re-raised here as the original prh error.
+        Checked on the driver before any task starts (missing features, features from different data, a bad
+        config); an error inside a task is re-raised here as the original prh error.
     """
-    import inspect
-
-    from prh.align.pipeline import run_alignment, shuffled_control
+    from prh.align.pipeline import dataset_lookup, shuffled_control
     from prh.features.store import FeatureStore
-    from prh.metrics import spec as metric_spec
 
-    accepted = set(inspect.signature(run_alignment).parameters) - {
-        "models_x",
-        "models_y",
-        "dataset_name",
-        "n",
-        "store",
-        "dataset",
-        "progress",
-    }
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise InputError(
-            f"align_ray got unknown option(s) {unknown}; run_alignment accepts {sorted(accepted)}."
-        )
-    metrics = list(options.get("metrics", DEFAULT_METRICS))
-    options["metrics"] = metrics
-    if not metrics:
-        raise InputError("metrics is empty; give at least one metric name.")
-    for metric in metrics:
-        metric_spec(metric)  # unknown names fail here, with suggestions
+    config = AlignConfig.coerce(config)
+    options = ray if ray is not None else RayOptions()
+    if not isinstance(options, RayOptions):
+        raise InputError(f"ray={ray!r} must be a prh.distributed.RayOptions(address=..., block_size=...).")
+    lookup = dataset_lookup(dataset)
     if not models_x:
         raise InputError("models_x is empty; give at least one model.")
-    calibrate = options.get("calibrate", 0)
-    if isinstance(calibrate, bool) or not isinstance(calibrate, int) or calibrate < 0:
-        raise InputError(f"calibrate={calibrate!r} must be a number of permutations K >= 0 (0 = off).")
-    if block_size is not None and (
-        isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1
-    ):
-        raise InputError(f"block_size must be a positive integer (models per tile side), got {block_size!r}.")
-    if options.get("cache_dir") is not None:
-        options["cache_dir"] = str(Path(options["cache_dir"]).expanduser().resolve())
-    say = log or (lambda _msg: None)
+    if cache_dir is not None:
+        cache_dir = str(Path(cache_dir).expanduser().resolve())
     start = time.perf_counter()
     store = FeatureStore(Path(store.root).resolve())
     specs_x = list(models_x)
     specs_y = list(models_y) if models_y is not None else None
     specs = specs_x + [m for m in (specs_y or []) if m not in specs_x]
     by_name = {s.name: s for s in specs}
-    pools = {s.name: options.get("pool") or s.pool for s in specs}
-    metas = store.find_many([s.name for s in specs], pools, dataset=dataset, dataset_name=dataset_name, n=n)
+    pools = {s.name: config.pool or s.pool for s in specs}
+    metas = store.find_many([s.name for s in specs], pools, **lookup)
     first = metas[specs[0].name]
     n_samples = int(first.get("n") or (first.get("dataset") or {}).get("n"))
     fingerprint = (first.get("dataset") or {}).get("fingerprint", "?")
-    ds_name = dataset.name if dataset is not None else (first.get("dataset") or {}).get("name", dataset_name)
+    ds_name = (
+        lookup["dataset"].name
+        if lookup["dataset"] is not None
+        else (first.get("dataset") or {}).get("name", lookup["dataset_name"])
+    )
 
     # the local order of every (metric, control, x, y), from the Experiment itself on tensor-free stand-ins
     stubs = {s.name: _stub(s, metas[s.name]) for s in specs}
-    seed = options.get("seed", 0)
     plan = Experiment(
         [stubs[s.name] for s in specs_x],
         [stubs[s.name] for s in specs_y] if specs_y is not None else None,
-        metrics=metrics,
-        controls=shuffled_control(n_samples, seed) if options.get("shuffle_control") else {},
+        config,
+        controls=shuffled_control(n_samples, config.seed) if config.shuffle_control else {},
     )
     keys = plan.plan()
     order = {Results.grid_key(*key): i for i, key in enumerate(keys)}
 
     names_x = [s.name for s in specs_x]
     names_y = [s.name for s in specs_y] if specs_y is not None else None
-    with ray_session(address, **(init_kwargs or {})) as ray:
-        limits = NodeLimits.from_ray(ray)
+    block_size = options.block_size
+    with ray_session(options.address, **options.init_kwargs) as ray_module:
+        limits = NodeLimits.from_ray(ray_module)
         if block_size is None:
-            per_side = max(
-                1, math.ceil(math.sqrt(2 * max(1.0, float(ray.cluster_resources().get("CPU", 1)))))
-            )
+            cpus = max(1.0, float(ray_module.cluster_resources().get("CPU", 1)))
+            per_side = max(1, math.ceil(math.sqrt(2 * cpus)))
             block_size = max(1, math.ceil(max(len(names_x), len(names_y or [])) / per_side))
-        tiles = plan_tiles(names_x, names_y, metrics, block_size)
-        remote = ray.remote(_align_task)
+        tiles = plan_tiles(names_x, names_y, config.metrics, block_size)
+        remote = ray_module.remote(_align_task)
         refs: dict[Any, int] = {}
         for a, b, tile_metrics in tiles:
             memory = _tile_memory(metas, a + (b or []), n_samples)
@@ -259,22 +232,25 @@ def align_ray(
             task = remote.options(
                 num_cpus=1,
                 memory=memory,
-                max_retries=max_retries,
+                max_retries=options.max_retries,
                 retry_exceptions=[TransientTaskError],
                 name=f"prh-align:{a[0]}..{(b or a)[-1]}",
             )
             ref = task.remote(
                 [by_name[x] for x in a],
                 [by_name[y] for y in b] if b is not None else None,
-                ds_name,
-                n_samples,
+                DatasetName(ds_name, n_samples),
                 fingerprint,
                 str(store.root),
-                {**options, "metrics": tile_metrics},
+                config.replace(metrics=tile_metrics),
+                cache_dir,
             )
             refs[ref] = len(refs)
-        say(
-            f"submitted {len(refs)} alignment task(s): {len(keys)} pair score(s), {block_size} model(s) per tile side"
+        logger.info(
+            "submitted %d alignment task(s): %d pair score(s), %d model(s) per tile side",
+            len(refs),
+            len(keys),
+            block_size,
         )
         bar = None
         if progress:
@@ -294,7 +270,7 @@ def align_ray(
             return False
 
         try:
-            wait_all(ray, list(refs), done)
+            wait_all(ray_module, list(refs), done)
         finally:
             if bar is not None:
                 bar.close()
@@ -302,25 +278,28 @@ def align_ray(
             inner = task_error(failure[0])
             if isinstance(inner, PrhError) and not isinstance(inner, TransientTaskError):
                 raise inner
-            raise PrhError(f"an alignment task failed: {describe_task_error(failure[0], max_retries)}")
+            raise PrhError(
+                f"an alignment task failed: {describe_task_error(failure[0], options.max_retries)}"
+            )
     return _merge(
         outputs,
         order,
         names_x,
         names_y,
         specs,
+        config,
         time.perf_counter() - start,
         {
             "name": "ray",
             "tasks": len(tiles),
             "block_size": block_size,
-            "address": address,
-            "max_retries": max_retries,
+            "address": options.address,
+            "max_retries": options.max_retries,
         },
     )
 
 
-def _merge(outputs, order, names_x, names_y, specs, seconds, backend) -> Results:
+def _merge(outputs, order, names_x, names_y, specs, config, seconds, backend) -> Results:
     """Rows and grids of all tiles in the local order, and the local provenance of the whole grid."""
     import pandas as pd
 
@@ -354,6 +333,7 @@ def _merge(outputs, order, names_x, names_y, specs, seconds, backend) -> Results
         models_x=list(names_x),
         models_y=list(names_y) if names_y is not None else None,
         models={s.name: models[s.name] for s in specs if s.name in models},
+        config=config.to_dict(),
         backend=backend,
     )
     return Results(table, ordered_grids, provenance)

@@ -14,14 +14,15 @@ once and the others go on. The summary rows are the local backend's (:func:`prh.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prh.distributed.resources import (
-    DEFAULT_MAX_RETRIES,
     TRANSIENT_ERRORS,
     NodeLimits,
+    RayOptions,
     TransientTaskError,
     describe_task_error,
     estimate_extract_resources,
@@ -29,6 +30,7 @@ from prh.distributed.resources import (
     wait_all,
 )
 from prh.errors import InputError, PrhError
+from prh.features.extract import ExtractConfig
 
 __all__ = ["DatasetRef", "extract_ray"]
 
@@ -73,48 +75,26 @@ class DatasetRef:
         return dataset
 
 
-def _extract_task(
-    spec,
-    ref: DatasetRef,
-    root: str,
-    pool: str,
-    device: str,
-    dtype: str,
-    batch_size: int,
-    force: bool,
-    trust_remote_code: bool,
-    device_map: str | None,
-) -> dict:
+def _extract_task(spec, ref: DatasetRef, root: str, config: ExtractConfig) -> dict:
     """Body of one Ray task: extract one model and save it; returns the summary row (see :func:`extract_ray`).
 
-    Raises :class:`TransientTaskError` (retried by Ray) for network/hub errors; every other error becomes a
-    ``"failed"`` row (not retried).
+    ``config`` is the driver's, with the device this task was given. Raises :class:`TransientTaskError` (retried
+    by Ray) for network/hub errors; every other error becomes a ``"failed"`` row (not retried).
     """
     from prh.features import extract
     from prh.features.extract import extract_and_save, summary_row
     from prh.features.store import FeatureStore
+    from prh.models.base import check_pool
 
     node = socket.gethostname()
+    pool = check_pool(spec, config.pool)
     row = {**summary_row(spec, pool), "node": node}
     try:
         dataset = ref.load()
         store = FeatureStore(root)
-        if not force and store.has(dataset, spec.name, pool):  # another run (or an earlier attempt) wrote it
-            return {**extract([spec], dataset, store, pool=pool, progress=False)[0], "node": node}
-        row.update(
-            extract_and_save(
-                spec,
-                dataset,
-                store,
-                pool,
-                device=device,
-                dtype=dtype,
-                batch_size=batch_size,
-                trust_remote_code=trust_remote_code,
-                device_map=device_map,
-                extra_meta={"node": node},
-            )
-        )
+        if not config.force and store.has(dataset, spec.name, pool):  # another run (or attempt) wrote it
+            return {**extract([spec], dataset, store, config, progress=False)[0], "node": node}
+        row.update(extract_and_save(spec, dataset, store, config, extra_meta={"node": node}))
     except TRANSIENT_ERRORS as err:
         raise TransientTaskError(f"{spec.name}: {err}") from err
     except Exception as err:  # noqa: BLE001 - a user or model error: report it, do not retry
@@ -128,22 +108,12 @@ def extract_ray(
     models,
     dataset,
     store,
-    pool: str | None = None,
-    device: str = "auto",
-    dtype: str = "float32",
-    batch_size: int = 16,
-    force: bool = False,
-    progress: bool = True,
-    trust_remote_code: bool = False,
-    device_map: str | None = None,
-    stop_on_error: bool = False,
-    log: Callable[[str], object] | None = None,
+    config: ExtractConfig | Mapping[str, Any] | None = None,
     *,
-    address: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], object] | None = None,
     dataset_options: dict | None = None,
-    max_retries: int = DEFAULT_MAX_RETRIES,
-    cpus_per_task: float = 1.0,
-    init_kwargs: dict | None = None,
+    ray: RayOptions | None = None,
 ) -> list[dict]:
     """Extract and store per-layer features of every model on ``dataset``, one Ray task per model.
 
@@ -153,91 +123,67 @@ def extract_ray(
     ----------
     store : FeatureStore
         Its root must be a path every Ray worker sees (shared filesystem); it is made absolute here.
-    device : str
-        ``"auto"`` gives a GPU to models of at least 10M parameters when the cluster has GPUs; ``"cuda"`` always
-        asks for one GPU per model; ``"cpu"`` never does. Ray picks the GPU (``cuda:N`` means any GPU).
-    address : str or None
-        Ray cluster address (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``); None: the Ray already running
-        in this process, else ``RAY_ADDRESS``, else a new local Ray.
+    config : ExtractConfig, optional
+        As for :func:`prh.features.extract`. Its ``device``: ``"auto"`` gives a GPU to models of at least 10M
+        parameters when the cluster has GPUs; ``"cuda"`` always asks for one GPU per model; ``"cpu"`` never does.
+        Ray picks the GPU (``cuda:N`` means any GPU).
     dataset_options : dict, optional
         Options the workers pass to :func:`prh.data.load_dataset` with the dataset's name and N.
-    max_retries : int
-        Retries per model after its worker died or a transient (network/hub) error.
-    cpus_per_task : float
-        CPU slots per model task.
-    init_kwargs : dict, optional
-        More ``ray.init`` arguments (e.g. ``runtime_env``), used only when this call starts Ray.
+    ray : RayOptions, optional
+        Cluster address, retries per model (after its worker died or a transient network/hub error),
+        ``cpus_per_task`` and ``ray.init`` arguments.
 
     Returns
     -------
     list of dict
         One row per model in the order given (``status`` "extracted" | "cached" | "failed"), with ``node`` for
-        models extracted on the cluster. With ``stop_on_error``, models not finished when the first failure
+        models extracted on the cluster. With ``config.stop_on_error``, models not finished when the first failure
         arrived are cancelled and left out.
     """
     from prh.features import extract
-    from prh.features.extract import _are_specs, summary_row
+    from prh.features.extract import _are_specs, check_pools, summary_row
     from prh.features.store import FeatureStore
-    from prh.models.base import check_pool
     from prh.models.registry import resolve_models
 
+    config = ExtractConfig.coerce(config)
+    options = ray if ray is not None else RayOptions()
+    if not isinstance(options, RayOptions):
+        raise InputError(f"ray={ray!r} must be a prh.distributed.RayOptions(address=..., max_retries=...).")
     specs = list(models) if _are_specs(models) else resolve_models(models)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise InputError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
-    pools, bad = {}, []
-    for spec in specs:
-        try:
-            pools[spec.name] = check_pool(spec, pool)
-        except InputError as err:
-            bad.append(str(err))
-    if bad:
-        raise InputError(" ".join(bad) + " Leave --pool out to use each model's default.")
+    pools = check_pools(specs, config.pool)
     say = log or (lambda _msg: None)
     store = FeatureStore(Path(store.root).resolve())
     rows: dict[str, dict] = {}
-    cached = [s for s in specs if not force and store.has(dataset, s.name, pools[s.name])]
+    cached = [s for s in specs if not config.force and store.has(dataset, s.name, pools[s.name])]
     if cached:  # the local loop only reads sidecars for these: nothing is loaded
-        for row in extract(cached, dataset, store, pool=pool, progress=False, log=log):
+        for row in extract(cached, dataset, store, config, progress=False, log=log):
             rows[row["model"]] = row
     todo = [s for s in specs if s.name not in rows]
     if not todo:
         return [rows[s.name] for s in specs]
     ref = DatasetRef.of(dataset, dataset_options)
-    with ray_session(address, **(init_kwargs or {})) as ray:
-        limits = NodeLimits.from_ray(ray)
-        remote = ray.remote(_extract_task)
+    with ray_session(options.address, **options.init_kwargs) as ray_module:
+        limits = NodeLimits.from_ray(ray_module)
+        remote = ray_module.remote(_extract_task)
         refs = {}
         for spec in todo:
             res = estimate_extract_resources(
                 spec,
-                device=device,
-                dtype=dtype,
-                device_map=device_map,
+                device=config.device,
+                dtype=config.dtype,
+                device_map=config.device_map,
                 limits=limits,
-                cpus_per_task=cpus_per_task,
+                cpus_per_task=options.cpus_per_task,
             )
             for note in res.notes:
                 say(f"{spec.name}: {note}")
             task = remote.options(
                 **res.options(),
-                max_retries=max_retries,
+                max_retries=options.max_retries,
                 retry_exceptions=[TransientTaskError],
                 name=f"prh-extract:{spec.name}",
             )
-            ref_ = task.remote(
-                spec,
-                ref,
-                str(store.root),
-                pools[spec.name],
-                res.device,
-                dtype,
-                batch_size,
-                force,
-                trust_remote_code,
-                device_map,
-            )
+            ref_ = task.remote(spec, ref, str(store.root), config.replace(device=res.device))
             refs[ref_] = spec
         say(f"submitted {len(refs)} Ray task(s) ({len(cached)} model(s) already stored)")
         bar = None
@@ -252,7 +198,7 @@ def extract_ray(
                 row = {
                     **summary_row(spec, pools[spec.name]),
                     "status": "failed",
-                    "error": describe_task_error(error, max_retries),
+                    "error": describe_task_error(error, options.max_retries),
                     "node": None,
                 }
             else:
@@ -265,10 +211,10 @@ def extract_ray(
                 say(f"{spec.name}: FAILED: {row['error']}")
             else:
                 say(f"{spec.name}: {row['status']} on {row.get('node')} ({row['path']})")
-            return stop_on_error and row["status"] == "failed"
+            return config.stop_on_error and row["status"] == "failed"
 
         try:
-            wait_all(ray, list(refs), done)
+            wait_all(ray_module, list(refs), done)
         finally:
             if bar is not None:
                 bar.close()

@@ -10,11 +10,12 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prh.errors import ModelLoadError, OfflineError, PrhError
+from prh._validation import check_float, check_int
+from prh.errors import InputError, ModelLoadError, OfflineError, PrhError
 
 GIB = 1024**3
 #: Bytes per parameter of the weights for each ``--dtype`` ("auto" assumes a half-precision checkpoint).
@@ -36,6 +37,54 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OfflineError, ConnectionErr
 
 class TransientTaskError(PrhError, RuntimeError):
     """A task failed for a reason that may go away on a retry (network, hub); Ray retries these."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how the Ray backend runs its tasks (nothing here changes the numbers); validated when built.
+
+    Parameters
+    ----------
+    address : str or None, default None
+        Ray cluster address (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``); None: the Ray already running
+        in this process, else ``RAY_ADDRESS``, else a new local Ray (see :func:`ray_session`).
+    max_retries : int, default :data:`DEFAULT_MAX_RETRIES` (3)
+        Retries of a task (>= 0) after its worker died or it met a transient (network/hub) error.
+    init_kwargs : dict, default {}
+        More ``ray.init`` arguments (e.g. ``runtime_env``), used only when this call starts Ray.
+    block_size : int or None, default None
+        Alignment: models per tile side (>= 1); a task loads at most ``2 * block_size`` models. None: about
+        ``sqrt(2 * cluster CPUs)`` blocks per side.
+    cpus_per_task : float, default 1.0
+        Extraction: CPU slots per model task (> 0).
+    """
+
+    address: str | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+    init_kwargs: dict = field(default_factory=dict)
+    block_size: int | None = None
+    cpus_per_task: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.address is not None and not isinstance(self.address, str):
+            raise InputError(
+                f"address={self.address!r} must be a Ray address string (auto, HOST:6379) or None."
+            )
+        if not isinstance(self.init_kwargs, dict):
+            raise InputError(f"init_kwargs={self.init_kwargs!r} must be a dict of ray.init arguments.")
+        max_retries = check_int(self.max_retries, "max_retries", minimum=0, hint="retries per task")
+        block_size = (
+            None
+            if self.block_size is None
+            else check_int(self.block_size, "block_size", minimum=1, hint="models per tile side")
+        )
+        cpus = check_float(
+            self.cpus_per_task, "cpus_per_task", 0.0, None, inclusive=(False, True), hint="CPU slots per task"
+        )
+        object.__setattr__(self, "max_retries", max_retries)
+        object.__setattr__(self, "block_size", block_size)
+        object.__setattr__(self, "cpus_per_task", cpus)
+        object.__setattr__(self, "init_kwargs", dict(self.init_kwargs))
 
 
 def require_ray():
@@ -198,8 +247,6 @@ def estimate_extract_resources(
     InputError
         ``device="cuda"`` on a cluster without any GPU.
     """
-    from prh.errors import InputError
-
     notes: list[str] = []
     size = weight_bytes(spec, dtype)
     per_param = BYTES_PER_PARAM.get(str(dtype), 4)

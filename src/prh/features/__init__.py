@@ -1,4 +1,4 @@
-"""Features: the extraction loop (:func:`extract`) and the feature store.
+"""Features: the extraction loop (:func:`extract`, configured by one :class:`ExtractConfig`) and the feature store.
 
 Pooling and bits per byte belong to the adapters that compute them (:mod:`prh.models.pooling`,
 :mod:`prh.models.bpb`); they are re-exported here for convenience.
@@ -8,11 +8,12 @@ Pooling and bits per byte belong to the adapters that compute them (:mod:`prh.mo
 
 from __future__ import annotations
 
-from prh.features.extract import extract
+from prh.features.extract import ExtractConfig, extract
 from prh.models.bpb import bits_per_byte, sequence_bpb, token_nll
 from prh.models.pooling import last_token, masked_mean, pool_any, pool_tokens, spatial_mean
 
 __all__ = [
+    "ExtractConfig",
     "FeatureStore",
     "StoredFeatures",
     "bits_per_byte",

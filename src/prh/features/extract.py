@@ -8,15 +8,109 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from prh._validation import ConfigFields, check_bool, check_choice, check_int
 from prh.errors import InputError, PrhError
 from prh.models.base import check_pool
+from prh.models.device import DTYPES
 from prh.models.factory import build_adapter
 from prh.models.registry import resolve_models
 from prh.models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class ExtractConfig(ConfigFields):
+    """Every option of feature extraction (frozen; validated when built), shared by :func:`extract`,
+    :func:`prh.distributed.extract_ray` and `prh extract` (which builds one from its flags).
+
+    Parameters
+    ----------
+    pool : str or None, default None
+        Pooling for every model: ``"mean"``, ``"last"`` or ``"cls"`` (None: each model's default). Whether each
+        model supports it is checked for all models before any work starts.
+    device : str, default "auto"
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ... (any torch device name).
+    dtype : str, default "float32"
+        Weight dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or an alias such as ``"bf16"``; stored under
+        its canonical name) or ``"auto"`` (bfloat16 on a CUDA device that supports it, else float32).
+    batch_size : int, default 16
+        Samples per forward pass, >= 1 (the features do not depend on it).
+    force : bool, default False
+        Recompute even when matching features are stored.
+    trust_remote_code : bool, default False
+        Allow a hub repository's own Python code (off unless you turn it on).
+    device_map : str or None, default None
+        e.g. ``"auto"``: spread a big Hugging Face model over all GPUs (needs accelerate).
+    stop_on_error : bool, default False
+        Stop at the first model that fails (default: report it and go on with the others).
+
+    ``to_dict()`` / ``from_dict()`` / ``replace(**changes)`` / ``ExtractConfig.coerce(...)`` as for
+    :class:`prh.align.AlignConfig`.
+
+    Raises
+    ------
+    InputError
+        A value of the wrong type or out of range; the message names the field and the values it accepts.
+    """
+
+    pool: str | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int = 16
+    force: bool = False
+    trust_remote_code: bool = False
+    device_map: str | None = None
+    stop_on_error: bool = False
+
+    def __post_init__(self) -> None:
+        from prh.models.spec import POOLS
+
+        clean: dict[str, Any] = {
+            "pool": None if self.pool is None else check_choice(self.pool, "pool", POOLS),
+            "device": _check_device(self.device),
+            "dtype": _check_dtype(self.dtype),
+            "batch_size": check_int(
+                self.batch_size, "batch_size", minimum=1, hint="samples per forward pass"
+            ),
+            "force": check_bool(self.force, "force"),
+            "trust_remote_code": check_bool(self.trust_remote_code, "trust_remote_code"),
+            "device_map": self.device_map,
+            "stop_on_error": check_bool(self.stop_on_error, "stop_on_error"),
+        }
+        if self.device_map is not None and (not isinstance(self.device_map, str) or not self.device_map):
+            raise InputError(f"device_map={self.device_map!r} must be a string such as 'auto', or None.")
+        for name, value in clean.items():
+            object.__setattr__(self, name, value)
+
+
+def _check_device(device: object) -> str:
+    """A torch device name or ``"auto"`` (not checked against the hardware here: a Ray worker may have a GPU)."""
+    if isinstance(device, str) and device == "auto":
+        return device
+    try:
+        torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError) as err:
+        raise InputError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from err
+    if not isinstance(device, str):
+        raise InputError(f"device={device!r} must be a device name such as 'auto', 'cpu' or 'cuda:0'.")
+    return device
+
+
+def _check_dtype(dtype: object) -> str:
+    """A dtype name (aliases such as ``"bf16"`` -> ``"bfloat16"``) or ``"auto"``."""
+    key = str(dtype).lower().replace("torch.", "") if isinstance(dtype, str) else None
+    if key == "auto":
+        return key
+    if key not in DTYPES:
+        raise InputError(f"dtype={dtype!r} is not supported; use one of float32, float16, bfloat16, auto.")
+    return str(DTYPES[key]).replace("torch.", "")
 
 
 def _dims(dims: list[int]) -> str:
@@ -51,27 +145,30 @@ def extract_and_save(
     spec: ModelSpec,
     dataset,
     store,
-    pool: str,
-    device: str = "auto",
-    dtype: str = "float32",
-    batch_size: int = 16,
-    trust_remote_code: bool = False,
-    device_map: str | None = None,
+    config: ExtractConfig | None = None,
     progress=None,
     extra_meta: dict | None = None,
 ) -> dict:
     """Load one model, extract its features on ``dataset`` and store them; returns the filled summary row.
 
-    Errors propagate (the caller decides whether to go on, retry or stop); the adapter is freed either way.
+    ``config`` gives the pooling (checked against the model), device, dtype, device map, remote-code permission and
+    batch size (its ``force`` and ``stop_on_error`` concern the loop of :func:`extract`). Errors propagate (the
+    caller decides whether to go on, retry or stop); the adapter is freed either way.
     """
+    config = ExtractConfig.coerce(config)
+    pool = check_pool(spec, config.pool)
     row = summary_row(spec, pool)
     start = time.perf_counter()
     adapter = None
     try:
         adapter = build_adapter(
-            spec, device=device, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
+            spec,
+            device=config.device,
+            dtype=config.dtype,
+            device_map=config.device_map,
+            trust_remote_code=config.trust_remote_code,
         )
-        result = adapter.extract(dataset, batch_size=batch_size, pool=pool, progress=progress)
+        result = adapter.extract(dataset, batch_size=config.batch_size, pool=pool, progress=progress)
         result.meta["load_and_extract_s"] = round(time.perf_counter() - start, 3)
         result.meta.update(extra_meta or {})
         path = store.save(
@@ -97,15 +194,9 @@ def extract(
     models: list[ModelSpec] | str,
     dataset,
     store,
-    pool: str | None = None,
-    device: str = "auto",
-    dtype: str = "float32",
-    batch_size: int = 16,
-    force: bool = False,
+    config: ExtractConfig | Mapping[str, Any] | None = None,
+    *,
     progress: bool = True,
-    trust_remote_code: bool = False,
-    device_map: str | None = None,
-    stop_on_error: bool = False,
     log: Callable[[str], object] | None = None,
 ) -> list[dict]:
     """Extract and store per-layer features of every model on ``dataset``.
@@ -118,18 +209,12 @@ def extract(
         Language models read captions (caption 0), vision models images.
     store : FeatureStore
         Where features go (``<root>/<dataset>-n<N>/<model>__<pool>.safetensors`` + JSON sidecar).
-    pool : str or None
-        Pooling for every model (None: each model's default). Checked for all models before any work starts.
-    device, dtype, device_map, trust_remote_code
-        Passed to :func:`prh.models.build_adapter`.
-    batch_size : int
-        Samples per forward pass.
-    force : bool
-        Recompute even when matching features are stored.
-    progress : bool
+    config : ExtractConfig, optional
+        Pooling (checked for all models before any work starts), device, dtype, batch size, ``force``
+        (recompute stored features), ``trust_remote_code``, ``device_map``, ``stop_on_error``; default
+        ``ExtractConfig()`` (a mapping of its fields is accepted too).
+    progress : bool, default True
         Show a tqdm progress bar per model.
-    stop_on_error : bool
-        Stop at the first failing model (default: go on with the others).
     log : callable, optional
         Receives one line per event (skips, failures).
 
@@ -139,20 +224,11 @@ def extract(
         One summary per model: ``model``, ``status`` ("extracted" | "cached" | "failed"), ``pool``, ``time_s``,
         ``samples_per_s``, ``layers``, ``dim``, ``bpb``, ``path``, ``error``.
     """
+    config = ExtractConfig.coerce(config)
     specs = (
         resolve_models(models) if isinstance(models, str | list) and not _are_specs(models) else list(models)
     )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    pools = {}
-    bad = []
-    for spec in specs:  # validate everything before loading anything
-        try:
-            pools[spec.name] = check_pool(spec, pool)
-        except InputError as err:
-            bad.append(str(err))
-    if bad:
-        raise InputError(" ".join(bad) + " Leave --pool out to use each model's default.")
+    pools = check_pools(specs, config.pool)  # everything is validated before anything is loaded
     say = log or (lambda _msg: None)
     summaries: list[dict] = []
     n = len(dataset)
@@ -160,7 +236,7 @@ def extract(
         p = pools[spec.name]
         row = summary_row(spec, p)
         summaries.append(row)
-        if not force and store.has(dataset, spec.name, p):
+        if not config.force and store.has(dataset, spec.name, p):
             row["status"] = "cached"
             row["path"] = str(store.path(dataset, spec.name, p))
             try:
@@ -181,32 +257,34 @@ def extract(
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=n, desc=spec.name, unit="sample", leave=False, dynamic_ncols=True)
-            row.update(
-                extract_and_save(
-                    spec,
-                    dataset,
-                    store,
-                    p,
-                    device=device,
-                    dtype=dtype,
-                    batch_size=batch_size,
-                    trust_remote_code=trust_remote_code,
-                    device_map=device_map,
-                    progress=bar,
-                )
-            )
+            row.update(extract_and_save(spec, dataset, store, config, progress=bar))
         except (PrhError, Exception) as err:  # noqa: BLE001 - one model failing must not stop the others
             row.update(
                 status="failed",
                 error=str(err) if isinstance(err, PrhError) else f"{type(err).__name__}: {err}",
             )
             say(f"{spec.name}: FAILED: {row['error']}")
-            if stop_on_error:
+            if config.stop_on_error:
                 break
         finally:
             if bar is not None:
                 bar.close()
     return summaries
+
+
+def check_pools(specs: list[ModelSpec], pool: str | None) -> dict[str, str]:
+    """``{model name: pooling}`` for every model (``pool`` or each model's default); all unsupported poolings are
+    reported at once."""
+    pools: dict[str, str] = {}
+    bad = []
+    for spec in specs:
+        try:
+            pools[spec.name] = check_pool(spec, pool)
+        except InputError as err:
+            bad.append(str(err))
+    if bad:
+        raise InputError(" ".join(bad) + " Leave --pool out to use each model's default.")
+    return pools
 
 
 def _are_specs(models) -> bool:

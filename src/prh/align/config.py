@@ -1,0 +1,143 @@
+"""One frozen, validated set of every option that changes the numbers of an alignment run.
+
+:class:`AlignConfig` is shared by the Python API (:func:`~prh.align.run_alignment`, :class:`~prh.align.Experiment`),
+the command line (`prh align`, `prh demo` build one from their flags) and the Ray backend
+(:func:`prh.distributed.align_ray` and its tasks receive it). It is validated once, when it is built; its content
+(:meth:`AlignConfig.to_dict`) is the options part of the result-cache key (:func:`~prh.align.results_key`), so a
+cached result can never be reused for a run with another option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prh._validation import ConfigFields, check_bool, check_choice, check_float, check_int, check_names
+from prh.errors import InputError
+from prh.models.spec import POOLS
+
+#: The metrics of a run when none are given: the paper's three.
+DEFAULT_METRICS: tuple[str, ...] = ("mutual_knn", "cknna", "unbiased_cka")
+
+
+@dataclass(frozen=True)
+class AlignConfig(ConfigFields):
+    """Every option that changes the numbers of an alignment run (frozen; validated when built).
+
+    ``to_dict()`` / ``from_dict()`` give a round trip through plain JSON values, ``replace(**changes)`` a validated
+    copy, ``AlignConfig.coerce(None | config | mapping)`` the config an API was given.
+
+    Parameters
+    ----------
+    metrics : tuple of str, default ``("mutual_knn", "cknna", "unbiased_cka")``
+        Metric names (see :func:`prh.metrics.names`), each once; at least one. A comma-separated string is
+        accepted too (``"mutual_knn,cknna"``).
+    k : int, default 10
+        Neighbours for the metrics that take ``k`` (the kNN metrics, cknna); >= 1 (and < N, checked on the data).
+    calibrate : int, default 0
+        Permutations K of the permutation null (0 = off). When on, K must reach ``alpha``:
+        K >= ceil(1/alpha) - 1 (e.g. 19 for alpha=0.05). Adds ``tau``, ``p_value``, ``calibrated_score``.
+    calibrate_metrics : tuple of str or None, default None
+        The metrics that get statistics (calibration and bootstrap); None = all of ``metrics``, others get NaN.
+    calibrate_within : bool, default True
+        Statistics also for pairs of the same modality (False: cross-modal pairs and controls only).
+    bootstrap : int, default 0
+        Subsamples B for a confidence interval of each best score (0 = off, else >= 2). Adds ``ci_low``,
+        ``ci_high``.
+    alpha : float, default 0.05
+        Significance level of the calibration, 0 < alpha < 1.
+    seed : int, default 0
+        Seed of the permutations, the subsamples and the shuffled control; results are deterministic for a seed.
+    q : float, default 0.95
+        Outlier clamp quantile of :func:`prh.prepare`, 0 < q <= 1 (1 = no clamp), applied to stored features
+        when they are loaded.
+    pool : str or None, default None
+        Pooling the features were stored with (``"mean"``, ``"last"``, ``"cls"``); None = each model's default.
+    shuffle_control : bool, default False
+        Also score every cross-modal pair with the language model's rows shuffled (one fixed permutation from
+        ``seed``): the chance level of each score.
+
+    Raises
+    ------
+    InputError
+        A value of the wrong type or out of range; the message names the field and the values it accepts.
+
+    Examples
+    --------
+    >>> from prh.align import AlignConfig
+    >>> config = AlignConfig(metrics="mutual_knn,cknna", k=5, calibrate=1000)
+    >>> config.metrics, config.k
+    (('mutual_knn', 'cknna'), 5)
+    >>> AlignConfig(k=0)
+    Traceback (most recent call last):
+    ...
+    prh.errors.InputError: k=0 must be at least 1 (neighbours of the kNN metrics and cknna).
+    """
+
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    k: int = 10
+    calibrate: int = 0
+    calibrate_metrics: tuple[str, ...] | None = None
+    calibrate_within: bool = True
+    bootstrap: int = 0
+    alpha: float = 0.05
+    seed: int = 0
+    q: float = 0.95
+    pool: str | None = None
+    shuffle_control: bool = False
+
+    def __post_init__(self) -> None:
+        from prh.metrics import names as metric_names
+        from prh.stats import min_permutations
+
+        known = metric_names()
+        clean: dict[str, Any] = {
+            "metrics": check_names(self.metrics, "metrics", known),
+            "k": check_int(self.k, "k", minimum=1, hint="neighbours of the kNN metrics and cknna"),
+            "calibrate": check_int(
+                self.calibrate, "calibrate", minimum=0, hint="a number of permutations K; 0 = off"
+            ),
+            "calibrate_metrics": (
+                None
+                if self.calibrate_metrics is None
+                else check_names(self.calibrate_metrics, "calibrate_metrics", known, allow_empty=True)
+            ),
+            "calibrate_within": check_bool(self.calibrate_within, "calibrate_within"),
+            "bootstrap": check_int(
+                self.bootstrap, "bootstrap", minimum=0, hint="a number of subsamples B; 0 = off, else >= 2"
+            ),
+            "alpha": check_float(
+                self.alpha,
+                "alpha",
+                0.0,
+                1.0,
+                inclusive=(False, False),
+                hint="a significance level strictly between 0 and 1",
+            ),
+            "seed": check_int(self.seed, "seed"),
+            "q": check_float(
+                self.q,
+                "q",
+                0.0,
+                1.0,
+                inclusive=(False, True),
+                hint="a quantile; q=1 disables outlier clamping",
+            ),
+            "pool": None if self.pool is None else check_choice(self.pool, "pool", POOLS),
+            "shuffle_control": check_bool(self.shuffle_control, "shuffle_control"),
+        }
+        if clean["bootstrap"] == 1:
+            raise InputError(
+                "bootstrap=1 is too few subsamples for an interval; use bootstrap >= 2 (0 = off)."
+            )
+        need = min_permutations(clean["alpha"])
+        if 0 < clean["calibrate"] < need:
+            raise InputError(
+                f"calibrate={clean['calibrate']} permutations cannot reach alpha={clean['alpha']}: the smallest "
+                f"possible p-value is 1/(K+1). Use calibrate >= {need} (e.g. 1000), or calibrate=0 to turn it off."
+            )
+        for (
+            name,
+            value,
+        ) in clean.items():  # the normalised values (tuples, ints, floats) on the frozen instance
+            object.__setattr__(self, name, value)
