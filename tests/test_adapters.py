@@ -393,6 +393,79 @@ def test_onnx_adds_block_outputs_and_pools(tmp_path):
     assert np.allclose(cls.layers[1][5].numpy(), h1[0, 0], atol=1e-5)
 
 
+def _tiny_onnx_text(folder):
+    """A 2-block ONNX text model (embedding lookup, residual tanh blocks) plus its tokenizer, in ``folder``."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    tok = tiny_tokenizer()
+    tok.save_pretrained(str(folder))
+    rng = np.random.default_rng(1)
+    emb = rng.standard_normal((len(tok), 4)).astype(np.float32)
+    w = [rng.standard_normal((4, 4)).astype(np.float32) for _ in range(2)]
+    nodes = [
+        helper.make_node("Gather", ["emb", "input_ids"], ["tokens0"], name="/embeddings/Gather"),
+        helper.make_node(
+            "Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT, name="/embeddings/Cast"
+        ),
+        helper.make_node("Unsqueeze", ["maskf", "axis"], ["mask3"], name="/embeddings/Unsqueeze"),
+        helper.make_node("Mul", ["tokens0", "mask3"], ["tokens"], name="/embeddings/Mul"),
+    ]
+    prev = "tokens"
+    for i in range(2):
+        nodes += [
+            helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"], name=f"/encoder/layer.{i}/MatMul"),
+            helper.make_node("Tanh", [f"m{i}"], [f"t{i}"], name=f"/encoder/layer.{i}/Tanh"),
+            helper.make_node(
+                "Add", [prev, f"t{i}"], [f"/encoder/layer.{i}/Add_output_0"], name=f"/encoder/layer.{i}/Add"
+            ),
+        ]
+        prev = f"/encoder/layer.{i}/Add_output_0"
+    graph = helper.make_graph(
+        nodes,
+        "tiny-text",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["batch", "seq", 4])],
+        initializer=[
+            numpy_helper.from_array(emb, "emb"),
+            numpy_helper.from_array(np.array([2], dtype=np.int64), "axis"),
+        ]
+        + [numpy_helper.from_array(w[i], f"w{i}") for i in range(2)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "tiny-text.onnx"
+    onnx.save(model, str(path))
+    return path, tok, emb, w
+
+
+def test_onnx_text_shares_the_length_sorted_loop(tmp_path):
+    """The ONNX text path runs through the same tokenise -> length-sort -> pad loop: rows in dataset order,
+    padding masked, features independent of the batch size and equal to each text computed alone."""
+    path, tok, emb, w = _tiny_onnx_text(tmp_path)
+    spec = ModelSpec(
+        name="tiny-onnx-text", source=str(path), adapter="onnx", modality="language", pool="mean"
+    )
+    ad = build_adapter(spec, device="cpu")
+    assert ad.outputs == ["/encoder/layer.0/Add_output_0", "/encoder/layer.1/Add_output_0"]
+    ds = FakeDataset()
+    one = ad.extract(ds, batch_size=1)
+    three = ad.extract(ds, batch_size=3)
+    assert one.layer_names == ["layer.0", "layer.1"] and one.dims == [4, 4]
+    for a, b in zip(one.layers, three.layers, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    for i, text in enumerate(TEXTS):  # each text alone, no padding: hand computation
+        x = emb[tok(text)["input_ids"]]
+        h0 = x + np.tanh(x @ w[0])
+        h1 = h0 + np.tanh(h0 @ w[1])
+        assert np.allclose(three.layers[0][i].numpy(), h0.mean(0), atol=1e-5)
+        assert np.allclose(three.layers[1][i].numpy(), h1.mean(0), atol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------- load errors
 
 

@@ -28,7 +28,7 @@ import torch
 
 from prh.atomic import atomic_write, atomic_write_text
 from prh.errors import ExtractionError, InputError, MissingFeaturesError
-from prh.models.spec import FeatureResult
+from prh.models.result import FeatureResult
 
 if TYPE_CHECKING:
     from prh.data.base import PairedDataset

@@ -22,7 +22,8 @@ from prh.models.registry import (
     set_info,
     set_names,
 )
-from prh.models.spec import FeatureResult, ModelSpec
+from prh.models.result import FeatureResult
+from prh.models.spec import ModelSpec
 
 __all__ = [
     "Adapter",

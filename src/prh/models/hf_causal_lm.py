@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import torch
 
-from prh.models.base import (
-    Adapter,
-    LayerBuffer,
-    Progress,
-    batches,
-    call_progress,
-    count_params,
-    forward_guard,
-    loading,
-    resolve_device,
-    resolve_dtype,
-)
+from prh.models.base import count_params
+from prh.models.batching import Progress
 from prh.models.bpb import bits_per_byte, token_nll
-from prh.models.pooling import pool_tokens
-from prh.models.spec import FeatureResult, ModelSpec
-from prh.models.text import ensure_pad_token, length_order, load_text_model, pad_batch, tokenize
+from prh.models.device import resolve_device, resolve_dtype
+from prh.models.guards import loading
+from prh.models.result import FeatureResult
+from prh.models.spec import ModelSpec
+from prh.models.text import HFTextAdapter, ensure_pad_token, hidden_state_names, load_text_model, tokenize
 
 
-class HFCausalLMAdapter(Adapter):
+class HFCausalLMAdapter(HFTextAdapter):
     """Run a causal LM over captions: L+1 hidden states (embedding output + every block), pooled, plus bpb.
 
     Batches are formed after sorting the texts by token count and padded (on the right) only to their own longest
@@ -44,6 +36,8 @@ class HFCausalLMAdapter(Adapter):
     model, tokenizer : optional
         An already-built model and tokenizer (tests, notebooks); nothing is loaded then.
     """
+
+    forward_kwargs = {"use_cache": False}
 
     def __init__(
         self,
@@ -91,25 +85,13 @@ class HFCausalLMAdapter(Adapter):
                 self.tokenizer.decode(x, skip_special_tokens=True) or t
                 for x, t in zip(ids, texts, strict=True)
             ]
-        order = length_order(ids)
-        buf = LayerBuffer(len(texts))
         bpb = torch.zeros(len(texts), dtype=torch.float32)
-        n_tokens = 0
-        for chunk in batches(order, batch_size):
-            input_ids, mask = pad_batch([ids[i] for i in chunk], self.pad_id)
-            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-            with forward_guard(self.spec, batch_size):
-                out = self.model(
-                    input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False
-                )
-                pooled = [pool_tokens(h, pool, mask) for h in out.hidden_states]
-                nll = token_nll(out.logits, input_ids, mask).sum(dim=1)
-            buf.put(chunk, pooled)
+
+        def add_bpb(chunk: list[int], input_ids: torch.Tensor, mask: torch.Tensor, out) -> None:
+            nll = token_nll(out.logits, input_ids, mask).sum(dim=1)
             bpb[torch.tensor(chunk)] = bits_per_byte(nll, [texts[i] for i in chunk])
-            n_tokens += int(mask.sum())
-            call_progress(progress, len(chunk))
-        layers = buf.result()
-        names = ["embed"] + [f"layer.{i}" for i in range(len(layers) - 1)]
+
+        layers, n_tokens = self._pooled_hidden_states(ids, batch_size, pool, progress, hook=add_bpb)
         meta = {
             "caption_index": caption_index,
             "n_tokens": n_tokens,
@@ -119,4 +101,6 @@ class HFCausalLMAdapter(Adapter):
             meta["note"] = (
                 "GGUF weights are de-quantised: the quantisation error is part of the features and bpb."
             )
-        return FeatureResult(layers=layers, layer_names=names, per_sample={"bpb": bpb}, meta=meta)
+        return FeatureResult(
+            layers=layers, layer_names=hidden_state_names(len(layers)), per_sample={"bpb": bpb}, meta=meta
+        )

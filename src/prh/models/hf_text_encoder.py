@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from prh.models.base import (
-    Adapter,
-    LayerBuffer,
-    Progress,
-    batches,
-    call_progress,
-    count_params,
-    forward_guard,
-    loading,
-    resolve_device,
-    resolve_dtype,
-)
-from prh.models.pooling import pool_tokens
-from prh.models.spec import FeatureResult, ModelSpec
-from prh.models.text import ensure_pad_token, length_order, load_text_model, pad_batch, tokenize
+from prh.models.base import count_params
+from prh.models.batching import Progress
+from prh.models.device import resolve_device, resolve_dtype
+from prh.models.guards import loading
+from prh.models.result import FeatureResult
+from prh.models.spec import ModelSpec
+from prh.models.text import HFTextAdapter, ensure_pad_token, hidden_state_names, load_text_model, tokenize
 
 
-class HFTextEncoderAdapter(Adapter):
+class HFTextEncoderAdapter(HFTextAdapter):
     """Run a bidirectional text encoder over captions: L+1 hidden states (embeddings + every layer), pooled.
 
     Padding is masked out of attention and pooling, batches are length-sorted, rows are restored to dataset order.
@@ -68,16 +60,7 @@ class HFTextEncoderAdapter(Adapter):
         caption_index = int(self.spec.options.get("caption_index", 0))
         texts = dataset.texts(caption_index)
         ids = tokenize(self.tokenizer, texts, self._max_length())
-        order = length_order(ids)
-        buf = LayerBuffer(len(texts))
-        for chunk in batches(order, batch_size):
-            input_ids, mask = pad_batch([ids[i] for i in chunk], self.pad_id)
-            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-            with forward_guard(self.spec, batch_size):
-                out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
-                pooled = [pool_tokens(h, pool, mask) for h in out.hidden_states]
-            buf.put(chunk, pooled)
-            call_progress(progress, len(chunk))
-        layers = buf.result()
-        names = ["embed"] + [f"layer.{i}" for i in range(len(layers) - 1)]
-        return FeatureResult(layers=layers, layer_names=names, meta={"caption_index": caption_index})
+        layers, _ = self._pooled_hidden_states(ids, batch_size, pool, progress)
+        return FeatureResult(
+            layers=layers, layer_names=hidden_state_names(len(layers)), meta={"caption_index": caption_index}
+        )

@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from prh.models.base import (
-    Adapter,
-    LayerBuffer,
-    Progress,
-    batches,
-    call_progress,
-    count_params,
-    forward_guard,
-    loading,
-    resolve_device,
-    resolve_dtype,
-)
+from prh.models.base import Adapter, count_params
+from prh.models.batching import LayerBuffer, Progress, batches, call_progress
+from prh.models.device import resolve_device, resolve_dtype
+from prh.models.guards import forward_guard, loading
 from prh.models.pooling import pool_tokens
 from prh.models.preprocess import ImageTransform, read_preprocessor_config
-from prh.models.spec import FeatureResult, ModelSpec
+from prh.models.result import FeatureResult
+from prh.models.spec import ModelSpec
 from prh.models.text import dtype_kwarg, hf_source
 
 

@@ -13,20 +13,15 @@ import numpy as np
 import torch
 
 from prh.errors import InputError, ModelLoadError
-from prh.models.base import (
-    Adapter,
-    LayerBuffer,
-    Progress,
-    batches,
-    call_progress,
-    forward_guard,
-    loading,
-    resolve_device,
-)
+from prh.models.base import Adapter
+from prh.models.batching import LayerBuffer, Progress, batches, call_progress
+from prh.models.device import resolve_device
+from prh.models.guards import forward_guard, loading
 from prh.models.pooling import pool_any
 from prh.models.preprocess import ImageTransform
-from prh.models.spec import FeatureResult, ModelSpec
-from prh.models.text import ensure_pad_token, length_order, pad_batch, tokenize
+from prh.models.result import FeatureResult
+from prh.models.spec import ModelSpec
+from prh.models.text import ensure_pad_token, run_text_batches, tokenize
 
 BLOCK_RE = re.compile(r"(?:^|[/._])(?:blocks|layers|layer|block|h)[._/](\d+)(?:[/._]|$)")
 
@@ -163,9 +158,8 @@ class OnnxAdapter(Adapter):
     def _extract_text(self, dataset, batch_size: int, pool: str, progress: Progress) -> FeatureResult:
         texts = dataset.texts(int(self.spec.options.get("caption_index", 0)))
         ids = tokenize(self.tokenizer, texts, int(self.spec.options.get("max_length", 512)))
-        buf = LayerBuffer(len(texts))
-        for chunk in batches(length_order(ids), batch_size):
-            input_ids, mask = pad_batch([ids[i] for i in chunk], self.pad_id)
+
+        def forward(_chunk: list[int], input_ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
             feeds = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
             if "token_type_ids" in self.inputs:
                 feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
@@ -173,7 +167,8 @@ class OnnxAdapter(Adapter):
             if unknown:
                 raise InputError(f"model {self.spec.name!r}: ONNX inputs {sorted(unknown)} are not supported")
             acts = self._run(feeds)
-            buf.put(chunk, [pool_any(torch.from_numpy(np.asarray(a)).float(), pool, mask) for a in acts])
-            call_progress(progress, len(chunk))
+            return [pool_any(torch.from_numpy(np.asarray(a)).float(), pool, mask) for a in acts]
+
+        layers = run_text_batches(ids, self.pad_id, batch_size, forward, progress)
         names = [f"layer.{i}" for i in range(len(self.outputs))]
-        return FeatureResult(layers=buf.result(), layer_names=names, meta={"onnx_outputs": self.outputs})
+        return FeatureResult(layers=layers, layer_names=names, meta={"onnx_outputs": self.outputs})

@@ -7,7 +7,7 @@ built; without it a :class:`ModelLoadError` says which extra to install.
 from __future__ import annotations
 
 from prh.errors import ModelLoadError
-from prh.models.base import loading
+from prh.models.guards import loading
 from prh.models.preprocess import ImageTransform
 from prh.models.spec import ModelSpec
 from prh.models.torch_module import TorchModuleAdapter

@@ -14,21 +14,14 @@ import torch
 from torch import nn
 
 from prh.errors import InputError, ModelLoadError
-from prh.models.base import (
-    Adapter,
-    LayerBuffer,
-    Progress,
-    batches,
-    call_progress,
-    count_params,
-    forward_guard,
-    loading,
-    resolve_device,
-    resolve_dtype,
-)
+from prh.models.base import Adapter, count_params
+from prh.models.batching import LayerBuffer, Progress, batches, call_progress
+from prh.models.device import resolve_device, resolve_dtype
+from prh.models.guards import forward_guard, loading
 from prh.models.pooling import pool_any
 from prh.models.preprocess import ImageTransform
-from prh.models.spec import FeatureResult, ModelSpec
+from prh.models.result import FeatureResult
+from prh.models.spec import ModelSpec
 
 EFFICIENTNET_LITE_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 
