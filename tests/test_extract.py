@@ -171,3 +171,39 @@ def test_prh_extract_cli_end_to_end(tiny_dir, tmp_path, monkeypatch):
     assert "cached" in res.output
     res = CliRunner().invoke(app, args[:2] + ["tiny,nonexistent-model"] + args[3:])
     assert res.exit_code != 0 and "unknown model 'nonexistent-model'" in str(res.exception)
+
+
+def test_prh_extract_store_flag_and_the_deprecated_out_alias(tiny_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import prh.data
+    from prh.cli import app
+
+    monkeypatch.setattr(
+        prh.data, "load_dataset", lambda name, n=None, **kw: FakeDataset(TEXTS[: n or len(TEXTS)])
+    )
+    models_file = tmp_path / "m.toml"
+    models_file.write_text(
+        f'[[model]]\nname = "tiny-lm"\nsource = "{tiny_dir / "lm"}"\nadapter = "hf-causal-lm"\n'
+    )
+    args = ["extract", "--models", "tiny-lm", "--dataset", "fake", "--n", "3", "--device", "cpu"]
+    args += ["--models-file", str(models_file), "--no-progress"]
+    runner = CliRunner()
+    store = tmp_path / "store"
+    res = runner.invoke(app, args + ["--store", str(store)])
+    assert res.exit_code == 0, res.output
+    assert "extracted" in res.stdout and "deprecated" not in res.output
+    assert len(list(store.rglob("*.safetensors"))) == 1
+    # the old spelling still names the store (the features above are found) and warns once, on stderr
+    res = runner.invoke(app, args + ["--out", str(store)])
+    assert res.exit_code == 0, res.output
+    assert "cached" in res.stdout and "deprecated" not in res.stdout
+    warning = [line for line in res.stderr.splitlines() if "deprecated" in line]
+    assert len(warning) == 1 and "prh extract --out" in warning[0] and f"--store {store}" in warning[0]
+    old = tmp_path / "old"
+    res = runner.invoke(app, args + ["--out", str(old)])
+    assert res.exit_code == 0 and len(list(old.rglob("*.safetensors"))) == 1
+    res = runner.invoke(app, args + ["--store", str(store), "--out", str(old)])
+    assert isinstance(res.exception, InputError) and "give only --store" in str(res.exception)
+    help_text = runner.invoke(app, ["extract", "--help"]).output
+    assert "--store" in help_text and "--out" not in help_text  # the alias is hidden

@@ -244,8 +244,8 @@ class ConfigFields:
         if isinstance(value, Mapping):
             return cls.from_dict(value)
         raise InputError(
-            f"{name} must be a {cls.__name__} (or a mapping of its options), got {type(value).__name__}; "
-            f"build one with {cls.__name__}(...)."
+            f"{name} must be an instance of {cls.__name__} (or a mapping of its options), got "
+            f"{type(value).__name__}; build one with {cls.__name__}(...)."
         )
 
     def replace(self: _C, **changes: Any) -> _C:

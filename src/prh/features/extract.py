@@ -90,16 +90,15 @@ class ExtractConfig(ConfigFields):
 
 def _check_device(device: object) -> str:
     """A torch device name or ``"auto"`` (not checked against the hardware here: a Ray worker may have a GPU)."""
-    if isinstance(device, str) and device == "auto":
-        return device
-    try:
-        torch.device(device)  # type: ignore[arg-type]
-    except (RuntimeError, TypeError) as err:
-        raise InputError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        ) from err
     if not isinstance(device, str):
         raise InputError(f"device={device!r} must be a device name such as 'auto', 'cpu' or 'cuda:0'.")
+    if device != "auto":
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise InputError(
+                f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+            ) from err
     return device
 
 
