@@ -3,6 +3,12 @@
 CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)). With the linear kernel it is invariant to orthogonal maps
 and isotropic scaling of either input, and to permuting samples of both alike. Biased CKA of independent inputs
 is clearly above 0 at small N; unbiased CKA is ~0 in expectation.
+
+Two exact paths give the same numbers (to float rounding; tested): ``path="gram"`` centres each layer's (N, N)
+kernel once (fast for N up to a few thousand, any kernel); ``path="features"`` (linear kernel only) computes every
+HSIC term from feature-space products (:mod:`prh.metrics.feature_space`): O(N D_x D_y) time per layer pair and no
+(N, N) matrix, for galleries of 10^4-10^6 items. ``path="auto"`` (default) takes the features path for the linear
+kernel above :data:`LARGE_N` samples.
 """
 
 from __future__ import annotations
@@ -15,9 +21,16 @@ import torch
 from prh._validation import check_choice
 from prh.errors import InputError
 from prh.metrics._common import score_pair
+from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments
 from prh.metrics.kernels import center, gram, map_grams, require_positive, u_center
 from prh.metrics.null import NullEngine, permute_square
 from prh.metrics.registry import MetricSpec, register
+
+#: Above this many samples the linear kernel takes the feature-space path by default (an (N, N) float64 kernel per
+#: layer is 128 MiB at N=4096 and grows as N^2).
+LARGE_N = 4096
+#: The two exact computations of CKA (see the module docstring).
+PATHS = ("auto", "gram", "features")
 
 #: Largest number of float64 elements stacked at once in the sweep's inner-product grid (~1 GiB).
 _STACK_ELEMENTS = 2**27
@@ -35,7 +48,9 @@ class CenteredKernel:
     self_hsic: float
 
 
-def _check_cka_kwargs(n: int, kernel: str = "linear", sigma: float = 1.0, unbiased: bool = False) -> dict:
+def _check_cka_kwargs(
+    n: int, kernel: str = "linear", sigma: float = 1.0, unbiased: bool = False, path: str = "auto"
+) -> dict:
     kernel = {"ip": "linear"}.get(kernel, kernel)
     kernel = check_choice(kernel, "kernel", ["linear", "rbf"])
     if not (isinstance(sigma, (int, float)) and sigma > 0):
@@ -44,16 +59,30 @@ def _check_cka_kwargs(n: int, kernel: str = "linear", sigma: float = 1.0, unbias
         raise InputError(
             f"unbiased HSIC needs at least N=4 samples, got N={n}; use unbiased=False or more data."
         )
-    return {"kernel": kernel, "sigma": float(sigma), "unbiased": bool(unbiased)}
+    path = check_choice(path, "path", PATHS)
+    if path == "features" and kernel != "linear":
+        raise InputError(
+            f"path='features' computes CKA from feature-space products, which exist for the linear kernel only; "
+            f"kernel={kernel!r} needs path='gram' (or 'auto')."
+        )
+    if path == "auto":
+        path = "features" if kernel == "linear" and n > LARGE_N else "gram"
+    return {"kernel": kernel, "sigma": float(sigma), "unbiased": bool(unbiased), "path": path}
 
 
-def _kernel_cache(x: torch.Tensor, kernel: str, sigma: float, unbiased: bool) -> CenteredKernel:
+def _kernel_cache(
+    x: torch.Tensor, kernel: str, sigma: float, unbiased: bool, path: str
+) -> CenteredKernel | FeatureMoments:
+    if path == "features":
+        return moments(x)
     return _centered_kernel(gram(x, kernel, sigma), unbiased)
 
 
 def _kernel_caches(
-    layers: Sequence[torch.Tensor], kernel: str, sigma: float, unbiased: bool
-) -> list[CenteredKernel]:
+    layers: Sequence[torch.Tensor], kernel: str, sigma: float, unbiased: bool, path: str
+) -> list[CenteredKernel] | list[FeatureMoments]:
+    if path == "features":
+        return [moments(x) for x in layers]
     return map_grams(layers, lambda _, k: _centered_kernel(k, unbiased), kernel, sigma)
 
 
@@ -66,8 +95,15 @@ def _centered_kernel(k: torch.Tensor, unbiased: bool) -> CenteredKernel:
     return CenteredKernel(c, self_hsic)
 
 
-def _permute_kernel(cache: CenteredKernel, perm: torch.Tensor, inv: torch.Tensor) -> CenteredKernel:
-    """The cache of ``Y[perm]``: ``K[perm][:, perm]`` (centring commutes with permutations; self-HSIC unchanged)."""
+def _permute_kernel(
+    cache: CenteredKernel | FeatureMoments, perm: torch.Tensor, inv: torch.Tensor
+) -> CenteredKernel | FeatureMoments:
+    """The cache of ``Y[perm]``: ``K[perm][:, perm]``, or the rows and row norms of the feature-space cache
+    (centring commutes with permutations; the self-HSIC is unchanged)."""
+    if isinstance(cache, FeatureMoments):
+        return FeatureMoments(
+            cache.x.index_select(0, perm), cache.mean, cache.row_sq.index_select(0, perm), cache.gram_norm
+        )
     return CenteredKernel(permute_square(cache.centered, perm), cache.self_hsic)
 
 
@@ -84,7 +120,15 @@ def inner_grid(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> torch.
     return grid
 
 
-def _cka_grid(xs: Sequence[CenteredKernel], ys: Sequence[CenteredKernel], **_: object) -> torch.Tensor:
+def _cka_grid(
+    xs: Sequence[CenteredKernel] | Sequence[FeatureMoments],
+    ys: Sequence[CenteredKernel] | Sequence[FeatureMoments],
+    unbiased: bool = False,
+    path: str = "gram",
+    **_: object,
+) -> torch.Tensor:
+    if path == "features":
+        return _feature_grid(xs, ys, unbiased)
     for side, caches in (("A", xs), ("B", ys)):
         for idx, c in enumerate(caches):
             require_positive(c.self_hsic, f"HSIC({side}, {side}) of layer {idx}")
@@ -92,6 +136,47 @@ def _cka_grid(xs: Sequence[CenteredKernel], ys: Sequence[CenteredKernel], **_: o
     norm_x = torch.tensor([c.self_hsic for c in xs], dtype=torch.float64).sqrt()
     norm_y = torch.tensor([c.self_hsic for c in ys], dtype=torch.float64).sqrt()
     return hsic / (norm_x[:, None] * norm_y[None, :])
+
+
+def _feature_grid(
+    xs: Sequence[FeatureMoments],
+    ys: Sequence[FeatureMoments],
+    unbiased: bool,
+    perm: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """CKA grid from feature-space products (:func:`prh.metrics.feature_space.hsic_terms`)."""
+    cross, self_x, self_y = hsic_terms(xs, ys, unbiased, perm)
+    for side, caches, selfs in (("A", xs, self_x), ("B", ys, self_y)):
+        for idx, (c, value) in enumerate(zip(caches, selfs.tolist())):
+            # the same rounding floor as the (N, N) path: a constant layer leaves only cancellation residue
+            require_positive(
+                value if value > 1e-20 * max(c.gram_norm, 1e-300) else 0.0,
+                f"HSIC({side}, {side}) of layer {idx}",
+            )
+    return cross / (self_x.sqrt()[:, None] * self_y.sqrt()[None, :])
+
+
+class FeatureSpaceEngine(NullEngine):
+    """Null grids of linear CKA on the feature-space path: ``Xc^T Yc[perm]`` accumulated over row blocks.
+
+    One permutation at a time (memory stays O(D_x D_y + block D), as for the observed grid); each costs one
+    feature-space sweep, O(Lx Ly N D_x D_y).
+    """
+
+    batch_size = 1
+
+    def __init__(self, xs: Sequence[FeatureMoments], ys: Sequence[FeatureMoments], params: dict) -> None:
+        self.xs, self.ys, self.unbiased = list(xs), list(ys), params["unbiased"]
+
+    def grids(self, perms: torch.Tensor) -> torch.Tensor:
+        return torch.stack([_feature_grid(self.xs, self.ys, self.unbiased, perm) for perm in perms])
+
+
+def _cka_null_engine(xs: Sequence, ys: Sequence, params: dict) -> NullEngine:
+    """The spec's ``null_engine``: the engine of the path the caches were built on."""
+    if params.get("path") == "features":
+        return FeatureSpaceEngine(xs, ys, params)
+    return KernelEngine(xs, ys, params)
 
 
 class KernelEngine(NullEngine):
@@ -127,7 +212,14 @@ class KernelEngine(NullEngine):
         return grid.permute(1, 0, 2)
 
 
-def cka(A: object, B: object, kernel: str = "linear", sigma: float = 1.0, unbiased: bool = False) -> float:
+def cka(
+    A: object,
+    B: object,
+    kernel: str = "linear",
+    sigma: float = 1.0,
+    unbiased: bool = False,
+    path: str = "auto",
+) -> float:
     """Centred kernel alignment.
 
     Parameters
@@ -136,6 +228,8 @@ def cka(A: object, B: object, kernel: str = "linear", sigma: float = 1.0, unbias
     kernel : ``"linear"`` (inner products; ``"ip"`` accepted as in the reference) or ``"rbf"``.
     sigma : RBF bandwidth (``exp(-d^2 / (2 sigma^2))``).
     unbiased : use Song et al.'s unbiased HSIC estimator (needs N >= 4).
+    path : ``"gram"`` ((N, N) kernels), ``"features"`` (linear kernel: feature-space products, no (N, N) matrix;
+        for large N) or ``"auto"`` (features above :data:`LARGE_N` samples). Both give the same number.
 
     Returns
     -------
@@ -143,20 +237,24 @@ def cka(A: object, B: object, kernel: str = "linear", sigma: float = 1.0, unbias
     Constant features (zero self-HSIC) raise :class:`~prh.errors.InputError`. No ``+1e-6`` in the denominator
     (the reference's gives 0.999985 for identical unbiased inputs).
     """
-    return score_pair(CKA, A, B, kernel=kernel, sigma=sigma, unbiased=unbiased)
+    return score_pair(CKA, A, B, kernel=kernel, sigma=sigma, unbiased=unbiased, path=path)
 
 
-def unbiased_cka(A: object, B: object, kernel: str = "linear", sigma: float = 1.0) -> float:
+def unbiased_cka(
+    A: object, B: object, kernel: str = "linear", sigma: float = 1.0, path: str = "auto"
+) -> float:
     """CKA with the unbiased HSIC estimator; ~0 in expectation for independent inputs. See :func:`cka`."""
-    return score_pair(UNBIASED_CKA, A, B, kernel=kernel, sigma=sigma, unbiased=True)
+    return score_pair(UNBIASED_CKA, A, B, kernel=kernel, sigma=sigma, unbiased=True, path=path)
 
 
-def _check_unbiased_kwargs(n: int, kernel: str = "linear", sigma: float = 1.0, unbiased: bool = True) -> dict:
+def _check_unbiased_kwargs(
+    n: int, kernel: str = "linear", sigma: float = 1.0, unbiased: bool = True, path: str = "auto"
+) -> dict:
     if unbiased is not True:
         raise InputError(
             "unbiased_cka always uses the unbiased estimator; call cka(..., unbiased=False) instead."
         )
-    return _check_cka_kwargs(n, kernel=kernel, sigma=sigma, unbiased=True)
+    return _check_cka_kwargs(n, kernel=kernel, sigma=sigma, unbiased=True, path=path)
 
 
 #: MetricSpec fields shared by both CKA entries (one cache, one grid, one permutation rule, one null engine).
@@ -165,7 +263,7 @@ _CKA_SPEC_FIELDS = {
     "layer_caches": _kernel_caches,
     "grid": _cka_grid,
     "permute_cache": _permute_kernel,
-    "null_engine": KernelEngine,
+    "null_engine": _cka_null_engine,
     "value_range": (-1.0, 1.0),
     "symmetric": True,
     "uses_k": False,
@@ -177,7 +275,7 @@ CKA = register(
         func=cka,
         check_kwargs=_check_cka_kwargs,
         description="centred kernel alignment (linear or RBF kernel, biased or unbiased HSIC)",
-        defaults={"kernel": "linear", "sigma": 1.0, "unbiased": False},
+        defaults={"kernel": "linear", "sigma": 1.0, "unbiased": False, "path": "auto"},
         **_CKA_SPEC_FIELDS,
     )
 )
@@ -188,7 +286,7 @@ UNBIASED_CKA = register(
         check_kwargs=_check_unbiased_kwargs,
         null_expectation=lambda n, kw: 0.0,
         description="CKA with Song et al.'s unbiased HSIC (≈0 for independent inputs)",
-        defaults={"kernel": "linear", "sigma": 1.0},
+        defaults={"kernel": "linear", "sigma": 1.0, "path": "auto"},
         **_CKA_SPEC_FIELDS,
     )
 )

@@ -1,0 +1,145 @@
+"""Linear-kernel HSIC without N x N matrices: everything from feature-space products (the large-N path).
+
+For the linear kernel ``K = Xc Xc^T`` of column-centred features ``Xc`` ((N, D)), every HSIC term that linear CKA
+needs is a function of three feature-space quantities (Kornblith et al. 2019; Song et al. 2012):
+
+* ``P(X, Y) = ||Xc^T Yc||_F^2 = tr(K L)`` — the biased HSIC ``tr(K H L H)`` (``H K H = K`` for centred features);
+* ``r_X = diag(K)``, the (N,) squared norms of the centred rows, and ``R_X = sum(r_X)``;
+* the unbiased HSIC (Song et al.'s estimator, times ``N (N - 3)``), from ``K~ = K - diag(K)`` with ``K 1 = 0``:
+  ``tr(K~ L~) = P - r_X . r_Y``, ``1^T K~ 1 = -R_X``, ``1^T K~ L~ 1 = r_X . r_Y``, so
+
+      N (N - 3) HSIC_u = P - (1 + 2 / (N - 2)) r_X . r_Y + R_X R_Y / ((N - 1)(N - 2)).
+
+Time O(N D_x D_y) per layer pair and O(N D^2) per layer, memory O(D_x D_y + block (D_x + D_y)): no (N, N) matrix.
+The products are accumulated over row blocks in float64 (the unbiased terms cancel to O(1/N) of P for unrelated
+features, so float32 accumulation would lose the answer), from features kept in their own dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+#: float64 bytes of one row block of X and Y (centred copies) during accumulation.
+BLOCK_BYTES = 64 * 2**20
+#: float64 bytes of the (D_x, sum D_y) accumulator; more Y layers are split into groups.
+ACCUMULATOR_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class FeatureMoments:
+    """Per-layer cache of the feature-space path.
+
+    Attributes
+    ----------
+    x : (N, D) the layer as given (its dtype and device; not copied).
+    mean : (D,) float64 column means subtracted on the fly (zeros when not centring).
+    row_sq : (N,) float64 squared norms of the centred rows, ``diag(K)``.
+    gram_norm : ``||Xc^T Xc||_F^2 = tr(K^2)`` (float).
+    """
+
+    x: torch.Tensor
+    mean: torch.Tensor
+    row_sq: torch.Tensor
+    gram_norm: float
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+
+def _block_rows(n: int, width: int) -> int:
+    return max(1, min(n, BLOCK_BYTES // max(1, 8 * width)))
+
+
+def _centred_block(m: FeatureMoments, rows: torch.Tensor | slice) -> torch.Tensor:
+    block = m.x[rows] if isinstance(rows, slice) else m.x.index_select(0, rows)
+    return block.to(torch.float64) - m.mean
+
+
+def moments(x: torch.Tensor, center: bool = True) -> FeatureMoments:
+    """The :class:`FeatureMoments` of one (N, D) layer: column means, centred row norms, ``||Xc^T Xc||_F^2``."""
+    n, d = x.shape
+    mean = x.to(torch.float64).mean(dim=0) if center else torch.zeros(d, dtype=torch.float64, device=x.device)
+    cov = torch.zeros((d, d), dtype=torch.float64, device=x.device)
+    row_sq = torch.empty(n, dtype=torch.float64, device=x.device)
+    step = _block_rows(n, d)
+    m = FeatureMoments(x, mean, row_sq, 0.0)
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        block = _centred_block(m, rows)
+        cov.addmm_(block.T, block)
+        row_sq[rows] = (block * block).sum(dim=1)
+    return FeatureMoments(x, mean, row_sq, float((cov * cov).sum()))
+
+
+def cross_norms(
+    xs: Sequence[FeatureMoments], ys: Sequence[FeatureMoments], perm: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(Lx, Ly) float64 grid of ``||Xc_i^T Yc_j[perm]||_F^2`` (``perm`` a row permutation of every Y layer).
+
+    One float64 accumulator (D_x, sum of a group's D_y) per X layer, filled over row blocks; permuted rows of Y are
+    gathered block by block, so a permutation never copies a whole layer.
+    """
+    n = xs[0].n
+    grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
+    if perm is not None:
+        perm = perm.to(ys[0].x.device)
+    for i, mx in enumerate(xs):
+        dx = mx.x.shape[1]
+        group: list[int] = []
+        width = 0
+        groups: list[list[int]] = []
+        for j, my in enumerate(ys):  # split Y layers so the accumulator stays within ACCUMULATOR_BYTES
+            dy = my.x.shape[1]
+            if group and 8 * dx * (width + dy) > ACCUMULATOR_BYTES:
+                groups.append(group)
+                group, width = [], 0
+            group.append(j)
+            width += dy
+        groups.append(group)
+        for group in groups:
+            widths = [ys[j].x.shape[1] for j in group]
+            acc = torch.zeros((dx, sum(widths)), dtype=torch.float64, device=mx.x.device)
+            step = _block_rows(n, dx + sum(widths))
+            for start in range(0, n, step):
+                rows = slice(start, min(start + step, n))
+                yrows = rows if perm is None else perm[rows]
+                right = torch.cat([_centred_block(ys[j], yrows) for j in group], dim=1)
+                acc.addmm_(_centred_block(mx, rows).T, right)
+            for j, part in zip(group, acc.split(widths, dim=1)):
+                grid[i, j] = float((part * part).sum())
+    return grid
+
+
+def hsic_terms(
+    xs: Sequence[FeatureMoments],
+    ys: Sequence[FeatureMoments],
+    unbiased: bool,
+    perm: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross HSIC grid (Lx, Ly) and the self HSIC of each X (Lx,) and Y (Ly,) layer, all float64 on the CPU.
+
+    Biased: ``P``; unbiased: ``N (N - 3)`` times Song et al.'s estimator (see the module docstring). The scale is
+    the same as that of the (N, N) path (``<HKH, HLH>`` and ``<u(K), u(L)>``), so scores agree to rounding.
+    """
+    cross = cross_norms(xs, ys, perm)
+    self_x = torch.tensor([m.gram_norm for m in xs], dtype=torch.float64)
+    self_y = torch.tensor([m.gram_norm for m in ys], dtype=torch.float64)
+    if not unbiased:
+        return cross, self_x, self_y
+    n = xs[0].n
+    rx = torch.stack([m.row_sq for m in xs]).cpu()
+    ry = torch.stack([m.row_sq for m in ys]).cpu()
+    if perm is not None:
+        ry = ry[:, perm.cpu()]
+    a, b = 1.0 + 2.0 / (n - 2), 1.0 / ((n - 1) * (n - 2))
+
+    def unbias(p: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return p - a * (left @ right.T) + b * left.sum(dim=1)[:, None] * right.sum(dim=1)[None, :]
+
+    diag_x = torch.stack([unbias(s.view(1, 1), r[None], r[None])[0, 0] for s, r in zip(self_x, rx)])
+    diag_y = torch.stack([unbias(s.view(1, 1), r[None], r[None])[0, 0] for s, r in zip(self_y, ry)])
+    return unbias(cross, rx, ry), diag_x, diag_y

@@ -1,0 +1,137 @@
+"""The large-N paths give the same numbers as the (N, N) paths and stay in bounded memory (issue 13)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import prh
+from prh.errors import InputError
+from prh.stats import bootstrap_ci, calibrate_sweep
+from prh.stats.permute import random_permutations
+
+cka_module = importlib.import_module("prh.metrics.cka")
+feature_space = importlib.import_module("prh.metrics.feature_space")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _layers(n=60, lx=3, ly=2, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 5, generator=g, dtype=dtype)
+    x = [
+        base @ torch.randn(5, 9, generator=g, dtype=dtype) + torch.randn(n, 9, generator=g, dtype=dtype)
+        for _ in range(lx)
+    ]
+    y = [
+        base @ torch.randn(5, 7, generator=g, dtype=dtype) + torch.randn(n, 7, generator=g, dtype=dtype)
+        for _ in range(ly)
+    ]
+    return x, y
+
+
+@pytest.mark.parametrize("metric", ["cka", "unbiased_cka"])
+def test_feature_path_equals_gram_path(metric):
+    x, y = _layers()
+    gram = prh.sweep(x, y, metric, path="gram").scores
+    feats = prh.sweep(x, y, metric, path="features").scores
+    np.testing.assert_allclose(feats, gram, rtol=0, atol=1e-12)
+    f = prh.metrics.get(metric)
+    assert f(x[0], y[1], path="features") == pytest.approx(f(x[0], y[1], path="gram"), abs=1e-12)
+
+
+def test_feature_path_closed_forms():
+    """Unbiased HSIC from products equals Song et al.'s estimator term by term (tests/reference_impl.py)."""
+    from reference_impl import hsic_unbiased
+
+    x, y = _layers(n=30, lx=1, ly=1)
+    mx, my = feature_space.moments(x[0]), feature_space.moments(y[0])
+    cross, sx, sy = feature_space.hsic_terms([mx], [my], unbiased=True)
+    n = 30
+    k, l = x[0] @ x[0].T, y[0] @ y[0].T  # noqa: E741  (raw, uncentred: the estimator is shift-invariant)
+    assert float(cross[0, 0]) / (n * (n - 3)) == pytest.approx(float(hsic_unbiased(k, l)), rel=1e-10)
+    assert float(sx[0]) / (n * (n - 3)) == pytest.approx(float(hsic_unbiased(k, k)), rel=1e-10)
+    biased, _, _ = feature_space.hsic_terms([mx], [my], unbiased=False)
+    xc, yc = x[0] - x[0].mean(0), y[0] - y[0].mean(0)
+    assert float(biased[0, 0]) == pytest.approx(float(((xc.T @ yc) ** 2).sum()), rel=1e-12)
+
+
+def test_blocking_and_layer_groups_do_not_change_the_grid(monkeypatch):
+    x, y = _layers(n=50, lx=2, ly=3)
+    ref = prh.sweep(x, y, "unbiased_cka", path="features").scores
+    monkeypatch.setattr(feature_space, "BLOCK_BYTES", 8 * 20)  # a few rows per block
+    monkeypatch.setattr(feature_space, "ACCUMULATOR_BYTES", 8 * 9 * 7)  # one Y layer per group
+    np.testing.assert_allclose(
+        prh.sweep(x, y, "unbiased_cka", path="features").scores, ref, rtol=0, atol=1e-12
+    )
+
+
+def test_auto_takes_the_feature_path_above_large_n(monkeypatch):
+    x, y = _layers(n=40)
+    assert prh.sweep(x, y, "unbiased_cka").params["path"] == "gram"
+    monkeypatch.setattr(cka_module, "LARGE_N", 39)
+    assert prh.sweep(x, y, "unbiased_cka").params["path"] == "features"
+    assert prh.sweep(x, y, "cka", kernel="rbf").params["path"] == "gram"  # rbf has no feature-space form
+
+
+def test_feature_path_refuses_the_rbf_kernel():
+    x, y = _layers()
+    with pytest.raises(InputError, match="linear kernel only"):
+        prh.metrics.cka(x[0], y[0], kernel="rbf", path="features")
+    with pytest.raises(InputError, match="path="):
+        prh.metrics.cka(x[0], y[0], path="fast")
+
+
+def test_feature_path_refuses_constant_layers():
+    x, _ = _layers()
+    with pytest.raises(InputError, match="constant"):
+        prh.metrics.unbiased_cka(x[0], torch.ones(60, 3, dtype=torch.float64), path="features")
+
+
+@pytest.mark.parametrize("engine", ["auto", "permuted", "recompute"])
+def test_feature_path_null_equals_permuting_y(engine):
+    x, y = _layers(n=40)
+    perms = random_permutations(40, 5, torch.Generator().manual_seed(3))
+    direct = np.stack(
+        [prh.sweep(x, [layer[p] for layer in y], "unbiased_cka", path="gram").scores for p in perms]
+    )
+    res = calibrate_sweep(
+        x, y, "unbiased_cka", K=5, alpha=0.2, seed=3, keep_null_grids=True, engine=engine, path="features"
+    )
+    np.testing.assert_allclose(res.null_grids, direct, rtol=0, atol=1e-12)
+
+
+def test_feature_path_bootstrap_equals_gram_path():
+    x, y = _layers(n=40)
+    a = bootstrap_ci(x, y, "unbiased_cka", B=5, seed=2, path="features")
+    b = bootstrap_ci(x, y, "unbiased_cka", B=5, seed=2, path="gram")
+    np.testing.assert_allclose(a.replicates, b.replicates, rtol=0, atol=1e-12)
+
+
+_PEAK = """
+import json, resource, sys, torch, prh
+torch.manual_seed(0)
+n = int(sys.argv[1])
+a = torch.randn(n, 48); b = a[:, :24] + torch.randn(n, 24)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+score = prh.metrics.unbiased_cka(a, b)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"score": score, "extra_mib": (after - before) / 1024}))
+"""
+
+
+def test_large_n_cka_runs_in_bounded_memory():
+    """N=40,000: one float64 (N, N) kernel would be 12 GiB; the default path needs well under 256 MiB (measured
+    about 40 MiB extra peak: the float64 row blocks and the (D, D) products)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK, "40000"], capture_output=True, text=True, check=True, timeout=300
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert 0.3 < result["score"] < 1.0
+    assert result["extra_mib"] < 256, result
