@@ -314,3 +314,28 @@ def test_layer_caches_are_keyed_by_content_and_shared_by_real_and_control_pairs(
     # four models, plus one row-permuted copy of each language model: nothing is built twice
     assert sorted(built) == ["l0", "l0", "l1", "l1", "v0", "v1"]
     assert lang[0].content_key != lang[0].permuted(perm, "l0").content_key
+
+
+def test_run_alignment_by_dataset_or_name_and_its_cache_keyed_by_the_config(workspace, tmp_path):
+    from prh.align import DatasetName, resolve, run_alignment
+    from prh.data import load_dataset
+    from prh.features.store import FeatureStore
+    from prh.models import load_user_config
+
+    load_user_config(workspace["models"])
+    specs, store = resolve("tiny-vit,tiny-lm"), FeatureStore(workspace["store"])
+    dataset = load_dataset(str(workspace["data"]), n=N)
+    config = AlignConfig(metrics=["mutual_knn"], k=5, calibrate=19)
+    by_data = run_alignment(specs, None, store, config, dataset=dataset, progress=False)
+    by_name = run_alignment(specs, None, store, config, dataset=DatasetName(dataset.name, N), progress=False)
+    pd.testing.assert_frame_equal(by_name.table, by_data.table)
+    assert by_data.provenance["config"] == config.to_dict()
+    cache = tmp_path / "cache"
+    first = run_alignment(specs, None, store, config, dataset=dataset, progress=False, cache_dir=cache)
+    again = run_alignment(specs, None, store, config, dataset=dataset, progress=False, cache_dir=cache)
+    assert again.provenance["cache_key"] == first.provenance["cache_key"] and len(list(cache.iterdir())) == 1
+    pd.testing.assert_frame_equal(again.table, first.table)
+    other = run_alignment(
+        specs, None, store, config.replace(seed=1), dataset=dataset, progress=False, cache_dir=cache
+    )
+    assert other.provenance["cache_key"] != first.provenance["cache_key"] and len(list(cache.iterdir())) == 2
