@@ -236,3 +236,10 @@ def test_prh_extract_validates_its_flags_through_the_config(tmp_path):
         app, ["extract", "--models", "no-such-model", "--dtype", "int8", "--store", str(tmp_path / "s")]
     )
     assert isinstance(res.exception, InputError) and "dtype='int8' is not supported" in str(res.exception)
+
+
+def test_alignment_checks_q_like_the_config_before_loading_anything(tmp_path):
+    import prh
+
+    with pytest.raises(InputError, match=r"q=1.5 must satisfy 0.0 < q <= 1.0"):
+        prh.Alignment(dataset="openmoji", models="no-such-model", store=tmp_path, q=1.5)

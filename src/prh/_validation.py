@@ -155,6 +155,13 @@ def check_float(
     return value
 
 
+def check_quantile(value: object, name: str = "q") -> float:
+    """Validate the outlier clamp quantile of :func:`prh.prepare`: a number with 0 < q <= 1 (1 = no clamp)."""
+    return check_float(
+        value, name, 0.0, 1.0, inclusive=(False, True), hint="a quantile; q=1 disables outlier clamping"
+    )
+
+
 def check_bool(value: object, name: str) -> bool:
     """Validate a boolean option: only ``True``/``False`` (a string such as ``"false"`` is refused, not truthy)."""
     if not isinstance(value, (bool, np.bool_)):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prh._validation import check_choice
+from prh._validation import check_choice, check_quantile
 from prh.align.engine import ModelFeatures, load_features
 from prh.align.pipeline import open_dataset, resolve
 from prh.errors import InputError
@@ -34,7 +34,8 @@ class Alignment:
     n : number of items the features were extracted on.
     store : feature store folder (default ``prh-cache/features``).
     modality : keep only ``"language"`` or ``"vision"`` references (default: all).
-    q : outlier clamp quantile of :func:`prh.prepare`, applied to references and to scored features alike.
+    q : outlier clamp quantile of :func:`prh.prepare` (0 < q <= 1, default 0.95; the same field as
+        :attr:`prh.align.AlignConfig.q`), applied to references and to scored features alike.
     device : where to compute (default CPU; ``"cuda"`` keeps caches on the GPU).
     """
 
@@ -50,6 +51,7 @@ class Alignment:
     ) -> None:
         from prh.features.store import FeatureStore
 
+        q = check_quantile(q, "q")  # the same check as AlignConfig.q, before anything is loaded
         specs = resolve(models)
         if modality is not None:
             modality = check_choice(modality, "modality", ["language", "vision"])

@@ -12,7 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prh._validation import ConfigFields, check_bool, check_choice, check_float, check_int, check_names
+from prh._validation import (
+    ConfigFields,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_names,
+    check_quantile,
+)
 from prh.errors import InputError
 from prh.models.spec import POOLS
 
@@ -115,14 +123,7 @@ class AlignConfig(ConfigFields):
                 hint="a significance level strictly between 0 and 1",
             ),
             "seed": check_int(self.seed, "seed"),
-            "q": check_float(
-                self.q,
-                "q",
-                0.0,
-                1.0,
-                inclusive=(False, True),
-                hint="a quantile; q=1 disables outlier clamping",
-            ),
+            "q": check_quantile(self.q, "q"),
             "pool": None if self.pool is None else check_choice(self.pool, "pool", POOLS),
             "shuffle_control": check_bool(self.shuffle_control, "shuffle_control"),
         }
