@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         ),
         device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:N."),
         dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto."),
-        batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Samples per forward pass."),
+        batch_size: int = typer.Option(16, "--batch-size", "-b", help="Samples per forward pass (>= 1)."),
         store: Path = typer.Option(
             None,
             "--store",
