@@ -160,9 +160,22 @@ def results_key(
     models_x: Sequence[str],
     models_y: Sequence[str] | None = None,
 ) -> str:
-    """sha256 (hex, 24 chars) of everything a run's results depend on: the stored features' identities (write
-    ids, dataset fingerprints, pooling), the model lists, the whole ``config`` (:meth:`AlignConfig.to_dict`, so no
-    option can be missed) and the prh version."""
+    """The result-cache key of a run: everything its results depend on, hashed.
+
+    Parameters
+    ----------
+    features : sequence of ModelFeatures
+        The loaded models; each is identified by its store write id, dataset fingerprint and pooling.
+    config : AlignConfig
+        The whole config, as :meth:`AlignConfig.to_dict` (so no option that changes the numbers can be missed).
+    models_x, models_y : sequences of str
+        The model names of each side (``models_y=None``: X against itself).
+
+    Returns
+    -------
+    str
+        24 hex characters of a sha256 over the above and the prh version.
+    """
     import prh
 
     identity = {
