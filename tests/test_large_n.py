@@ -36,14 +36,40 @@ def _layers(n=60, lx=3, ly=2, seed=0, dtype=torch.float64):
     return x, y
 
 
-@pytest.mark.parametrize("metric", ["cka", "unbiased_cka"])
-def test_feature_path_equals_gram_path(metric):
+#: every metric with a feature-space path, with options that exercise its branches
+PATHED = [
+    ("cka", {}),
+    ("unbiased_cka", {}),
+    ("rv", {}),
+    ("rv", {"center": False}),
+    ("debiased_cka", {}),
+]
+
+
+@pytest.mark.parametrize(("metric", "kw"), PATHED)
+def test_feature_path_equals_gram_path(metric, kw):
     x, y = _layers()
-    gram = prh.sweep(x, y, metric, path="gram").scores
-    feats = prh.sweep(x, y, metric, path="features").scores
+    x = [
+        layer + 0.5 for layer in x
+    ]  # not centred: exercises the centring (and its absence for rv center=False)
+    gram = prh.sweep(x, y, metric, path="gram", **kw).scores
+    feats = prh.sweep(x, y, metric, path="features", **kw).scores
     np.testing.assert_allclose(feats, gram, rtol=0, atol=1e-12)
     f = prh.metrics.get(metric)
-    assert f(x[0], y[1], path="features") == pytest.approx(f(x[0], y[1], path="gram"), abs=1e-12)
+    assert f(x[0], y[1], path="features", **kw) == pytest.approx(f(x[0], y[1], path="gram", **kw), abs=1e-12)
+
+
+def test_debiased_shared_columns_feature_path_equals_gram_path():
+    x, _ = _layers(n=50, lx=2)
+    y = [
+        layer @ torch.randn(9, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        for layer in x
+    ]
+    kw = {"columns": "shared"}
+    gram = prh.sweep(x, y, "debiased_cka", path="gram", **kw).scores
+    np.testing.assert_allclose(
+        prh.sweep(x, y, "debiased_cka", path="features", **kw).scores, gram, atol=1e-12
+    )
 
 
 def test_feature_path_closed_forms():
@@ -95,14 +121,15 @@ def test_feature_path_refuses_constant_layers():
 
 
 @pytest.mark.parametrize("engine", ["auto", "permuted", "recompute"])
-def test_feature_path_null_equals_permuting_y(engine):
+@pytest.mark.parametrize(("metric", "kw"), PATHED)
+def test_feature_path_null_equals_permuting_y(engine, metric, kw):
     x, y = _layers(n=40)
     perms = random_permutations(40, 5, torch.Generator().manual_seed(3))
     direct = np.stack(
-        [prh.sweep(x, [layer[p] for layer in y], "unbiased_cka", path="gram").scores for p in perms]
+        [prh.sweep(x, [layer[p] for layer in y], metric, path="gram", **kw).scores for p in perms]
     )
     res = calibrate_sweep(
-        x, y, "unbiased_cka", K=5, alpha=0.2, seed=3, keep_null_grids=True, engine=engine, path="features"
+        x, y, metric, K=5, alpha=0.2, seed=3, keep_null_grids=True, engine=engine, path="features", **kw
     )
     np.testing.assert_allclose(res.null_grids, direct, rtol=0, atol=1e-12)
 
@@ -135,3 +162,23 @@ def test_large_n_cka_runs_in_bounded_memory():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert 0.3 < result["score"] < 1.0
     assert result["extra_mib"] < 256, result
+
+
+def test_caches_that_cannot_fit_are_refused_up_front(monkeypatch):
+    """An N x N request beyond the memory budget is one InputError with the estimate and the way out."""
+    monkeypatch.setenv("PRH_MEMORY_LIMIT", str(2**20))
+    x, y = _layers(n=600)
+    with pytest.raises(InputError, match=r"needs about .*MiB.*path='features'"):
+        prh.sweep(x, y, "cka", kernel="rbf")
+    with pytest.raises(InputError, match=r"needs about .*mutual_knn"):
+        prh.metrics.cknna(x[0], y[0])
+    assert prh.sweep(x, y, "cka", path="features").scores.shape == (3, 2)  # the way out works
+
+
+def test_a_null_that_cannot_fit_is_refused_before_any_work(monkeypatch):
+    x, y = _layers(n=40)
+    with pytest.raises(InputError, match=r"K=1000000000000 .*needs about .*TiB.*fewer permutations"):
+        calibrate_sweep(x, y, "mutual_knn", K=10**12, k=5)
+    monkeypatch.setenv("PRH_MEMORY_LIMIT", "not-a-number")
+    with pytest.raises(InputError, match="PRH_MEMORY_LIMIT"):
+        calibrate_sweep(x, y, "mutual_knn", K=100, k=5)

@@ -20,6 +20,7 @@ LAYERS = {
     "_validation": 0,
     "atomic": 0,
     "arrays": 0,
+    "memory": 0,
     # where the offline zoo's packages are (data and models read from it)
     "zoo": 1,
     "data": 2,

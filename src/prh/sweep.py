@@ -106,7 +106,9 @@ def cache_layers(
     layers = as_layers(x, name)
     if device is not None:
         layers = [layer.to(device) for layer in layers]
-    params = spec.check_kwargs(layers[0].shape[0], **metric_kw)
+    n = layers[0].shape[0]
+    params = spec.check_kwargs(n, **metric_kw)
+    spec.check_memory(layers, params, name)
     try:
         caches = spec.caches(layers, **params)
     except InputError as err:  # name the model whose layers are unusable (e.g. a constant layer)

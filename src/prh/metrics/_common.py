@@ -13,6 +13,7 @@ def score_pair(metric: MetricSpec, a: object, b: object, **kwargs: object) -> fl
     kw = metric.check_kwargs(ta.shape[0], **kwargs)
     caches = []
     for name, t in (("A", ta), ("B", tb)):
+        metric.check_memory([t], kw, name)
         try:
             caches.append([metric.layer_cache(t, **kw)])
         except InputError as err:  # name the argument whose layer is unusable (e.g. constant features)

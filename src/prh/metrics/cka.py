@@ -257,6 +257,13 @@ def _check_unbiased_kwargs(
     return _check_cka_kwargs(n, kernel=kernel, sigma=sigma, unbiased=True, path=path)
 
 
+def _cache_bytes(n: int, d: int, params: dict) -> float:
+    """One layer's cache: the centred (N, N) float64 kernel plus the Gram it is made from; O(N) on features."""
+    if params["path"] == "features":
+        return 8.0 * (2 * n + d * d)
+    return 8.0 * n * n * 2
+
+
 #: MetricSpec fields shared by both CKA entries (one cache, one grid, one permutation rule, one null engine).
 _CKA_SPEC_FIELDS = {
     "layer_cache": _kernel_cache,
@@ -264,6 +271,8 @@ _CKA_SPEC_FIELDS = {
     "grid": _cka_grid,
     "permute_cache": _permute_kernel,
     "null_engine": _cka_null_engine,
+    "cache_bytes": _cache_bytes,
+    "memory_hint": "use path='features' (linear kernel: no N x N matrix), or fewer samples for the RBF kernel",
     "value_range": (-1.0, 1.0),
     "symmetric": True,
     "uses_k": False,

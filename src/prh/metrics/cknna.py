@@ -274,5 +274,10 @@ CKNNA = register(
         defaults={"k": 10, "unbiased": True, "distance_agnostic": False},
         permute_cache=_permute_neighbor_kernel,
         null_engine=NeighborKernelEngine.make,
+        cache_bytes=lambda n, d, params: 4.0 * n * n * 2 + 24.0 * n * params["k"],
+        memory_hint=(
+            "cknna keeps an N x N Gram matrix per layer; use mutual_knn (blocked neighbours, bounded memory) or "
+            "unbiased_cka (path='features') for large N, or fewer samples"
+        ),
     )
 )

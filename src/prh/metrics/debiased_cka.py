@@ -21,6 +21,8 @@ itself violates the assumption and scores above 1. See docs/metrics.md for what 
 
 Everything is in float64 (the corrections subtract nearly equal terms). Every per-feature term has a closed form
 in O(N) on column-centred data (HSIC_u is translation invariant), so the correction costs O(N D) per layer.
+Like :mod:`prh.metrics.cka`, two exact paths: ``path="gram"`` (U-centred (N, N) kernels) and ``path="features"``
+(feature-space products, no (N, N) matrix; the default above :data:`prh.metrics.cka.LARGE_N` samples).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ import torch
 from prh._validation import check_choice
 from prh.errors import InputError
 from prh.metrics._common import score_pair
-from prh.metrics.cka import inner_grid
+from prh.metrics.cka import LARGE_N, PATHS, inner_grid
+from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments, per_feature_hsic
 from prh.metrics.kernels import inner_products, u_center
+from prh.metrics.null import permute_square
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -42,55 +46,59 @@ from prh.metrics.registry import MetricSpec, register
 class DebiasedCache:
     """Per-layer cache.
 
-    centered : (N, D) float64 column-centred features.
-    u_gram : (N, N) float64 U-centred linear kernel (``<u_gram_a, u_gram_b> / (N (N-3))`` = Song's HSIC_u).
+    moments : the layer's :class:`~prh.metrics.feature_space.FeatureMoments` (features as given, column means,
+        centred row norms); the per-feature terms are computed from it by row blocks.
+    u_gram : (N, N) float64 U-centred linear kernel (``<u_gram_a, u_gram_b> / (N (N-3))`` = Song's HSIC_u) on
+        the Gram path; None on the feature-space path.
     self_term : HSIC_d(X, X), the feature-debiased self term (unscaled by 1/(N (N-3)), like the cross terms).
     """
 
-    centered: torch.Tensor
-    u_gram: torch.Tensor
+    moments: FeatureMoments
+    u_gram: torch.Tensor | None
     self_term: float
 
 
-def _check_kwargs(n: int, columns: str = "independent") -> dict:
+def _check_kwargs(n: int, columns: str = "independent", path: str = "auto") -> dict:
     columns = check_choice(columns, "columns", ["independent", "shared"])
     if n < 4:
         raise InputError(f"debiased_cka uses unbiased HSIC, which needs at least N=4 samples, got N={n}.")
-    return {"columns": columns}
+    path = check_choice(path, "path", PATHS)
+    if path == "auto":
+        path = "features" if n > LARGE_N else "gram"
+    return {"columns": columns, "path": path}
 
 
-def per_feature_hsic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Sum over columns a of N (N-3) HSIC_u(x_a x_a^T, y_a y_a^T) for column-centred (N, D) float64 x, y.
-
-    On centred columns Song's estimator of two rank-one kernels reduces to
-    ``(x.y)^2 - N/(N-2) sum_i x_i^2 y_i^2 + (x.x)(y.y) / ((N-1)(N-2))``.
-    """
-    n = x.shape[0]
-    dot = (x * y).sum(dim=0)
-    fourth = (x * x * y * y).sum(dim=0)
-    norms = (x * x).sum(dim=0) * (y * y).sum(dim=0)
-    return (dot * dot - n / (n - 2) * fourth + norms / ((n - 1) * (n - 2))).sum()
-
-
-def _cache(x: torch.Tensor, columns: str) -> DebiasedCache:
+def _cache(x: torch.Tensor, columns: str, path: str) -> DebiasedCache:
     d = x.shape[1]
     if d < 2:
         raise InputError(
             "debiased_cka corrects for sampling features, which needs at least D=2 features; use unbiased_cka."
         )
-    x64 = x.to(torch.float64)
-    xc = x64 - x64.mean(dim=0, keepdim=True)
-    uc = u_center(inner_products(xc))
-    song = float((uc * uc).sum())
-    diag = float(per_feature_hsic(xc, xc))
-    self_term = d / (d - 1) * (song - diag)
-    scale = float(x64.norm()) ** 4
+    m = moments(x)
+    if path == "features":
+        uc = None
+        song = float(hsic_terms([m], [m], unbiased=True)[1][0])
+    else:
+        x64 = x.to(torch.float64)
+        uc = u_center(inner_products(x64 - m.mean))
+        song = float((uc * uc).sum())
+    self_term = d / (d - 1) * (song - per_feature_hsic(m, m))
+    scale = float(x.to(torch.float64).norm()) ** 4
     if abs(self_term) <= 1e-24 * max(scale, 1e-300):
         self_term = 0.0
-    return DebiasedCache(xc, uc, self_term)
+    return DebiasedCache(m, uc, self_term)
 
 
-def _grid(xs: Sequence[DebiasedCache], ys: Sequence[DebiasedCache], columns: str) -> torch.Tensor:
+def _permute(cache: DebiasedCache, perm: torch.Tensor, inv: torch.Tensor) -> DebiasedCache:
+    """The cache of ``Y[perm]``: rows of the features and row norms, and ``u(K)[perm][:, perm]`` (centring and
+    U-centring commute with permutations; the self term is unchanged)."""
+    m = cache.moments
+    moved = FeatureMoments(m.x.index_select(0, perm), m.mean, m.row_sq.index_select(0, perm), m.gram_norm)
+    u_gram = None if cache.u_gram is None else permute_square(cache.u_gram, perm)
+    return DebiasedCache(moved, u_gram, cache.self_term)
+
+
+def _grid(xs: Sequence[DebiasedCache], ys: Sequence[DebiasedCache], columns: str, path: str) -> torch.Tensor:
     for side, caches in (("A", xs), ("B", ys)):
         for idx, c in enumerate(caches):
             if not c.self_term > 0.0:
@@ -100,25 +108,34 @@ def _grid(xs: Sequence[DebiasedCache], ys: Sequence[DebiasedCache], columns: str
                     f"isotropic noise (no structure shared across features), or there are too few samples/features "
                     f"to estimate it; use unbiased_cka or more samples."
                 )
-    cross = inner_grid([c.u_gram for c in xs], [c.u_gram for c in ys])
+    if path == "features":
+        cross = hsic_terms([c.moments for c in xs], [c.moments for c in ys], unbiased=True)[0]
+    else:
+        cross = inner_grid([c.u_gram for c in xs], [c.u_gram for c in ys])
     if columns == "shared":
         for i, a in enumerate(xs):
             for j, b in enumerate(ys):
-                d = a.centered.shape[1]
-                if b.centered.shape[1] != d:
+                d = a.moments.x.shape[1]
+                if b.moments.x.shape[1] != d:
                     raise InputError(
                         f"columns='shared' pairs column a of A with column a of B, so both need the same number "
-                        f"of features; got D_A={d} (layer {i}) and D_B={b.centered.shape[1]} (layer {j}). "
+                        f"of features; got D_A={d} (layer {i}) and D_B={b.moments.x.shape[1]} (layer {j}). "
                         f"Use columns='independent' for different feature sets."
                     )
-                diag = float(per_feature_hsic(a.centered, b.centered))
+                diag = per_feature_hsic(a.moments, b.moments)
                 cross[i, j] = d / (d - 1) * (float(cross[i, j]) - diag)
     nx = torch.tensor([c.self_term for c in xs], dtype=torch.float64).sqrt()
     ny = torch.tensor([c.self_term for c in ys], dtype=torch.float64).sqrt()
     return cross / (nx[:, None] * ny[None, :])
 
 
-def debiased_cka(A: object, B: object, columns: str = "independent") -> float:
+def _cache_bytes(n: int, d: int, params: dict) -> float:
+    if params["path"] == "features":
+        return 8.0 * (2 * n + d * d)
+    return 8.0 * (3 * n * n + n * d)
+
+
+def debiased_cka(A: object, B: object, columns: str = "independent", path: str = "auto") -> float:
     """Linear CKA corrected for finite samples *and* finite features (Chun et al. 2025), in float64.
 
     Parameters
@@ -127,6 +144,7 @@ def debiased_cka(A: object, B: object, columns: str = "independent") -> float:
     columns : ``"independent"`` (default: A's and B's features are different populations, e.g. two models;
         only the self terms are feature-corrected) or ``"shared"`` (column a of A and of B is the same feature;
         the cross term is corrected too and ``debiased_cka(A, A, columns="shared") == 1``; needs D_a == D_b).
+    path : ``"gram"``, ``"features"`` (no (N, N) matrix) or ``"auto"`` (features above N=4096); same number.
 
     Returns
     -------
@@ -136,7 +154,7 @@ def debiased_cka(A: object, B: object, columns: str = "independent") -> float:
     of the feature space (the correction treats the given columns as the sampled units). A non-positive debiased
     self term (too few samples/features to estimate it) raises :class:`~prh.errors.InputError`.
     """
-    return score_pair(DEBIASED_CKA, A, B, columns=columns)
+    return score_pair(DEBIASED_CKA, A, B, columns=columns, path=path)
 
 
 DEBIASED_CKA = register(
@@ -152,6 +170,9 @@ DEBIASED_CKA = register(
         bounded=False,
         null_expectation=lambda n, kw: 0.0,
         description="linear CKA debiased for sample and feature (neuron) sampling (Chun et al. 2025), float64",
-        defaults={"columns": "independent"},
+        defaults={"columns": "independent", "path": "auto"},
+        permute_cache=_permute,
+        cache_bytes=_cache_bytes,
+        memory_hint="use path='features' (no N x N matrix)",
     )
 )

@@ -143,3 +143,27 @@ def hsic_terms(
     diag_x = torch.stack([unbias(s.view(1, 1), r[None], r[None])[0, 0] for s, r in zip(self_x, rx)])
     diag_y = torch.stack([unbias(s.view(1, 1), r[None], r[None])[0, 0] for s, r in zip(self_y, ry)])
     return unbias(cross, rx, ry), diag_x, diag_y
+
+
+def per_feature_hsic(mx: FeatureMoments, my: FeatureMoments, perm: torch.Tensor | None = None) -> float:
+    """Sum over shared columns a of ``N (N - 3) HSIC_u(x_a x_a^T, y_a y_a^T)`` (rank-one kernels), by row blocks.
+
+    On centred columns Song's estimator of two rank-one kernels is
+    ``(x.y)^2 - N/(N-2) sum_i x_i^2 y_i^2 + (x.x)(y.y) / ((N-1)(N-2))`` (the feature-debiasing term of
+    :mod:`prh.metrics.debiased_cka`); ``perm`` permutes the rows of Y. Needs ``D_x == D_y``.
+    """
+    n, d = mx.x.shape
+    dot = torch.zeros(d, dtype=torch.float64, device=mx.x.device)
+    fourth, sq_x, sq_y = torch.zeros_like(dot), torch.zeros_like(dot), torch.zeros_like(dot)
+    if perm is not None:
+        perm = perm.to(my.x.device)
+    step = _block_rows(n, 2 * d)
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        a = _centred_block(mx, rows)
+        b = _centred_block(my, rows if perm is None else perm[rows])
+        dot += (a * b).sum(dim=0)
+        fourth += (a * a * b * b).sum(dim=0)
+        sq_x += (a * a).sum(dim=0)
+        sq_y += (b * b).sum(dim=0)
+    return float((dot * dot - n / (n - 2) * fourth + sq_x * sq_y / ((n - 1) * (n - 2))).sum())

@@ -9,8 +9,11 @@ import torch
 
 from prh.metrics.kernels import inner_products
 
-#: Rows of the Gram matrix processed at once; bounds the temporary memory to ROW_BLOCK x N floats.
+#: Up to this many samples the whole (N, N) Gram matrix is computed at once (at most 64 MiB in float32).
 ROW_BLOCK = 4096
+#: Above ROW_BLOCK samples, rows of similarities are processed in blocks of at most this many bytes, so peak memory
+#: is O(block x N) whatever N is (e.g. 1,024 rows at N=65,536).
+BLOCK_BYTES = 256 * 2**20
 
 
 def knn_indices(x: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Tensor:
@@ -26,11 +29,14 @@ def knn_indices(x: torch.Tensor, k: int, exclude_self: bool = True) -> torch.Ten
     Returns
     -------
     (N, k) int64 tensor on ``x``'s device. Ties may be ordered differently from a full argsort.
+    Peak extra memory: the (N, N) Gram matrix up to :data:`ROW_BLOCK` samples, then blocks of rows within
+    :data:`BLOCK_BYTES`.
     """
     n = x.shape[0]
     out = torch.empty((n, k), dtype=torch.long, device=x.device)
-    for start in range(0, n, ROW_BLOCK):
-        stop = min(start + ROW_BLOCK, n)
+    step = n if n <= ROW_BLOCK else max(1, min(ROW_BLOCK, BLOCK_BYTES // (n * x.element_size())))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
         sims = inner_products(x) if stop - start == n else x[start:stop] @ x.T
         if exclude_self:
             rows = torch.arange(stop - start, device=x.device)

@@ -19,6 +19,7 @@ import torch
 
 from prh._validation import suggest
 from prh.errors import InputError
+from prh.memory import require_memory
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class MetricSpec:
         (:class:`prh.metrics.null.NullEngine`) for the caches ``xs``, ``ys``; None when it does not fit in memory.
     gram_cache : optional ``(gram, **kw) -> cache``, the layer cache built from the layer's linear Gram matrix
         ``x @ x.T`` (lets row subsamples reuse one Gram matrix per layer).
+    cache_bytes : optional ``(n, d, params) -> bytes`` of one layer's cache plus the transient memory of building
+        it (N samples, D features, checked options); :func:`prh.sweep.cache_layers` refuses a request that cannot
+        fit before allocating anything.
+    memory_hint : what to do when the caches would not fit (e.g. "use path='features'"), for that error.
     """
 
     name: str
@@ -64,6 +69,21 @@ class MetricSpec:
     permute_cache: Callable[[Any, torch.Tensor, torch.Tensor], Any] | None = None
     null_engine: Callable[..., Any] | None = None
     gram_cache: Callable[..., Any] | None = None
+    cache_bytes: Callable[[int, int, dict], float] | None = None
+    memory_hint: str = "use fewer samples (rows) or fewer layers at once"
+
+    def check_memory(self, layers: list[torch.Tensor], params: dict, name: str) -> None:
+        """Refuse (:class:`InputError`) caching ``layers`` when their caches would not fit in memory."""
+        if self.cache_bytes is None or not layers:
+            return
+        n = layers[0].shape[0]
+        need = sum(self.cache_bytes(n, layer.shape[-1], params) for layer in layers)
+        require_memory(
+            need,
+            f"caching {len(layers)} layer(s) of {name} for {self.name} at N={n} {params}",
+            self.memory_hint,
+            layers[0].device,
+        )
 
     def caches(self, layers: list[torch.Tensor], **kw: Any) -> list:
         """``[layer_cache(x, **kw) for x in layers]``, through the metric's batched form when it has one."""

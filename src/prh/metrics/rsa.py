@@ -138,5 +138,7 @@ RSA = register(
         null_expectation=lambda n, kw: 0.0,
         description="correlation (Spearman/Pearson) of the representational dissimilarity matrices",
         defaults={"rdm": "correlation", "compare": "spearman"},
+        cache_bytes=lambda n, d, params: 8.0 * n * n * 3,
+        memory_hint="RSA compares all N (N - 1) / 2 sample pairs; use fewer samples, or a kNN metric / linear CKA",
     )
 )

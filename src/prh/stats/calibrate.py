@@ -25,6 +25,7 @@ import torch
 
 from prh._validation import check_float, check_int, suggest
 from prh.errors import InputError
+from prh.memory import require_memory
 from prh.metrics import DEFAULT_METRIC
 from prh.metrics import spec as metric_spec
 from prh.stats.null_grid import make_engine
@@ -202,6 +203,15 @@ def check_calibration_args(K: object, alpha: object, seed: object = 0) -> tuple[
     return K, alpha, check_int(seed, "seed")
 
 
+def _grid_cells(x: object) -> int:
+    """Number of layers of a sweep input, without validating it (for a memory estimate only)."""
+    if isinstance(x, LayerCaches):
+        return len(x.caches)
+    if isinstance(x, (list, tuple)):
+        return len(x)
+    return int(x.shape[1]) if getattr(x, "ndim", 2) == 3 else 1
+
+
 def check_samples(n: int, alpha: float) -> None:
     """Raise unless N samples have enough distinct permutations (N! >= ⌈1/α⌉) for a level-α test."""
     need = math.ceil(1 / _exact_alpha(alpha))
@@ -308,6 +318,12 @@ def calibrate_sweep(
             f"aggregate={aggregate!r} is not one of {list(AGGREGATES)}.{suggest(str(aggregate), AGGREGATES)}"
         )
     spec = metric_spec(metric)
+    require_memory(  # the K null values (and grids) are held at once: refuse before any work, not after
+        8.0 * K * (1 + (_grid_cells(X) * _grid_cells(Y) if keep_null_grids else 0)),
+        f"a permutation null of K={K} {'grids' if keep_null_grids else 'values'}",
+        "use fewer permutations (K=1000 gives p-values down to 0.001)"
+        + (", or keep_null_grids=False" if keep_null_grids else ""),
+    )
     cx, cy, raw_y = _caches(X, Y, spec.name, metric_kw, device)
     check_samples(cx.n, alpha)
     eng = make_engine(spec, cx.caches, cy.caches, cx.params, raw_y=raw_y, engine=engine)
