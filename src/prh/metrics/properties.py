@@ -115,7 +115,7 @@ _ROWS = [
         True,
         (YES, YES, NO, YES),
         null="> 0, grows with D/N (biased)",
-        cost="O(N² D) per layer (centred Gram), O(N²) per pair",
+        cost="O(N² D) per layer (centred Gram), O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
         prefer="global geometry, comparability with the literature; use unbiased_cka when D is not ≪ N",
     ),
     _p(
@@ -126,7 +126,7 @@ _ROWS = [
         True,
         (YES, YES, NO, YES),
         null="≈ 0",
-        cost="O(N² D) per layer, O(N²) per pair",
+        cost="O(N² D) per layer, O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
         prefer="the default global metric: no small-N / large-D bias; needs N ≥ 4",
     ),
     _p(
@@ -159,7 +159,7 @@ _ROWS = [
         False,
         (NO, YES, NO, YES),
         null="≈ 0",
-        cost="O(N² D) per layer, O(N²) per pair",
+        cost="O(N² D) per layer, O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
         prefer="few features (neurons/units) sampled from a larger population; f(A, A) = 1 needs columns='shared'",
     ),
     _p(
@@ -236,7 +236,7 @@ _ROWS = [
         True,
         (YES, YES, NO, YES),
         null="> 0, grows with D/N (as cka)",
-        cost="O(N² D) per layer, O(N²) per pair",
+        cost="O(N² D) per layer, O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
         prefer="statistics literature name for linear CKA; center=False gives Escoufier's uncentred RV",
     ),
 ]
