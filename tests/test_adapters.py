@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from prh.errors import ExtractionError, ModelLoadError, OfflineError
+from prh.errors import ExtractionError, InputError, ModelLoadError, OfflineError
 from prh.models import ModelSpec, build_adapter
 from prh.models.bpb import LOG2_E
 from prh.models.hf_causal_lm import HFCausalLMAdapter
@@ -280,6 +280,46 @@ def test_torch_module_hooks_gap_by_hand_and_batching():
     assert torch.allclose(three.layers[3][3], b1[0].mean(dim=(1, 2)), atol=1e-5)  # head input = GAP of b1
     with pytest.raises(Exception, match="not a submodule"):
         TorchModuleAdapter(spec, device="cpu", module=tiny_cnn(), layers=["nope"], transform=tf)
+
+
+def _effnet_spec(**options):
+    return ModelSpec(
+        name="my-effnet",
+        source="local",
+        adapter="torch-module",
+        modality="vision",
+        options={"builder": "efficientnet-lite", **options},
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (
+            {"arch": "efficientnet-lite0"},
+            r"model 'my-effnet': options.image_size is missing; give the input size",
+        ),
+        ({"image_size": 224}, r"model 'my-effnet': options.arch is missing"),
+        ({"arch": "efficientnet-lite0", "image_size": "224"}, r"options.image_size='224' must be a positive"),
+        ({"arch": "efficientnet-lite0", "image_size": 0}, r"options.image_size=0 must be a positive"),
+    ],
+)
+def test_efficientnet_input_size_comes_from_the_toml_options(options, match):
+    """The input size per model is data (registry.toml options), not a table of model names in the code."""
+    with pytest.raises(InputError, match=match):
+        TorchModuleAdapter(_effnet_spec(**options), device="cpu")
+
+
+def test_efficientnet_unknown_arch_and_the_registry_sizes():
+    from prh.models import get_model
+
+    assert [get_model(f"effnet-lite{k}").options["image_size"] for k in range(3)] == [224, 240, 260]
+    pytest.importorskip("efficientnet_lite_pytorch")
+    with pytest.raises(InputError, match=r"options.arch='efficientnet-lite9' is not an architecture"):
+        TorchModuleAdapter(_effnet_spec(arch="efficientnet-lite9", image_size=224), device="cpu")
+    ad = TorchModuleAdapter(_effnet_spec(arch="efficientnet-lite1", image_size=240), device="cpu")
+    assert ad.transform == ImageTransform.imagenet(240) and ad.transform.output_size == (240, 240)
+    assert ad.layer_names[0] == "stem" and ad.layer_names[-1] == "head" and len(ad.layer_names) == 23
 
 
 # ----------------------------------------------------------------------------------------------- timm / onnx

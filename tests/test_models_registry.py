@@ -85,6 +85,25 @@ def test_optional_member_dropped_without_extra(monkeypatch):
     assert not ok and "onnxruntime" in why and "prh[onnx]" in why
 
 
+def test_gguf_extras_come_from_the_toml_options(monkeypatch):
+    """A zoo causal LM whose weights are GGUF says so in its TOML options (no model names in the code)."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(registry.importlib.util, "find_spec", lambda m: None if m == "gguf" else real(m))
+    for name in ("smollm2-135m", "gemma3-270m"):
+        assert get_model(name).options.get("gguf") is True
+        assert "gguf" in registry.extras_missing(get_model(name))
+    assert "gguf" not in registry.extras_missing(get_model("gpt2"))
+    spec = registry.spec_from_dict(
+        {
+            "name": "my-gguf",
+            "source": "zoo:smollm2-135m",
+            "adapter": "hf-causal-lm",
+            "options": {"gguf": True},
+        }
+    )
+    assert "gguf" in registry.extras_missing(spec)
+
+
 def test_unknown_model_suggests_close_names():
     with pytest.raises(InputError, match="Did you mean 'minilm-l6'"):
         get_model("minilm-l7")

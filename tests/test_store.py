@@ -110,6 +110,14 @@ def test_load_by_dataset_name(tmp_path):
     assert sorted(e["dataset"]["n"] for e in store.entries()) == [4, 6]
 
 
+def test_missing_features_message_names_datasets_as_the_cli_takes_them(tmp_path):
+    store = FeatureStore(tmp_path)
+    with pytest.raises(MissingFeaturesError, match=r"--dataset wit_1024 --n 1024"):  # the paper's set
+        store.load(None, "m", "mean", dataset_name="minhuh/prh@wit_1024", n=1024)
+    with pytest.raises(MissingFeaturesError, match=r"--dataset /data/pairs --n 3"):  # a folder: its path
+        store.load(None, "m", "mean", dataset_name="folder:/data/pairs", n=3)
+
+
 def test_killed_safetensors_write_leaves_old_files_intact(tmp_path, monkeypatch):
     store = FeatureStore(tmp_path)
     ds = _Toy()

@@ -482,10 +482,13 @@ class FeatureStore:
 
 
 def _cli_dataset(name: str) -> str:
+    """The ``--dataset`` spelling of a stored dataset name: a folder's path, the paper's set by its revision."""
+    from prh.data.hf import PAPER_REPO, PAPER_REVISION
+
     if name.startswith("folder:"):
         return name[len("folder:") :]
-    if name == "minhuh/prh@wit_1024":
-        return "wit_1024"
+    if name == f"{PAPER_REPO}@{PAPER_REVISION}":
+        return PAPER_REVISION
     return name
 
 

@@ -206,17 +206,17 @@ def get_model(name: str) -> ModelSpec:
 
 
 def extras_missing(spec: ModelSpec) -> list[str]:
-    """Optional Python modules ``spec`` needs that are not installed (checked without importing them)."""
+    """Optional Python modules ``spec`` needs that are not installed (checked without importing them).
+
+    A causal LM needs the GGUF modules when its weights come as a GGUF file: ``options.gguf = true`` (zoo entries
+    whose file is only known once installed), ``options.gguf_file``, or a ``.gguf`` source path.
+    """
     needed: list[str] = []
     if spec.adapter in ("onnx", "timm"):
         needed += EXTRA_MODULES[spec.adapter]
     if spec.extra in EXTRA_MODULES:
         needed += EXTRA_MODULES[spec.extra]
-    gguf = (
-        spec.options.get("gguf_file")
-        or spec.source.endswith(".gguf")
-        or spec.name in ("smollm2-135m", "gemma3-270m")
-    )
+    gguf = spec.options.get("gguf") or spec.options.get("gguf_file") or spec.source.endswith(".gguf")
     if spec.adapter == "hf-causal-lm" and gguf:
         needed += EXTRA_MODULES["gguf"]
     if spec.options.get("builder") == "efficientnet-lite":

@@ -23,8 +23,6 @@ from prh.models.preprocess import ImageTransform
 from prh.models.result import FeatureResult
 from prh.models.spec import ModelSpec
 
-EFFICIENTNET_LITE_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
-
 
 def _first_tensor(x):
     if isinstance(x, torch.Tensor):
@@ -98,11 +96,41 @@ class HookRecorder:
         self.handles = []
 
 
+def required_option(spec: ModelSpec, key: str, example: str, what: str) -> object:
+    """``spec.options[key]``, or an InputError naming the option, what it is and an example TOML line."""
+    if key not in spec.options:
+        raise InputError(
+            f"model {spec.name!r}: options.{key} is missing; give {what} in its [model.options] "
+            f"(e.g. {example})."
+        )
+    return spec.options[key]
+
+
+def image_size_option(spec: ModelSpec) -> int:
+    """The input size in pixels from ``options.image_size`` (required): a positive integer."""
+    size = required_option(
+        spec, "image_size", "image_size = 224", "the input size in pixels it was trained at"
+    )
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InputError(
+            f"model {spec.name!r}: options.image_size={size!r} must be a positive number of pixels."
+        )
+    return size
+
+
 def efficientnet_lite(
     spec: ModelSpec, weights: str | None
 ) -> tuple[nn.Module, list[str], list[str], ImageTransform]:
     """Build an EfficientNet-Lite from the ``efficientnet-lite-pytorch`` package and load its weights safely
-    (``torch.load(weights_only=True)``). Layers: stem, every MBConv block, the pooled head (1280-d)."""
+    (``torch.load(weights_only=True)``). Layers: stem, every MBConv block, the pooled head (1280-d).
+
+    ``spec.options``: ``arch`` (the package's architecture name) and ``image_size`` (its input size in pixels),
+    both required -- the registry TOML holds them per model.
+    """
+    arch = required_option(
+        spec, "arch", 'arch = "efficientnet-lite0"', "the architecture name of the package"
+    )
+    size = image_size_option(spec)
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
@@ -110,10 +138,12 @@ def efficientnet_lite(
             f"model {spec.name!r} needs the package efficientnet-lite-pytorch: run `prh zoo install {spec.zoo_name or spec.name}` "
             f"or `pip install efficientnet-lite-pytorch`."
         ) from err
-    arch = spec.options.get("arch", "efficientnet-lite0")
-    if arch not in EFFICIENTNET_LITE_SIZES:
-        raise InputError(f"options.arch={arch!r} is not one of {sorted(EFFICIENTNET_LITE_SIZES)}")
-    model = EfficientNet.from_name(arch)
+    try:
+        model = EfficientNet.from_name(arch)
+    except ValueError as err:
+        raise InputError(
+            f"model {spec.name!r}: options.arch={arch!r} is not an architecture of the package ({err})."
+        ) from err
     if weights:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -124,7 +154,6 @@ def efficientnet_lite(
     n_blocks = len(model._blocks)
     layers = ["_blocks.0:input"] + [f"_blocks.{i}" for i in range(n_blocks)] + ["_fc:input"]
     names = ["stem"] + [f"block.{i}" for i in range(n_blocks)] + ["head"]
-    size = EFFICIENTNET_LITE_SIZES[arch]
     return model, layers, names, ImageTransform.imagenet(size)
 
 
@@ -148,7 +177,8 @@ class TorchModuleAdapter(Adapter):
       - ``weights``: a state-dict file (safetensors or a weights-only torch file); for zoo models it comes from
         :func:`prh.zoo.locate`;
       - ``layers``: submodule names to hook (default: the builder's list);
-      - ``image_size``, ``mean``, ``std``, ``resample``: preprocessing.
+      - ``image_size``, ``mean``, ``std``, ``resample``: preprocessing (the ``efficientnet-lite`` builder needs
+        ``image_size``, the architecture's input size, and ``arch``, its name in the package).
     Outputs of rank 4 (B, C, H, W) are global-average-pooled; rank 3 (B, T, D) use ``pool`` (cls/mean).
     """
 
