@@ -17,6 +17,7 @@ features, so float32 accumulation would lose the answer), from features kept in 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,42 +76,51 @@ def moments(x: torch.Tensor, center: bool = True) -> FeatureMoments:
     return FeatureMoments(x, mean, row_sq, float((cov * cov).sum()))
 
 
+def _groups(widths: list[int], limit: int) -> list[list[int]]:
+    """Consecutive index groups whose widths sum to at most ``limit`` (a wider single item is its own group)."""
+    groups: list[list[int]] = [[]]
+    total = 0
+    for i, w in enumerate(widths):
+        if groups[-1] and total + w > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += w
+    return groups
+
+
 def cross_norms(
     xs: Sequence[FeatureMoments], ys: Sequence[FeatureMoments], perm: torch.Tensor | None = None
 ) -> torch.Tensor:
     """(Lx, Ly) float64 grid of ``||Xc_i^T Yc_j[perm]||_F^2`` (``perm`` a row permutation of every Y layer).
 
-    One float64 accumulator (D_x, sum of a group's D_y) per X layer, filled over row blocks; permuted rows of Y are
-    gathered block by block, so a permutation never copies a whole layer.
+    The centred row blocks of a group of X layers and of a group of Y layers are concatenated and multiplied into
+    one float64 accumulator (sum D_x, sum D_y) — one matrix product per row block for the whole grid when it fits
+    in :data:`ACCUMULATOR_BYTES` (else the layers are split into groups). Permuted rows of Y are gathered block by
+    block, so a permutation never copies a whole layer.
     """
     n = xs[0].n
     grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
     if perm is not None:
         perm = perm.to(ys[0].x.device)
-    for i, mx in enumerate(xs):
-        dx = mx.x.shape[1]
-        group: list[int] = []
-        width = 0
-        groups: list[list[int]] = []
-        for j, my in enumerate(ys):  # split Y layers so the accumulator stays within ACCUMULATOR_BYTES
-            dy = my.x.shape[1]
-            if group and 8 * dx * (width + dy) > ACCUMULATOR_BYTES:
-                groups.append(group)
-                group, width = [], 0
-            group.append(j)
-            width += dy
-        groups.append(group)
-        for group in groups:
-            widths = [ys[j].x.shape[1] for j in group]
-            acc = torch.zeros((dx, sum(widths)), dtype=torch.float64, device=mx.x.device)
-            step = _block_rows(n, dx + sum(widths))
+    cap = max(1, ACCUMULATOR_BYTES // 8)
+    dx = [m.x.shape[1] for m in xs]
+    dy = [m.x.shape[1] for m in ys]
+    for xg in _groups(dx, max(max(dx), int(math.isqrt(cap)))):
+        wx = [dx[i] for i in xg]
+        for yg in _groups(dy, max(max(dy), cap // sum(wx))):
+            wy = [dy[j] for j in yg]
+            acc = torch.zeros((sum(wx), sum(wy)), dtype=torch.float64, device=xs[0].x.device)
+            step = _block_rows(n, sum(wx) + sum(wy))
             for start in range(0, n, step):
                 rows = slice(start, min(start + step, n))
                 yrows = rows if perm is None else perm[rows]
-                right = torch.cat([_centred_block(ys[j], yrows) for j in group], dim=1)
-                acc.addmm_(_centred_block(mx, rows).T, right)
-            for j, part in zip(group, acc.split(widths, dim=1)):
-                grid[i, j] = float((part * part).sum())
+                left = torch.cat([_centred_block(xs[i], rows) for i in xg], dim=1)
+                right = torch.cat([_centred_block(ys[j], yrows) for j in yg], dim=1)
+                acc.addmm_(left.T, right)
+            for i, row_part in zip(xg, acc.split(wx, dim=0)):
+                for j, part in zip(yg, row_part.split(wy, dim=1)):
+                    grid[i, j] = float((part * part).sum())
     return grid
 
 
