@@ -182,3 +182,73 @@ def test_a_null_that_cannot_fit_is_refused_before_any_work(monkeypatch):
     monkeypatch.setenv("PRH_MEMORY_LIMIT", "not-a-number")
     with pytest.raises(InputError, match="PRH_MEMORY_LIMIT"):
         calibrate_sweep(x, y, "mutual_knn", K=100, k=5)
+
+
+# ----------------------------------------------------------------------------------- approximate neighbours
+
+
+def _clustered(n=2000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(40, 48, generator=g)
+    x = centres[torch.randint(40, (n,), generator=g)] + 0.6 * torch.randn(n, 48, generator=g)
+    y = x @ torch.randn(48, 24, generator=g) + 0.8 * torch.randn(n, 24, generator=g)
+    return torch.nn.functional.normalize(x, dim=1), torch.nn.functional.normalize(y, dim=1)
+
+
+@pytest.mark.parametrize("metric", ["mutual_knn", "jaccard_knn", "cycle_knn"])
+def test_approximate_neighbours_report_their_measured_recall(metric):
+    pytest.importorskip("faiss")
+    x, y = _clustered()
+    exact = prh.sweep(x, y, metric, k=10)
+    approx = prh.sweep(x, y, metric, k=10, neighbors="approximate")
+    assert approx.params == {"k": 10, "neighbors": "approximate"} and exact.params == {"k": 10}
+    recalls = [d["recall"] for side in ("x", "y") for d in approx.diagnostics[side]]
+    assert len(recalls) == 2 and min(recalls) >= 0.95  # the option's defaults reach the target
+    assert abs(approx.best - exact.best) < 0.02
+    assert not exact.diagnostics and "diagnostics" not in exact.to_dict()
+
+
+def test_measured_recall_is_the_true_recall_of_the_lists():
+    pytest.importorskip("faiss")
+    from prh.metrics.neighbors import approximate_knn, knn_indices
+
+    x, _ = _clustered(n=1500)
+    knn, recall = approximate_knn(x, 10)
+    true = float((knn[:, :, None] == knn_indices(x, 10)[:, None, :]).any(dim=2).double().mean())
+    assert abs(recall - true) < 0.02  # 512 sampled queries estimate the recall of all 1500
+    assert not bool((knn == torch.arange(1500)[:, None]).any())  # self excluded
+
+
+def test_approximate_neighbours_calibrate_and_bootstrap():
+    pytest.importorskip("faiss")
+    x, y = _clustered(n=600)
+    cal = calibrate_sweep(x, y, "mutual_knn", K=19, k=10, neighbors="approximate")
+    assert cal.p_value == pytest.approx(1 / 20) and cal.params["neighbors"] == "approximate"
+    ci = bootstrap_ci(x, y, "mutual_knn", B=3, k=10, neighbors="approximate")  # rows, not the stored Gram
+    assert ci.params["neighbors"] == "approximate" and ci.ci_low <= ci.score <= ci.ci_high
+
+
+def test_approximate_without_faiss_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    x, y = _clustered(n=200)
+    with pytest.raises(InputError, match="faiss-cpu"):
+        prh.metrics.mutual_knn(x, y, neighbors="approximate")
+    with pytest.raises(InputError, match="neighbors="):
+        prh.metrics.mutual_knn(x, y, neighbors="fast")
+
+
+def test_prh_score_prints_the_recall_next_to_the_score(tmp_path):
+    pytest.importorskip("faiss")
+    from typer.testing import CliRunner
+
+    from prh.cli import app
+
+    x, y = _clustered(n=800)
+    np.save(tmp_path / "a.npy", x.numpy())
+    np.save(tmp_path / "b.npy", y.numpy())
+    args = ["score", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "-O", "neighbors=approximate"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "mutual_knn" in res.output and "measured recall" in res.output
+    data = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert data["params"]["neighbors"] == "approximate" and data["diagnostics"]["x"][0]["recall"] >= 0.95

@@ -29,11 +29,14 @@ class Sweep:
     scores : (Lx, Ly) float64 array; ``scores[i, j] = metric(X_i, Y_j)``.
     metric : metric name.
     params : the metric options used (e.g. ``{"k": 10}``).
+    diagnostics : what the metric reports about its per-layer caches, e.g. ``{"x": [{"recall": 0.98}, ...],
+        "y": [...]}`` for approximate neighbour lists; empty when there is nothing to report.
     """
 
     scores: np.ndarray
     metric: str
     params: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
 
     @property
     def best_layers(self) -> tuple[int, int]:
@@ -48,13 +51,16 @@ class Sweep:
 
     def to_dict(self) -> dict:
         """JSON-ready summary: metric, params, best score, best layers and the grid as nested lists."""
-        return {
+        out = {
             "metric": self.metric,
             "params": self.params,
             "score": self.best,
             "best_layers": list(self.best_layers),
             "grid": self.scores.tolist(),
         }
+        if self.diagnostics:
+            out["diagnostics"] = self.diagnostics
+        return out
 
 
 @dataclass
@@ -126,11 +132,20 @@ def sweep_caches(cx: LayerCaches, cy: LayerCaches) -> Sweep:
         raise InputError(f"X and Y must describe the same samples: X has N={cx.n}, Y has N={cy.n}.")
     if cx.device != cy.device:
         raise InputError(f"X is on {cx.device} and Y on {cy.device}; cache both on the same device.")
-    grid = metric_spec(cx.metric).grid(cx.caches, cy.caches, **cx.params)
+    spec = metric_spec(cx.metric)
+    grid = spec.grid(cx.caches, cy.caches, **cx.params)
     scores = grid.detach().cpu().numpy().astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise InputError(f"{cx.metric} produced non-finite scores; check the inputs for degenerate layers.")
-    return Sweep(scores, cx.metric, dict(cx.params))
+    diagnostics = {}
+    if spec.cache_info is not None:
+        info = {
+            side: [spec.cache_info(c) for c in caches]
+            for side, caches in (("x", cx.caches), ("y", cy.caches))
+        }
+        if any(any(d) for d in info.values()):
+            diagnostics = info
+    return Sweep(scores, cx.metric, dict(cx.params), diagnostics)
 
 
 def sweep(X: object, Y: object, metric: str = "mutual_knn", **metric_kw: Any) -> Sweep:

@@ -41,7 +41,12 @@ def _print_metrics(as_json: bool) -> None:
     for name in names():
         s = spec(name)
         rows.append(
-            {"metric": name, "options": dict(s.defaults), "range": list(s.value_range), "description": s.description}
+            {
+                "metric": name,
+                "options": s.options(),
+                "range": list(s.value_range),
+                "description": s.description,
+            }
         )
     if as_json:
         typer.echo(json.dumps(rows))
@@ -103,9 +108,9 @@ def register(app: typer.Typer) -> None:
         given = {"k": k, "dim": dim, "kernel": kernel, "sigma": sigma}
         options = {name: value for name, value in given.items() if value is not None}
         options.update(parse_options(option or []))
-        unknown = sorted(set(options) - set(metric_spec.defaults))
+        unknown = sorted(set(options) - set(metric_spec.options()))
         if unknown:
-            allowed = ", ".join(f"--{o}" for o in metric_spec.defaults) or "none"
+            allowed = ", ".join(f"--{o}" for o in metric_spec.options()) or "none"
             raise InputError(
                 f"{', '.join('--' + u for u in unknown)} is not an option of {metric} (its options: {allowed})."
             )
@@ -115,16 +120,25 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"{name} ({x.shape}) must have shape (N, D) or (N, L, D).")
         if prepare:
             xa, xb = prh.prepare(xa, q=q), prh.prepare(xb, q=q)
-        if np.ndim(xa) == 2 and np.ndim(xb) == 2:
-            value = metric_spec.func(xa, xb, **options)
-            params = metric_spec.check_kwargs(xa.shape[0], **options)
-            result = {"metric": metric, "score": value, "params": params}
-        else:
-            result = prh.sweep(xa, xb, metric, **options).to_dict()
+        from prh.sweep import cache_layers, sweep_caches
+
+        ca = cache_layers(xa, metric, name="A", **options)  # errors name A or B, as the arguments are named
+        result = sweep_caches(ca, cache_layers(xb, metric, name="B", device=ca.device, **options)).to_dict()
+        if np.ndim(xa) == 2 and np.ndim(xb) == 2:  # one pair of layers: the score, no grid
+            result = {
+                key: result[key] for key in ("metric", "score", "params", "diagnostics") if key in result
+            }
         if as_json:
             typer.echo(json.dumps(result))
             return
         typer.echo(f"{metric} {json.dumps(result['params'])}: {result['score']:.6f}")
+        for side, infos in result.get("diagnostics", {}).items():
+            recalls = [d["recall"] for d in infos if "recall" in d]
+            if recalls:
+                typer.echo(
+                    f"approximate neighbours of {'A' if side == 'x' else 'B'}: measured recall "
+                    f"{min(recalls):.3f}-{max(recalls):.3f} over {len(recalls)} layer(s)"
+                )
         if "best_layers" in result:
             i, j = result["best_layers"]
             typer.echo(

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from prh._validation import check_k
+from prh._validation import check_choice, check_k
 from prh.metrics._common import score_pair
 from prh.metrics.kernels import inner_products, map_grams, require_spread
-from prh.metrics.neighbors import ROW_BLOCK, knn_from_gram, knn_indices
+from prh.metrics.neighbors import ROW_BLOCK, approximate_knn, knn_from_gram, knn_indices
 from prh.metrics.null import NullEngine, inverse_permutation, permute_neighbors
 from prh.metrics.registry import MetricSpec, register
 from prh.metrics.sequence_dp import edit_distance, lcs_length
@@ -31,17 +31,38 @@ INDEX_ELEMENTS = 2**22
 
 @dataclass(frozen=True)
 class KnnCache:
-    """Per-layer cache of the kNN metrics: ``knn`` is the (N, k) int64 neighbour list, most similar first."""
+    """Per-layer cache of the kNN metrics.
+
+    knn : (N, k) int64 neighbour lists, most similar first.
+    recall : for approximate lists (``neighbors="approximate"``), their measured recall against exact search on a
+        sample of queries (:func:`prh.metrics.neighbors.approximate_knn`); None for exact lists.
+    """
 
     knn: torch.Tensor
+    recall: float | None = None
 
 
-def _check_k_kwargs(n: int, k: int = 10) -> dict:
-    return {"k": check_k(k, n)}
+#: How neighbour lists are found: exact top-k (default) or FAISS HNSW with a measured recall.
+NEIGHBORS = ("exact", "approximate")
 
 
-def _knn_cache(x: torch.Tensor, k: int) -> KnnCache:
+def _check_k_kwargs(n: int, k: int = 10, neighbors: str = "exact") -> dict:
+    """``{"k": k}``, plus ``"neighbors": "approximate"`` only when asked (exact is the default and stays implicit)."""
+    neighbors = check_choice(neighbors, "neighbors", NEIGHBORS)
+    return {"k": check_k(k, n)} | ({"neighbors": neighbors} if neighbors != "exact" else {})
+
+
+def knn_options(k: object, neighbors: str) -> dict:
+    """The options a public kNN function passes on: ``neighbors`` only when it is not the default."""
+    return {"k": k, **({"neighbors": neighbors} if neighbors != "exact" else {})}
+
+
+def _knn_cache(x: torch.Tensor, k: int, neighbors: str = "exact") -> KnnCache:
     """The (N, k) neighbour lists of one layer; constant layers are refused (their neighbours are ties)."""
+    if neighbors == "approximate":
+        require_spread(x)
+        knn, recall = approximate_knn(x, k)
+        return KnnCache(knn, recall)
     if x.shape[0] > ROW_BLOCK:  # blocked top-k, no (N, N) matrix
         require_spread(x)
         return KnnCache(knn_indices(x, k))
@@ -53,24 +74,32 @@ def _from_gram(x: torch.Tensor, gram: torch.Tensor, k: int) -> KnnCache:
     return KnnCache(knn_from_gram(gram, k, overwrite=True))
 
 
-def _knn_caches(layers: Sequence[torch.Tensor], k: int) -> list[KnnCache]:
+def _knn_caches(layers: Sequence[torch.Tensor], k: int, neighbors: str = "exact") -> list[KnnCache]:
     """:func:`_knn_cache` of every layer; Gram matrices chunk-first when one fits in a row block."""
-    if layers[0].shape[0] > ROW_BLOCK:
-        return [_knn_cache(x, k) for x in layers]
+    if neighbors != "exact" or layers[0].shape[0] > ROW_BLOCK:
+        return [_knn_cache(x, k, neighbors) for x in layers]
     return map_grams(layers, lambda x, gram: _from_gram(x, gram, k))
 
 
 def _permute_knn(cache: KnnCache, perm: torch.Tensor, inv: torch.Tensor) -> KnnCache:
     """The cache of ``Y[perm]``: the old neighbours of ``perm[i]``, renamed (``inv[knn[perm]]``)."""
-    return KnnCache(permute_neighbors(cache.knn, perm, inv))
+    return KnnCache(permute_neighbors(cache.knn, perm, inv), cache.recall)
 
 
-def _knn_gram_cache(gram: torch.Tensor, k: int) -> KnnCache:
+def _knn_gram_cache(gram: torch.Tensor, k: int, neighbors: str = "exact") -> KnnCache | None:
     """The cache of a layer from its (N, N) inner products (e.g. a row subset of a stored Gram matrix).
 
-    Used for row subsamples of a layer whose full cache was built (and its spread checked) first.
+    Used for row subsamples of a layer whose full cache was built (and its spread checked) first. None for
+    approximate lists, which must come from the features (the caller then builds them from the rows).
     """
+    if neighbors != "exact":
+        return None
     return KnnCache(knn_from_gram(gram, k))
+
+
+def _cache_info(cache: KnnCache) -> dict:
+    """What a sweep reports next to its scores: the measured recall of approximate neighbour lists."""
+    return {} if cache.recall is None else {"recall": cache.recall}
 
 
 def _chunks(caches: Sequence[KnnCache], per_item: int):
@@ -80,7 +109,7 @@ def _chunks(caches: Sequence[KnnCache], per_item: int):
         yield start, torch.stack([c.knn for c in caches[start : start + size]])
 
 
-def _mutual_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> torch.Tensor:
+def _mutual_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int, **_: object) -> torch.Tensor:
     """Fraction of shared neighbours, averaged over samples: mean_i |N_A(i) ∩ N_B(i)| / k."""
     grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
     n = xs[0].knn.shape[0]
@@ -91,7 +120,7 @@ def _mutual_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> torc
     return grid
 
 
-def _cycle_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> torch.Tensor:
+def _cycle_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int, **_: object) -> torch.Tensor:
     """Fraction of samples i found among the A-neighbours of i's B-neighbours (A = x layer, B = y layer)."""
     grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
     n = xs[0].knn.shape[0]
@@ -121,7 +150,7 @@ def _sequence_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int, kind:
     return grid
 
 
-def mutual_knn(A: object, B: object, k: int = 10) -> float:
+def mutual_knn(A: object, B: object, k: int = 10, neighbors: str = "exact") -> float:
     """Mutual k-nearest-neighbour alignment (the paper's main metric).
 
     Parameters
@@ -129,16 +158,18 @@ def mutual_knn(A: object, B: object, k: int = 10) -> float:
     A, B : (N, D_a), (N, D_b) torch tensors or numpy arrays; row i of both describes the same item.
         Used as given (apply :func:`prh.prepare` first for the paper's preprocessing).
     k : neighbours per sample, ``1 <= k < N``.
+    neighbors : ``"exact"`` (default) or ``"approximate"`` (FAISS HNSW, for very large N; a sweep reports the
+        measured recall of the lists in ``Sweep.diagnostics``). Every kNN metric takes this option.
 
     Returns
     -------
     float in [0, 1]: mean over samples of |kNN_A(i) ∩ kNN_B(i)| / k. 1 for identical neighbourhoods;
     k/(N-1) expected for independent representations. Symmetric.
     """
-    return score_pair(MUTUAL_KNN, A, B, k=k)
+    return score_pair(MUTUAL_KNN, A, B, **knn_options(k, neighbors))
 
 
-def cycle_knn(A: object, B: object, k: int = 10) -> float:
+def cycle_knn(A: object, B: object, k: int = 10, neighbors: str = "exact") -> float:
     """Cycle kNN: fraction of samples i that are among the A-neighbours of one of their B-neighbours.
 
     Parameters
@@ -151,23 +182,23 @@ def cycle_knn(A: object, B: object, k: int = 10) -> float:
     float in [0, 1]. Not symmetric (B -> A -> back to i), and not 1 for identical inputs in general: sample i is
     recovered only if it is itself a neighbour of one of its neighbours (kNN relations are not symmetric).
     """
-    return score_pair(CYCLE_KNN, A, B, k=k)
+    return score_pair(CYCLE_KNN, A, B, **knn_options(k, neighbors))
 
 
-def lcs_knn(A: object, B: object, k: int = 10) -> float:
+def lcs_knn(A: object, B: object, k: int = 10, neighbors: str = "exact") -> float:
     """Longest-common-subsequence kNN: mean LCS length of the ordered neighbour lists, divided by k.
 
     Returns a float in [0, 1] (the reference returns 0..k as a tensor); 1 for identical inputs. Symmetric.
     """
-    return score_pair(LCS_KNN, A, B, k=k)
+    return score_pair(LCS_KNN, A, B, **knn_options(k, neighbors))
 
 
-def edit_distance_knn(A: object, B: object, k: int = 10) -> float:
+def edit_distance_knn(A: object, B: object, k: int = 10, neighbors: str = "exact") -> float:
     """Edit-distance kNN: 1 - mean Levenshtein distance between the ordered neighbour lists / k.
 
     Returns a float in [0, 1]; 1 for identical inputs. Symmetric.
     """
-    return score_pair(EDIT_DISTANCE_KNN, A, B, k=k)
+    return score_pair(EDIT_DISTANCE_KNN, A, B, **knn_options(k, neighbors))
 
 
 def _cycle_null(n: int, kw: dict) -> float:
@@ -246,6 +277,7 @@ KNN_SPEC_FIELDS = {
     "layer_caches": _knn_caches,
     "permute_cache": _permute_knn,
     "gram_cache": _knn_gram_cache,
+    "cache_info": _cache_info,
     "check_kwargs": _check_k_kwargs,
     "value_range": (0.0, 1.0),
     "uses_k": True,
@@ -281,7 +313,7 @@ LCS_KNN = register(
     MetricSpec(
         name="lcs_knn",
         func=lcs_knn,
-        grid=lambda xs, ys, k: _sequence_grid(xs, ys, k, "lcs"),
+        grid=lambda xs, ys, k, **_: _sequence_grid(xs, ys, k, "lcs"),
         symmetric=True,
         description="longest common subsequence of the ordered neighbour lists / k",
         defaults={"k": 10},
@@ -292,7 +324,7 @@ EDIT_DISTANCE_KNN = register(
     MetricSpec(
         name="edit_distance_knn",
         func=edit_distance_knn,
-        grid=lambda xs, ys, k: _sequence_grid(xs, ys, k, "edit"),
+        grid=lambda xs, ys, k, **_: _sequence_grid(xs, ys, k, "edit"),
         symmetric=True,
         description="1 - Levenshtein distance between the ordered neighbour lists / k",
         defaults={"k": 10},

@@ -24,6 +24,7 @@ from prh.metrics.knn import (
     KNN_SPEC_FIELDS,
     KnnCache,
     _check_k_kwargs,
+    knn_options,
     _chunks,
     _cycle_grid,
     _cycle_null,
@@ -32,7 +33,7 @@ from prh.metrics.knn import (
 from prh.metrics.registry import MetricSpec, register
 
 
-def _jaccard_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> torch.Tensor:
+def _jaccard_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int, **_: object) -> torch.Tensor:
     """Mean over samples of s / (2k - s), s = number of shared neighbours (batched over y layers)."""
     grid = torch.empty((len(xs), len(ys)), dtype=torch.float64)
     n = xs[0].knn.shape[0]
@@ -43,12 +44,12 @@ def _jaccard_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> tor
     return grid
 
 
-def _cycle_ba_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> torch.Tensor:
+def _cycle_ba_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int, **_: object) -> torch.Tensor:
     """Grid of cycle_knn(Y_j, X_i): start at i, go to its A-neighbours (x layer), come back through B."""
     return _cycle_grid(ys, xs, k).T.contiguous()
 
 
-def _cycle_both_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int) -> torch.Tensor:
+def _cycle_both_grid(xs: Sequence[KnnCache], ys: Sequence[KnnCache], k: int, **_: object) -> torch.Tensor:
     return 0.5 * (_cycle_grid(xs, ys, k) + _cycle_ba_grid(xs, ys, k))
 
 
@@ -62,7 +63,7 @@ def jaccard_null(n: int, k: int) -> float:
     return sum(comb(k, s) * comb(n - 1 - k, k - s) / total * s / (2 * k - s) for s in range(k + 1))
 
 
-def jaccard_knn(A: object, B: object, k: int = 10) -> float:
+def jaccard_knn(A: object, B: object, k: int = 10, neighbors: str = "exact") -> float:
     """Jaccard similarity of the k-nearest-neighbour sets, averaged over samples.
 
     Parameters
@@ -76,10 +77,10 @@ def jaccard_knn(A: object, B: object, k: int = 10) -> float:
     k / (2(N-1)) for independent inputs (exact value: :func:`jaccard_null`). Symmetric. Invariant to orthogonal
     maps and isotropic scaling (anything that keeps the inner-product ranking), not to translations.
     """
-    return score_pair(JACCARD_KNN, A, B, k=k)
+    return score_pair(JACCARD_KNN, A, B, **knn_options(k, neighbors))
 
 
-def cycle_knn_ba(A: object, B: object, k: int = 10) -> float:
+def cycle_knn_ba(A: object, B: object, k: int = 10, neighbors: str = "exact") -> float:
     """Cycle kNN in the B -> A direction: ``cycle_knn(B, A)``.
 
     Fraction of samples i found among the B-neighbours of one of i's A-neighbours. Float in [0, 1]. Not 1 for
@@ -87,12 +88,12 @@ def cycle_knn_ba(A: object, B: object, k: int = 10) -> float:
     neighbour of one of its neighbours (kNN relations are not symmetric). For 64 random unit vectors in 32-d it is
     0.53 at k=1 (the fraction of reciprocal nearest neighbours) and 1.0 at k=10. Not symmetric; see :func:`cycle_knn_directions` for both directions at once.
     """
-    return score_pair(CYCLE_KNN_BA, A, B, k=k)
+    return score_pair(CYCLE_KNN_BA, A, B, **knn_options(k, neighbors))
 
 
-def cycle_knn_both(A: object, B: object, k: int = 10) -> float:
+def cycle_knn_both(A: object, B: object, k: int = 10, neighbors: str = "exact") -> float:
     """Mean of the two cycle-kNN directions, ``(cycle_knn(A, B) + cycle_knn(B, A)) / 2``. Symmetric, in [0, 1]."""
-    return score_pair(CYCLE_KNN_BOTH, A, B, k=k)
+    return score_pair(CYCLE_KNN_BOTH, A, B, **knn_options(k, neighbors))
 
 
 def cycle_knn_directions(A: object, B: object, k: int = 10) -> tuple[float, float]:

@@ -11,6 +11,7 @@ per layer and ``grid`` once.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,12 +46,15 @@ class MetricSpec:
         ``Y`` (``inv`` the inverse permutation); lets permutation nulls skip recomputing caches.
     null_engine : optional ``(xs, ys, params) -> NullEngine | None``, a batched null-grid engine
         (:class:`prh.metrics.null.NullEngine`) for the caches ``xs``, ``ys``; None when it does not fit in memory.
-    gram_cache : optional ``(gram, **kw) -> cache``, the layer cache built from the layer's linear Gram matrix
-        ``x @ x.T`` (lets row subsamples reuse one Gram matrix per layer).
+    gram_cache : optional ``(gram, **kw) -> cache | None``, the layer cache built from the layer's linear Gram
+        matrix ``x @ x.T`` (lets row subsamples reuse one Gram matrix per layer); None when these options need the
+        features themselves.
     cache_bytes : optional ``(n, d, params) -> bytes`` of one layer's cache plus the transient memory of building
         it (N samples, D features, checked options); :func:`prh.sweep.cache_layers` refuses a request that cannot
         fit before allocating anything.
     memory_hint : what to do when the caches would not fit (e.g. "use path='features'"), for that error.
+    cache_info : optional ``(cache) -> dict`` of diagnostics a sweep reports next to its scores (e.g. the measured
+        recall of approximate neighbour lists).
     """
 
     name: str
@@ -71,6 +75,12 @@ class MetricSpec:
     gram_cache: Callable[..., Any] | None = None
     cache_bytes: Callable[[int, int, dict], float] | None = None
     memory_hint: str = "use fewer samples (rows) or fewer layers at once"
+    cache_info: Callable[[Any], dict] | None = None
+
+    def options(self) -> dict[str, Any]:
+        """Every option ``check_kwargs`` accepts, with its default (``defaults`` lists the commonly set ones)."""
+        params = list(inspect.signature(self.check_kwargs).parameters.values())[1:]  # after n
+        return {p.name: p.default for p in params if p.kind is p.POSITIONAL_OR_KEYWORD}
 
     def check_memory(self, layers: list[torch.Tensor], params: dict, name: str) -> None:
         """Refuse (:class:`InputError`) caching ``layers`` when their caches would not fit in memory."""

@@ -138,12 +138,14 @@ class _Scorer:
         return self.spec.check_kwargs(m, **self.kw)
 
     def grid(self, idx: torch.Tensor | None, params: dict) -> torch.Tensor:
+        caches = None
         if self.grams is not None:
-            if idx is not None:
-                idx = idx.to(self.grams[0][0].device)
-            pick = (lambda g: g) if idx is None else (lambda g: g[idx][:, idx])
+            gidx = None if idx is None else idx.to(self.grams[0][0].device)
+            pick = (lambda g: g) if gidx is None else (lambda g: g[gidx][:, gidx])
             caches = [[self.spec.gram_cache(pick(g), **params) for g in side] for side in self.grams]
-        else:
+            if any(c is None for side in caches for c in side):  # these options need the rows themselves
+                self.grams, caches = None, None
+        if caches is None:
             if idx is not None:
                 idx = idx.to(self.xs[0].device)
             pick = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))
