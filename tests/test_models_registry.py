@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import prh.models.registry as registry
-from prh.errors import InputError, ModelLoadError
+from prh.errors import InputError, ModelLoadError, PrhWarning
 from prh.models import availability, get_model, load_user_config, model_set, reset_registry, resolve_models
 
 PAPER_LLMS = [
@@ -144,6 +144,7 @@ source = "my/local/weights.safetensors"
 adapter = "torch-module"
 modality = "vision"
 layers = ["layer1", "layer2"]
+trust_code = true                 # its builder imports mypkg.nets: allowed by this entry
 [model.options]
 builder = "mypkg.nets:make"
 image_size = 192
@@ -165,7 +166,10 @@ models = ["my-vit"]
 def test_user_toml_adds_models_and_sets(tmp_path):
     f = tmp_path / "models.toml"
     f.write_text(USER_TOML)
-    load_user_config(f)
+    with pytest.warns(
+        PrhWarning, match=r"model 'my-cnn' will import module 'mypkg.nets' and run mypkg\.nets:make"
+    ):
+        load_user_config(f)
     vit = get_model("my-vit")
     assert (vit.modality, vit.pool, vit.competence["imagenet_top1"]) == ("vision", "mean", 81.1)
     cnn = get_model("my-cnn")
@@ -180,7 +184,8 @@ def test_prh_models_env_var(tmp_path, monkeypatch):
     f.write_text(USER_TOML)
     monkeypatch.setenv("PRH_MODELS", str(f))
     reset_registry()
-    assert get_model("my-cnn").adapter == "torch-module"
+    with pytest.warns(PrhWarning, match="trust_code = true in its entry"):
+        assert get_model("my-cnn").adapter == "torch-module"
 
 
 @pytest.mark.parametrize(
@@ -202,6 +207,124 @@ def test_user_toml_errors(tmp_path, text, match):
         load_user_config(f)
     with pytest.raises(InputError, match="does not exist"):
         load_user_config(tmp_path / "missing.toml")
+
+
+_ENTRY = '[[model]]\nname = "x"\nsource = "y"\nadapter = "hf-vision"\n'
+_CNN = '[[model]]\nname = "cnn"\nsource = "cnn"\nadapter = "torch-module"\nmodality = "vision"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (_ENTRY + 'params = "lots"\n', ["model 'x'", "params='lots'", "integer"]),
+        (_ENTRY + "params = 0\n", ["params=0", "at least 1"]),
+        (_ENTRY.replace('source = "y"', "source = 42"), ["model 'x'", "source=42", "string"]),
+        (_ENTRY + 'layers = "layer1"\n', ["layers='layer1'", "list of strings", "one-character"]),
+        (_ENTRY + "layers = [1, 2]\n", ["layers", "non-empty strings"]),
+        (_ENTRY + 'trust_remote_code = "false"\n', ["trust_remote_code='false'", "true or false"]),
+        (_ENTRY + "trust_remote_code = 1\n", ["trust_remote_code=1", "true or false"]),
+        (_ENTRY + 'trust_code = "yes"\n', ["trust_code='yes'", "true or false"]),
+        (_ENTRY + 'competence = { top1 = "high" }\n', ["competence.top1='high'", "number"]),
+        (_ENTRY + 'competence = "high"\n', ["competence='high'", "table"]),
+        (_ENTRY + 'options = "fast"\n', ["options='fast'", "table"]),
+        (_ENTRY + 'description = ["a"]\n', ["description=['a']", "string"]),
+        (_ENTRY + "revision = 3\n", ["revision=3", "string"]),
+        (_ENTRY + 'modality = "audio"\n', ["modality='audio'"]),
+        (_ENTRY + '[model.options]\nimage_size = "224"\n', ["options.image_size='224'", "integer"]),
+        (
+            _ENTRY + '[model.options]\ninclude_embeddings = "no"\n',
+            ["options.include_embeddings", "true or false"],
+        ),
+        (_ENTRY + "[model.options]\nimge_size = 224\n", ["options.imge_size", "Did you mean 'image_size'"]),
+        (_ENTRY + "[model.options]\nmean = 0.5\n", ["options.mean=0.5", "list of numbers"]),
+        (_ENTRY + '[model.options]\nresample = "cubic"\n', ["options.resample='cubic'", "bicubic"]),
+        (
+            _CNN + '[model.options]\nbuilder = "rm -rf"\n',
+            ["options.builder='rm -rf'", "package.module:function"],
+        ),
+        (
+            _CNN + 'trust_code = true\n[model.options]\nbuilder = "a:b"\nbuilder_kwargs = 3\n',
+            ["options.builder_kwargs=3"],
+        ),
+        ('[[model]]\nsource = "y"\nadapter = "hf-vision"\n', ["has no `name`"]),
+        ('[[model]]\nname = "x"\nadapter = "hf-vision"\n', ["model 'x' has no `source`"]),
+        ("[sets]\nmine = 'minilm-l6'\n", ["set 'mine'", "list of model names"]),
+        ("[sets.mine]\nmodels = 'minilm-l6'\n", ["set 'mine'", "models='minilm-l6'", "list of strings"]),
+        ("[sets.mine]\nmodels = ['minilm-l6']\ncolour = 1\n", ["set 'mine'", "unknown field", "colour"]),
+        ("[sets.mine]\nmodels = ['minilm-l6']\noptional = ['nope']\n", ["set 'mine'", "'nope'"]),
+    ],
+)
+def test_models_file_fields_are_typed(tmp_path, text, words):
+    """Every models-file field has a type: a wrong one is an error naming the file, the entry and the field (a
+    string is never truthy for a boolean, never split into characters for a list)."""
+    f = tmp_path / "typed.toml"
+    f.write_text(text)
+    with pytest.raises(InputError) as err:
+        load_user_config(f)
+    message = str(err.value)
+    assert message.startswith(str(f)), message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_a_file_with_an_error_adds_nothing(tmp_path):
+    f = tmp_path / "half.toml"
+    f.write_text(
+        '[[model]]\nname = "good"\nsource = "g"\nadapter = "hf-vision"\n' + _ENTRY + "params = 'x'\n"
+    )
+    with pytest.raises(InputError):
+        load_user_config(f)
+    with pytest.raises(InputError, match="unknown model 'good'"):
+        get_model("good")
+
+
+_CODE = _CNN + '[model.options]\nbuilder = "os:system"\nbuilder_kwargs = { command = "touch pwned" }\n'
+
+
+def test_a_builder_naming_code_needs_an_explicit_opt_in(tmp_path, monkeypatch):
+    """Importing code named by a config file is what trust_remote_code guards against: the same opt-in here."""
+    f = tmp_path / "code.toml"
+    f.write_text(_CODE)
+    with pytest.raises(
+        InputError, match=r"model 'cnn': options.builder='os:system' names Python code.*--trust-code"
+    ):
+        load_user_config(f)
+    with pytest.raises(InputError, match="unknown model 'cnn'"):
+        get_model("cnn")
+    with pytest.warns(
+        PrhWarning,
+        match=r"model 'cnn' will import module 'os' and run os:system with builder_kwargs \['command'\].*--trust-code",
+    ):
+        load_user_config(f, trust_code=True)
+    assert get_model("cnn").options["builder"] == "os:system"
+    with pytest.raises(InputError, match="trust_code='yes'"):
+        load_user_config(f, trust_code="yes")
+    # the entry's own opt-in
+    reset_registry()
+    f.write_text(_CODE.replace('modality = "vision"\n', 'modality = "vision"\ntrust_code = true\n'))
+    with pytest.warns(PrhWarning, match="trust_code = true in its entry"):
+        load_user_config(f)
+    assert "trust_code" not in get_model("cnn").options
+    # the built-in builder names no user code: no opt-in, no warning
+    f.write_text(_CNN + '[model.options]\nbuilder = "efficientnet-lite"\narch = "efficientnet-lite0"\n')
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_user_config(f)
+
+
+def test_prh_models_entries_naming_code_need_the_opt_in_too(tmp_path, monkeypatch):
+    f = tmp_path / "code.toml"
+    f.write_text(_CODE)
+    monkeypatch.setenv("PRH_MODELS", str(f))
+    reset_registry()
+    with pytest.raises(InputError, match=f"{f}: model 'cnn'.*--trust-code"):
+        get_model("minilm-l6")
+    reset_registry()
+    with pytest.warns(PrhWarning, match="os:system"):
+        registry.load_env_models(trust_code=True)
+    assert get_model("cnn").adapter == "torch-module"
 
 
 def test_availability_reasons(monkeypatch, tmp_path):

@@ -169,6 +169,30 @@ def check_bool(value: object, name: str) -> bool:
     return bool(value)
 
 
+def check_str(value: object, name: str, allow_empty: bool = True) -> str:
+    """Validate a text option: a ``str`` (a number, list or boolean is refused), non-empty unless ``allow_empty``."""
+    if not isinstance(value, str):
+        raise InputError(f"{name}={value!r} must be a string (text in quotes), not {type(value).__name__}.")
+    if not allow_empty and not value.strip():
+        raise InputError(f"{name} is empty; give a non-empty string.")
+    return value
+
+
+def check_str_list(value: object, name: str) -> list[str]:
+    """Validate a list of strings (e.g. layer names); one string is refused rather than split into characters."""
+    if isinstance(value, str):
+        raise InputError(
+            f"{name}={value!r} must be a list of strings, e.g. [{value!r}], not one string "
+            f"(it would be read as {len(value)} one-character names)."
+        )
+    if not isinstance(value, (list, tuple)):
+        raise InputError(f"{name}={value!r} must be a list of strings, not {type(value).__name__}.")
+    bad = [item for item in value if not isinstance(item, str) or not item]
+    if bad:
+        raise InputError(f"{name} must hold non-empty strings only; {bad[0]!r} is not one.")
+    return list(value)
+
+
 def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
     """Validate a string option against a list of choices, suggesting the closest one."""
     options = list(choices)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import typer
 
-from prh.errors import PrhError
+from prh.errors import PrhError, PrhWarning
 
 COMMAND_MODULES = (
     "prh.commands.score",
@@ -47,8 +48,20 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """prh's own warnings as one ``warning: ...`` line on stderr; any other warning as Python shows it."""
+    if issubclass(category, PrhWarning):
+        typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
 def main() -> None:
     """Entry point of the ``prh`` script: user errors print one clear line and exit with status 2."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except PrhError as err:

@@ -29,3 +29,8 @@ class ModelLoadError(PrhError, RuntimeError):
 
 class ExtractionError(PrhError, RuntimeError):
     """Feature extraction failed (out of memory, corrupt input item, ...)."""
+
+
+class PrhWarning(UserWarning):
+    """Something the user should know that is not an error (e.g. code a models file will import; a store entry
+    written before checksums); the ``prh`` command prints each as one ``warning: ...`` line."""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from prh.commands.models import TRUST_CODE_HELP
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``align`` command."""
@@ -45,6 +47,7 @@ def register(app: typer.Typer) -> None:
         models_file: list[Path] = typer.Option(
             None, "--models-file", help="TOML file with your own models/sets."
         ),
+        trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
         backend: str = typer.Option(
             "local", "--backend", help="local, or ray: the pair grid in tiles on a Ray cluster."
         ),
@@ -72,7 +75,7 @@ def register(app: typer.Typer) -> None:
             shuffle_control=shuffle_control,
         )
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
-        load_models_files(models_file)
+        load_models_files(models_file, trust_code)
         check_out_dir(out)
         specs_x = resolve(models)
         specs_y = resolve(models_y) if models_y else None

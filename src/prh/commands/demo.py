@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from prh.commands.models import TRUST_CODE_HELP
+
 FAST_MODELS = "effnet-lite0,minilm-l6"
 
 
@@ -40,6 +42,7 @@ def register(app: typer.Typer) -> None:
         models_file: list[Path] = typer.Option(
             None, "--models-file", help="TOML file with your own models/sets."
         ),
+        trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
     ) -> None:
         """Run the main job offline: extract (or reuse) features, align every pair, control, report."""
         from rich.console import Console
@@ -55,7 +58,7 @@ def register(app: typer.Typer) -> None:
         console = Console()
         from prh.commands.models import load_models_files
 
-        load_models_files(models_file)
+        load_models_files(models_file, trust_code)
         check_out_dir(out)
         n = n or (256 if fast else 1024)
         config = (

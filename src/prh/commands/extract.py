@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from prh.commands.models import TRUST_CODE_HELP
+
 DEFAULT_STORE = Path("prh-cache/features")
 
 
@@ -66,6 +68,7 @@ def register(app: typer.Typer) -> None:
         models_file: list[Path] = typer.Option(
             None, "--models-file", help="TOML file with your own models/sets."
         ),
+        trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
         stop_on_error: bool = typer.Option(
             False, "--stop-on-error", help="Stop at the first model that fails."
         ),
@@ -104,7 +107,7 @@ def register(app: typer.Typer) -> None:
         console = Console()
         if not console.is_terminal:
             console = Console(width=140)
-        load_models_files(models_file)
+        load_models_files(models_file, trust_code)
         specs = resolve_models(models)
         ds = load_dataset(dataset, n=n)
         feature_store = FeatureStore(root)

@@ -7,13 +7,25 @@ from pathlib import Path
 
 import typer
 
+#: Help of the ``--trust-code`` flag of every command that loads models files.
+TRUST_CODE_HELP = (
+    "Allow models-file / PRH_MODELS entries to import the Python code they name (options.builder = "
+    "'package.module:function'); refused by default. Each such import is announced on one warning line."
+)
 
-def load_models_files(models_file: list[Path] | None) -> None:
-    """Load user model TOML files given with --models-file (PRH_MODELS is read by the registry itself)."""
+
+def load_models_files(models_file: list[Path] | None, trust_code: bool = False) -> None:
+    """Load the models files of ``PRH_MODELS`` and of ``--models-file`` (in that order, later ones override).
+
+    ``trust_code`` (``--trust-code``) allows their entries to name code to import; without it such an entry is an
+    error unless the entry itself says ``trust_code = true``.
+    """
     from prh.models import load_user_config
+    from prh.models.registry import load_env_models
 
+    load_env_models(trust_code)
     for f in models_file or []:
-        load_user_config(f)
+        load_user_config(f, trust_code=trust_code)
 
 
 def _params(n: int | None) -> str:
@@ -39,6 +51,7 @@ def register(app: typer.Typer) -> None:
         check: bool = typer.Option(
             True, "--check/--no-check", help="Check whether each model is usable offline now."
         ),
+        trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
     ) -> None:
         """List the model registry and model sets; say which models are usable offline right now and why not."""
         from rich.console import Console
@@ -46,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
         from prh.models import all_models, availability, model_set, set_info, set_names
 
-        load_models_files(models_file)
+        load_models_files(models_file, trust_code)
         specs = model_set(set_name) if set_name else all_models()
         console = Console()
         if not console.is_terminal:

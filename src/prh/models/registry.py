@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
-from dataclasses import fields
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-from prh._validation import suggest
-from prh.errors import InputError
-from prh.models.spec import ADAPTER_MODALITY, ADAPTER_POOLS, ADAPTERS, MODALITIES, ModelSpec
+from prh._validation import check_bool, check_choice, check_int, check_str, check_str_list, suggest
+from prh.errors import InputError, PrhWarning
+from prh.models.spec import ADAPTER_MODALITY, ADAPTER_POOLS, ADAPTERS, MODALITIES, POOLS, ModelSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,7 +25,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 BUILTIN = Path(__file__).with_name("registry.toml")
-_FIELDS = {f.name for f in fields(ModelSpec)}
 
 #: Python modules each optional extra needs (checked without importing them).
 EXTRA_MODULES = {
@@ -45,7 +46,9 @@ class _Registry:
 _REG: _Registry | None = None
 
 
-def _registry() -> _Registry:
+def _registry(trust_code: bool = False) -> _Registry:
+    """The registry, built-ins loaded; the files of ``PRH_MODELS`` are (re)loaded when the variable changed, with
+    ``trust_code`` as their opt-in for entries that name code (see :func:`spec_from_dict`)."""
     global _REG
     if _REG is None:
         reg = _Registry()
@@ -53,11 +56,23 @@ def _registry() -> _Registry:
         _REG = reg
     env = os.environ.get("PRH_MODELS", "")
     if env and _REG.env_loaded != env:
-        _REG.env_loaded = env
         for part in env.split(os.pathsep):
             if part.strip():
-                _load_into(_REG, Path(part.strip()).expanduser(), builtin=False)
+                _load_into(_REG, Path(part.strip()).expanduser(), builtin=False, trust_code=trust_code)
+        _REG.env_loaded = env
     return _REG
+
+
+def load_env_models(trust_code: bool = False) -> None:
+    """Load the model files named by ``PRH_MODELS`` now (they are otherwise loaded on first use, untrusted).
+
+    Parameters
+    ----------
+    trust_code : bool, default False
+        Allow their entries to name Python code to import (``options.builder = "package.module:function"``),
+        as ``--trust-code`` does; each such entry is announced with one :class:`~prh.errors.PrhWarning`.
+    """
+    _registry(trust_code=check_bool(trust_code, "trust_code"))
 
 
 def reset_registry() -> None:
@@ -66,50 +81,180 @@ def reset_registry() -> None:
     _REG = None
 
 
-def spec_from_dict(entry: dict, where: str = "") -> ModelSpec:
+#: Builders prh ships (no user code is imported for them); any other ``options.builder`` names code to import.
+BUILTIN_BUILDERS = ("efficientnet-lite",)
+
+
+def _number(value: object, name: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name}={value!r} must be a number, not {type(value).__name__}.")
+    return value
+
+
+def _table(value: object, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise InputError(
+            f"{name}={value!r} must be a table (e.g. {name} = {{ key = 1 }}), not {type(value).__name__}."
+        )
+    return dict(value)
+
+
+def _numbers(value: object, name: str) -> list:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+        raise InputError(f"{name}={value!r} must be a non-empty list of numbers, e.g. [0.5, 0.5, 0.5].")
+    return [_number(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+def _resample(value: object, name: str) -> str:
+    from prh.models.preprocess import RESAMPLE
+
+    return check_choice(value, name, RESAMPLE)
+
+
+def _builder(value: object, name: str) -> str:
+    text = check_str(value, name, allow_empty=False)
+    if text in BUILTIN_BUILDERS:
+        return text
+    module, sep, attr = text.partition(":")
+    dotted = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+    if not sep or not re.fullmatch(dotted, module) or not re.fullmatch(dotted, attr):
+        raise InputError(
+            f"{name}={text!r} must be one of {list(BUILTIN_BUILDERS)} or 'package.module:function' "
+            f"(a function returning an nn.Module)."
+        )
+    return text
+
+
+#: Types of the fields of a ``[[model]]`` entry: field -> validator(value, field name) -> clean value.
+MODEL_FIELDS: dict[str, Callable[[object, str], object]] = {
+    "name": lambda v, n: check_str(v, n, allow_empty=False),
+    "source": lambda v, n: check_str(v, n, allow_empty=False),
+    "adapter": lambda v, n: check_choice(v, n, ADAPTERS),
+    "modality": lambda v, n: check_choice(v, n, MODALITIES),
+    "family": check_str,
+    "params": lambda v, n: check_int(v, n, minimum=1, hint="the reported parameter count, e.g. 86000000"),
+    "pool": lambda v, n: check_choice(v, n, POOLS),
+    "revision": lambda v, n: check_str(v, n, allow_empty=False),
+    "trust_remote_code": check_bool,
+    "trust_code": check_bool,
+    "competence": lambda v, n: {str(k): _number(x, f"{n}.{k}") for k, x in _table(v, n).items()},
+    "options": _table,
+    "description": check_str,
+    "extra": check_str,
+    "layers": check_str_list,
+}
+
+#: Types of the adapter options (``[model.options]``) prh reads; any other key is an error.
+OPTION_FIELDS: dict[str, Callable[[object, str], object]] = {
+    "builder": _builder,
+    "builder_kwargs": _table,
+    "weights": lambda v, n: check_str(v, n, allow_empty=False),
+    "layers": check_str_list,
+    "arch": lambda v, n: check_str(v, n, allow_empty=False),
+    "image_size": lambda v, n: check_int(v, n, minimum=1, hint="the input size in pixels"),
+    "resize": lambda v, n: check_int(v, n, minimum=1, hint="the resize size in pixels before the crop"),
+    "mean": _numbers,
+    "std": _numbers,
+    "resample": _resample,
+    "gguf": check_bool,
+    "gguf_file": lambda v, n: check_str(v, n, allow_empty=False),
+    "max_length": lambda v, n: check_int(v, n, minimum=1, hint="tokens per caption"),
+    "caption_index": lambda v, n: check_int(v, n, minimum=0, hint="which caption of each item"),
+    "include_embeddings": check_bool,
+    "outputs": check_str_list,
+    "tokenizer": lambda v, n: check_str(v, n, allow_empty=False),
+}
+
+#: Fields of a ``[sets.NAME]`` table.
+SET_FIELDS: dict[str, Callable[[object, str], object]] = {
+    "models": check_str_list,
+    "optional": check_str_list,
+    "description": check_str,
+}
+
+
+def _typed(values: dict, schema: dict, prefix: str, what: str) -> dict:
+    """``values`` checked against ``schema``: an unknown key or a wrong type raises an InputError naming it."""
+    unknown = [key for key in values if key not in schema]
+    if unknown:
+        hint = suggest(str(unknown[0]), schema)
+        raise InputError(
+            f"unknown field(s) {[prefix + str(k) for k in unknown]} of {what}.{hint} Known fields: {sorted(schema)}."
+        )
+    return {key: schema[key](value, prefix + key) for key, value in values.items()}
+
+
+def _code_builder(options: dict) -> str | None:
+    """The ``module:callable`` an entry's options would import, or None (no builder, or a built-in one)."""
+    builder = options.get("builder")
+    return builder if isinstance(builder, str) and builder not in BUILTIN_BUILDERS else None
+
+
+def spec_from_dict(entry: dict, where: str = "", trust_code: bool = False) -> ModelSpec:
     """Validate one ``[[model]]`` table and build its :class:`ModelSpec`.
 
-    ``layers`` (top level) goes into ``options["layers"]``; ``modality`` may be left out when the adapter implies it.
+    Every field is type-checked (see :data:`MODEL_FIELDS` and, for ``options``, :data:`OPTION_FIELDS`); an unknown
+    key or a wrong type raises :class:`InputError` naming ``where`` (the file), the entry and the field. ``layers``
+    (top level) goes into ``options["layers"]``; ``modality`` may be left out when the adapter implies it.
+
+    An entry whose ``options.builder`` names Python code (``"package.module:function"``) is refused unless
+    ``trust_code`` (``--trust-code``) or the entry's own ``trust_code = true`` allows it, like
+    ``trust_remote_code``; when allowed, one :class:`~prh.errors.PrhWarning` says what will be imported.
     """
-    entry = dict(entry)
-    at = f" in {where}" if where else ""
+    at = f"{where}: " if where else ""
+    if not isinstance(entry, dict):
+        raise InputError(f"{at}a [[model]] entry must be a table, got {entry!r}.")
     name = entry.get("name")
-    if not isinstance(name, str) or not name:
-        raise InputError(f"a [[model]] entry{at} has no `name`: {entry}")
-    if "source" not in entry:
-        raise InputError(f"model {name!r}{at} has no `source` (a hub id, local path or zoo:<name>)")
-    adapter = entry.get("adapter")
-    if adapter not in ADAPTERS:
-        raise InputError(
-            f"model {name!r}{at}: adapter={adapter!r} is not one of {list(ADAPTERS)}.{suggest(str(adapter), ADAPTERS)}"
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{at}a [[model]] entry has no `name` (a non-empty string): {entry}")
+    label = f"{at}model {name!r}"
+    try:
+        values = _typed(
+            entry, MODEL_FIELDS, "", "a [[model]] entry (put adapter settings under [model.options])"
         )
-    entry.setdefault("modality", ADAPTER_MODALITY.get(adapter))
-    if entry["modality"] not in MODALITIES:
+        options = _typed(values.pop("options", {}), OPTION_FIELDS, "options.", "[model.options]")
+    except InputError as err:
+        raise InputError(f"{label}: {err}") from None
+    if "source" not in values:
+        raise InputError(f"{label} has no `source` (a hub id, local path or zoo:<name>)")
+    if "adapter" not in values:
+        raise InputError(f"{label} has no `adapter`; one of {list(ADAPTERS)}.")
+    adapter = values["adapter"]
+    values.setdefault("modality", ADAPTER_MODALITY.get(adapter))
+    if values["modality"] is None:
         raise InputError(
-            f"model {name!r}{at}: modality must be 'language' or 'vision', got {entry['modality']!r}"
+            f"{label}: modality must be 'language' or 'vision' (adapter {adapter} does not imply it)"
         )
-    options = dict(entry.pop("options", {}) or {})
-    if "layers" in entry:
-        options["layers"] = list(entry.pop("layers"))
-    entry["options"] = options
-    entry.setdefault("pool", ADAPTER_POOLS[adapter][0])
-    if entry["pool"] not in ADAPTER_POOLS[adapter]:
+    if "layers" in values:
+        options["layers"] = values.pop("layers")
+    values.setdefault("pool", ADAPTER_POOLS[adapter][0])
+    if values["pool"] not in ADAPTER_POOLS[adapter]:
         raise InputError(
-            f"model {name!r}{at}: pool={entry['pool']!r} is not supported by {adapter} ({ADAPTER_POOLS[adapter]})"
+            f"{label}: pool={values['pool']!r} is not supported by {adapter} ({ADAPTER_POOLS[adapter]})"
         )
-    unknown = set(entry) - _FIELDS
-    if unknown:
-        raise InputError(
-            f"model {name!r}{at} has unknown field(s) {sorted(unknown)}; known fields: {sorted(_FIELDS | {'layers'})}; "
-            f"put adapter-specific settings under [model.options]."
+    entry_trust = values.pop("trust_code", False)
+    code = _code_builder(options)
+    if code is not None:
+        if not (trust_code or entry_trust):
+            raise InputError(
+                f"{label}: options.builder={code!r} names Python code that prh would import and run; code named by "
+                f"a models file is refused unless you opt in: if you trust it, rerun with --trust-code or set "
+                f"trust_code = true in that [[model]] entry (Python: load_user_config(path, trust_code=True))."
+            )
+        how = "trust_code = true in its entry" if entry_trust else "--trust-code"
+        kwargs = sorted(options.get("builder_kwargs", {}))
+        args = f" with builder_kwargs {kwargs}" if kwargs else ""
+        warnings.warn(
+            f"{label} will import module {code.partition(':')[0]!r} and run {code}{args} when it is built "
+            f"(options.builder; trusted by {how}).",
+            PrhWarning,
+            stacklevel=2,
         )
-    if entry.get("params") is not None:
-        entry["params"] = int(entry["params"])
-    entry["competence"] = dict(entry.get("competence") or {})
-    return ModelSpec(**entry)
+    values["options"] = options
+    return ModelSpec(**values)
 
 
-def _load_into(reg: _Registry, path: Path, builtin: bool) -> None:
+def _load_into(reg: _Registry, path: Path, builtin: bool, trust_code: bool = False) -> None:
     if not path.is_file():
         raise InputError(f"model config file {str(path)!r} does not exist (from --models-file or PRH_MODELS)")
     try:
@@ -117,42 +262,57 @@ def _load_into(reg: _Registry, path: Path, builtin: bool) -> None:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"model config file {str(path)!r} is not valid TOML: {err}") from err
+    except OSError as err:
+        raise InputError(f"model config file {str(path)!r} cannot be read: {err}") from err
     unknown = set(data) - {"model", "sets"}
     if unknown:
         raise InputError(f"{path}: unknown top-level table(s) {sorted(unknown)}; use [[model]] and [sets]")
+    entries = data.get("model", [])
+    if not isinstance(entries, list):
+        raise InputError(
+            f"{path}: `model` must be an array of tables ([[model]]), not {type(entries).__name__}"
+        )
     new = {}
-    for entry in data.get("model", []):
-        spec = spec_from_dict(entry, str(path))
+    for entry in entries:
+        spec = spec_from_dict(entry, str(path), trust_code=trust_code)
         if spec.name in new:
             raise InputError(f"{path}: model {spec.name!r} is defined twice")
         new[spec.name] = spec
-    reg.models.update(new)
-    for set_name, value in (data.get("sets") or {}).items():
+    sets = data.get("sets") or {}
+    if not isinstance(sets, dict):
+        raise InputError(f"{path}: `sets` must be a table ([sets]), not {type(sets).__name__}")
+    known = {**reg.models, **new}
+    parsed = {}
+    for set_name, value in sets.items():
+        label = f"{path}: set {set_name!r}"
         if isinstance(value, list):
             value = {"models": value}
-        if not isinstance(value, dict) or not isinstance(value.get("models"), list):
-            raise InputError(
-                f"{path}: set {set_name!r} must be a list of model names or a table with `models`"
-            )
-        members = [str(m) for m in value["models"]]
-        missing = [m for m in members if m not in reg.models]
+        if not isinstance(value, dict) or "models" not in value:
+            raise InputError(f"{label} must be a list of model names or a table with `models`")
+        try:
+            fields_ = _typed(value, SET_FIELDS, "", "a [sets.NAME] table")
+        except InputError as err:
+            raise InputError(f"{label}: {err}") from None
+        members = fields_["models"]
+        missing = [m for m in members + fields_.get("optional", []) if m not in known]
         if missing:
-            raise InputError(
-                f"{path}: set {set_name!r} names unknown model(s) {missing}.{suggest(missing[0], reg.models)}"
-            )
-        reg.sets[set_name] = {
+            raise InputError(f"{label} names unknown model(s) {missing}.{suggest(missing[0], known)}")
+        parsed[set_name] = {
             "models": members,
-            "optional": [str(m) for m in value.get("optional", [])],
-            "description": str(value.get("description", "")),
+            "optional": fields_.get("optional", []),
+            "description": fields_.get("description", ""),
             "builtin": builtin,
         }
+    reg.models.update(new)  # all or nothing: a file with an error adds none of its entries
+    reg.sets.update(parsed)
     reg.sources.append(str(path))
 
 
-def load_user_config(path: str | os.PathLike) -> None:
+def load_user_config(path: str | os.PathLike, trust_code: bool = False) -> None:
     """Add the ``[[model]]`` entries and ``[sets]`` of a TOML file to the registry (overriding same names).
 
-    Example file::
+    Every field is type-checked (an unknown key or a wrong type is an :class:`InputError` naming the file, the
+    entry and the field); a file with an error adds nothing. Example file::
 
         [[model]]
         name = "my-vit"
@@ -162,8 +322,17 @@ def load_user_config(path: str | os.PathLike) -> None:
 
         [sets]
         mine = ["my-vit", "minilm-l6"]
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The TOML file.
+    trust_code : bool, default False
+        Allow entries that name Python code to import (``options.builder = "package.module:function"``); without
+        it (or ``trust_code = true`` in the entry itself) such an entry is refused.
     """
-    _load_into(_registry(), Path(path).expanduser(), builtin=False)
+    trust = check_bool(trust_code, "trust_code")
+    _load_into(_registry(), Path(path).expanduser(), builtin=False, trust_code=trust)
 
 
 def model_names() -> list[str]:
