@@ -34,3 +34,8 @@ class ExtractionError(PrhError, RuntimeError):
 class PrhWarning(UserWarning):
     """Something the user should know that is not an error (e.g. code a models file will import; a store entry
     written before checksums); the ``prh`` command prints each as one ``warning: ...`` line."""
+
+
+class DownloadError(PrhError, RuntimeError):
+    """A download failed (unreachable server, HTTP error, transfer cut short) or its file did not check out (size,
+    sha256); the message says what was kept for a resume and how to retry (e.g. from a mirror)."""
