@@ -169,7 +169,11 @@ def test_numbers_in_the_text_are_the_numbers_of_the_results(results):
         round(control["score"].mean(), 3),
         round(cross["score"].mean(), 3),
         round(best["score"] / control["score"].max(), 1),
+        0.05,  # a level-0.05 test ...
+        round(0.05 * len(control), 1),  # ... rejects about alpha x pairs unrelated pairs by chance
+        round(cross["score"].min(), 3),
     ]
+    assert "scores above every shuffled one" in ctrl
     assert f"0 of the {len(control)} shuffled pairs are significant" in ctrl
     flat = " ".join(items)
     assert f"chance is k/(N−1) = {chance:.4f}" in flat
@@ -185,11 +189,18 @@ def test_numbers_in_the_text_are_the_numbers_of_the_results(results):
     }
 
 
-def test_fresh_clone_time_comes_from_an_argument(results):
-    text = render_demo_block(results, fresh_clone_seconds=694, machine="2-core test VM")
+def test_times_come_from_arguments(results):
+    text = render_demo_block(
+        results,
+        fresh_clone_seconds=694,
+        machine="2-core test VM",
+        extraction={"vis-small": 70.2, "enc-a": 3.1, "lm-b": 500.4},
+    )
+    text = " ".join(text.split())
     assert (
         "On a fresh clone with nothing but Python, `make demo` took 11 min 34 s on a 2-core test VM" in text
     )
+    assert "took 9 min 34 s in all when they were computed" in text and "slowest `lm-b`, 8 min 20 s" in text
     assert format_duration(8.4) == "8 s" and format_duration(3725) == "1 h 2 min"
 
 

@@ -386,19 +386,23 @@ def _control(num: DemoNumbers) -> str:
         f"{num.best_over_control:.1f}× the best shuffled one."
     )
     if num.control_significant is not None:
+        expected = num.alpha * num.control_pairs
         text += (
             f" {num.control_significant} of the {num.control_pairs} shuffled pairs "
-            f"{'is' if num.control_significant == 1 else 'are'} significant under the same permutation test."
+            f"{'is' if num.control_significant == 1 else 'are'} significant under the same permutation test (a "
+            f"level-{num.alpha:g} test rejects about {expected:.1f} of {num.control_pairs} unrelated pairs by chance)."
         )
-    if num.control_best < num.real_low and not num.control_significant:
-        # every real pair beats every shuffled one and no shuffled pair passes the test
-        text += " The alignment comes from the pairing, not from the models or the metric."
+    if num.control_best < num.real_low:  # every real pair beats every shuffled one
+        text += (
+            f" Every real pair (lowest {num.real_low:.3f}) scores above every shuffled one: the alignment comes from "
+            "the pairing, not from the models or the metric."
+        )
     return text
 
 
 def _timing(
-    num: DemoNumbers,
     seconds: Mapping[str, float] | None,
+    extraction: Mapping[str, float] | None,
     fresh_clone_seconds: float | None,
     machine: str,
 ) -> str:
@@ -410,8 +414,8 @@ def _timing(
         )
     if seconds and seconds.get("total") is not None:
         stages = [
-            f"{label} {format_duration(seconds[key])}"
-            for key, label in (("features", "features"), ("alignment", "alignment"), ("report", "report"))
+            f"{key} {format_duration(seconds[key])}"
+            for key in ("features", "alignment", "report")
             if seconds.get(key) is not None
         ]
         detail = f" ({', '.join(stages)})" if stages else ""
@@ -419,7 +423,28 @@ def _timing(
             f"The `prh demo` run that wrote this section took {format_duration(seconds['total'])} on a {machine}"
             f"{detail}; features and alignment results are cached, so a rerun reuses them."
         )
+    if extraction:
+        slowest = max(extraction, key=extraction.get)
+        parts.append(
+            f"Extracting the features of the {len(extraction)} models took {format_duration(sum(extraction.values()))}"
+            f" in all when they were computed (the feature store's record; slowest `{slowest}`, "
+            f"{format_duration(extraction[slowest])})."
+        )
     return " ".join(parts)
+
+
+def stored_extraction_seconds(store, dataset, specs, pool: str | None = None) -> dict[str, float]:
+    """Each model's recorded load-and-extract time (seconds) from the feature store's sidecars, by model name.
+
+    Models whose sidecar has no such record are left out. ``pool`` overrides each spec's default pooling.
+    """
+    metas = store.find_many([s.name for s in specs], {s.name: pool or s.pool for s in specs}, dataset=dataset)
+    out = {}
+    for name, meta in metas.items():
+        value = _num(meta.get("load_and_extract_s"))
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def _competence(num: DemoNumbers) -> str:
@@ -445,6 +470,7 @@ def render_demo_block(
     *,
     metric: str = "mutual_knn",
     seconds: Mapping[str, float] | None = None,
+    extraction: Mapping[str, float] | None = None,
     fresh_clone_seconds: float | None = None,
     machine: str | None = None,
     figures: str | None = "docs/img",
@@ -458,6 +484,8 @@ def render_demo_block(
     metric : the metric the findings are about.
     seconds : wall times of the run that produced ``results``: ``total`` and optionally ``features``,
         ``alignment``, ``report`` (what `prh demo` measured); None leaves the run's time out.
+    extraction : each model's extraction time in seconds as recorded when its features were computed
+        (:func:`stored_extraction_seconds`); None leaves it out.
     fresh_clone_seconds : time of `make demo` on a fresh clone, installs included (measured outside prh); its
         sentence is written only when given.
     machine : the machine in words (default: :func:`describe_machine` of this machine).
@@ -495,7 +523,9 @@ def render_demo_block(
         if figures is not None:
             out += [f"![real vs shuffled captions]({figures}/control_{num.metric}.png)", ""]
         out += [wrap(_control(num)), ""]
-    tail = " ".join(filter(None, [_timing(num, seconds, fresh_clone_seconds, machine), _competence(num)]))
+    tail = " ".join(
+        filter(None, [_timing(seconds, extraction, fresh_clone_seconds, machine), _competence(num)])
+    )
     if tail:
         out += [wrap(tail), ""]
     return "\n".join(out).rstrip("\n") + "\n"
@@ -582,6 +612,7 @@ __all__ = [
     "format_duration",
     "render_demo_block",
     "replace_block",
+    "stored_extraction_seconds",
     "write_readme",
     "write_readme_block",
 ]
