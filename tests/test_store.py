@@ -86,7 +86,7 @@ def test_has_false_after_fingerprint_change_and_load_says_what_to_run(tmp_path):
     assert not store.has(changed, "minilm-l6", "mean")
     with pytest.raises(MissingFeaturesError, match="fingerprint") as err:
         store.load(changed, "minilm-l6", "mean")
-    assert f"prh extract --models minilm-l6 --dataset toy --n 6 --out {tmp_path}" in str(err.value)
+    assert f"prh extract --models minilm-l6 --dataset toy --n 6 --store {tmp_path}" in str(err.value)
     assert not store.has(ds, "minilm-l6", "cls")
     assert not store.has(_Toy(5), "minilm-l6", "mean")
     with pytest.raises(
@@ -248,3 +248,135 @@ def test_find_many_sizes_and_fingerprints(tmp_path):
     store.save(_Toy(tweak="!"), "b", "mean", layers, names, None, {})  # same name and n, other data
     with pytest.raises(InputError, match="different data"):
         store.find_many(["a", "b"], "mean", dataset_name="toy", n=6)
+
+
+# ------------------------------------------------------------------------------------------ integrity (issue 14)
+
+
+def test_sidecar_holds_a_sha256_of_every_tensor(tmp_path):
+    import hashlib
+
+    store = FeatureStore(tmp_path)
+    layers, names, per_sample = _features()
+    path = store.save(_Toy(), "m", "mean", layers, names, per_sample, {})
+    digests = json.loads(path.with_suffix(".json").read_text())["sha256"]
+    assert sorted(digests) == ["layer.000", "layer.001", "layer.002", "sample.bpb"]
+    assert digests["layer.002"] == hashlib.sha256(layers[2].numpy().tobytes()).hexdigest()
+    assert digests["sample.bpb"] == hashlib.sha256(per_sample["bpb"].numpy().tobytes()).hexdigest()
+
+
+def test_verification_runs_once_per_file_per_process(tmp_path, monkeypatch):
+    import prh.features.store as store_module
+
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    layers, names, _ = _features()
+    path = store.save(ds, "m", "mean", layers, names, None, {})
+    calls = []
+    real = store_module.tensor_digest
+    monkeypatch.setattr(store_module, "tensor_digest", lambda t: calls.append(1) or real(t))
+    store.load(ds, "m", "mean")
+    assert len(calls) == 3
+    store.load(ds, "m", "mean")
+    FeatureStore(tmp_path).load(None, "m", "mean", dataset_name="toy")  # another store object, same file
+    assert len(calls) == 3
+    # rewriting the entry (new inode, mtime) is verified again
+    store.save(ds, "m", "mean", layers, names, None, {})
+    store.load(ds, "m", "mean")
+    assert len(calls) == 9  # 3 hashed by the write, 3 verified by the load
+    # an in-place change of the file (mtime moves) is caught on the next load
+    data = bytearray(path.read_bytes())
+    data[-8:] = bytes(8)
+    path.write_bytes(bytes(data))
+    with pytest.raises(MissingFeaturesError, match=r"file corrupt .*\['head'\] do not match their sha256"):
+        store.load(ds, "m", "mean")
+
+
+def test_an_old_sidecar_without_checksums_loads_with_one_warning(tmp_path):
+    from prh.errors import PrhWarning
+
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    layers, names, _ = _features()
+    path = store.save(ds, "m", "mean", layers, names, None, {})
+    sidecar = path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    del meta["sha256"]
+    sidecar.write_text(json.dumps(meta))
+    with pytest.warns(PrhWarning, match=r"without checksums.*prh extract --force --models m"):
+        got = store.load(ds, "m", "mean")
+    assert torch.equal(got.layers[1], layers[1])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per file per process
+        store.load(ds, "m", "mean")
+
+
+def test_a_killed_writer_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    """A real kill -9 inside the write; the next save of the same target removes the stale temporary (and leaves
+    the temporaries of a live writer and of another target alone)."""
+    import signal
+    import subprocess
+    import sys
+
+    from prh.atomic import temporary_path
+
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    layers, names, _ = _features()
+    path = store.save(ds, "m", "mean", layers, names, None, {})
+    code = (
+        "import os, signal, sys\n"
+        "from prh.atomic import atomic_write\n"
+        "def write(tmp):\n"
+        "    with open(tmp, 'wb') as fh:\n"
+        "        fh.write(b'half a safetensors file')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "atomic_write(sys.argv[1], write)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    stale = [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert len(stale) == 1 and stale[0].name.startswith(f".{path.name}.p")
+    live = temporary_path(path)  # this process is alive: its temporary is never touched
+    live.write_bytes(b"in progress")
+    other = temporary_path(path.with_suffix(".json"))
+    other.write_bytes(b"another target")
+    store.save(ds, "m", "mean", layers, names, None, {})
+    left = sorted(p.name for p in path.parent.iterdir() if p.name.endswith(".tmp"))
+    assert left == sorted([live.name, other.name])
+    assert torch.equal(store.load(ds, "m", "mean").layers[0], layers[0])
+
+
+def test_stale_temporaries_of_another_host_or_an_older_prh_go_by_age(tmp_path):
+    import time
+
+    from prh.atomic import STALE_AFTER_S, clean_stale_temporaries
+
+    target = tmp_path / "f.bin"
+    legacy = tmp_path / f".f.bin.{'a' * 32}.tmp"
+    foreign = tmp_path / f".f.bin.p1-elsewhere.{'b' * 32}.tmp"
+    unrelated = tmp_path / ".f.bin.notours.tmp"
+    for p in (legacy, foreign, unrelated):
+        p.write_bytes(b"x")
+    assert clean_stale_temporaries(target) == []  # young: a writer elsewhere may still be at it
+    later = time.time() + STALE_AFTER_S + 1
+    assert sorted(clean_stale_temporaries(target, now=later)) == sorted([legacy, foreign])
+    assert unrelated.exists()
+
+
+def test_missing_features_hint_names_the_stored_size(tmp_path):
+    store = FeatureStore(tmp_path)
+    layers, names, _ = _features()
+    store.save(_Toy(), "a", "mean", layers, names, None, {})
+    store.save(_Toy(), "b", "mean", layers, names, None, {})
+    bigger = _Toy(8)  # e.g. `prh align` without --n opened the whole dataset
+    with pytest.raises(MissingFeaturesError) as err:
+        store.find_many(["a", "b"], "mean", dataset=bigger)
+    first = str(err.value).splitlines()[0]
+    assert "for N=8" in first and "the store has all of them for N=6: pass --n 6" in first
+    with pytest.raises(MissingFeaturesError) as err:  # one model: one line
+        store.find_many(["a"], "cls", dataset=bigger)
+    assert "\n" not in str(err.value)
+    assert "N=6, pool mean: to use those, pass --n 6 --pool mean" in str(err.value)

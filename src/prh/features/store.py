@@ -9,6 +9,12 @@ Writes are atomic: each file is written to a temporary file in the same folder a
 ``os.replace``; the safetensors file goes first and the sidecar last, so a sidecar means "complete". Both files
 carry the same random ``write_id``, so a safetensors file from an interrupted rewrite is never paired with an older
 sidecar. No pickle anywhere: tensors are read with safetensors, metadata with json.
+
+Integrity: the sidecar holds the sha256 of every stored tensor's bytes (``"sha256"``); :meth:`FeatureStore.load`
+checks the sidecar against the file (tensor names, rows N, widths, write id), then verifies the digests and that
+every value is finite, once per file per process (cached by path, inode, mtime and size). A corrupt or
+inconsistent file is refused with the ``prh extract --force`` command that rewrites it; an entry written before
+digests were stored is loaded with a one-time :class:`~prh.errors.PrhWarning`.
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ import math
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from prh.atomic import atomic_write, atomic_write_text
-from prh.errors import ExtractionError, InputError, MissingFeaturesError
+from prh.errors import ExtractionError, InputError, MissingFeaturesError, PrhWarning
 from prh.models.result import FeatureResult
 
 if TYPE_CHECKING:
@@ -54,7 +62,14 @@ RESERVED_KEYS = (
     "created",
     "write_id",
     "files",
+    "sha256",
 )
+#: Threads that hash tensors (sha256 releases the GIL): hashing overlaps reading and uses spare cores.
+HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Files verified in this process: (path, inode, mtime_ns, size) -> the sidecar digests they matched.
+_VERIFIED: dict[tuple[str, int, int, int], dict[str, str]] = {}
+#: Files whose sidecar has no digests, already warned about in this process.
+_WARNED_UNVERIFIED: set[str] = set()
 
 
 def _prh_version() -> str:
@@ -294,6 +309,7 @@ class FeatureStore:
             }
         )
         sidecar.setdefault("dtype", sidecar["storage_dtype"])
+        sidecar["sha256"] = tensor_digests(tensors)
         text = json.dumps(_jsonable(sidecar), indent=2, sort_keys=False, allow_nan=False)
 
         from safetensors.torch import save_file
@@ -396,8 +412,11 @@ class FeatureStore:
                     messages.append(f"features of {name!r} appeared while checking; re-run")
                 except MissingFeaturesError as err:
                     messages.append(str(err))
+            if len(messages) == 1:  # one model: its one-line message
+                raise MissingFeaturesError(messages[0])
+            hint = self._common_hint(missing, pool_of, dataset, dataset_name, n)
             raise MissingFeaturesError(
-                f"features of {len(messages)} model(s) are missing:\n  " + "\n  ".join(messages)
+                f"features of {len(messages)} model(s) are missing{hint}:\n  " + "\n  ".join(messages)
             )
         fingerprints: dict[str, list[str]] = {}
         for name, meta in found.items():
@@ -409,6 +428,32 @@ class FeatureStore:
                 f"re-extract them on one dataset with `prh extract --force`."
             )
         return found
+
+    def _common_hint(
+        self,
+        missing: list[str],
+        pool_of: Mapping[str, str],
+        dataset: PairedDataset | None,
+        dataset_name: str | None,
+        n: int | None,
+    ) -> str:
+        """For find_many's first line: when every missing model is stored for one other size N (same pooling),
+        say so -- the usual cause is a run without --n that opened the whole dataset."""
+        name = dataset.name if dataset is not None else str(dataset_name)
+        size = len(dataset) if dataset is not None else n
+        common: set[int] | None = None
+        for model in missing:
+            sizes = {
+                m for m, p in self._stored_elsewhere(name, model, pool_of[model], size) if p == pool_of[model]
+            }
+            common = sizes if common is None else common & sizes
+        if not common:
+            return ""
+        ns = sorted(common)
+        at = f" for N={size}" if size else ""
+        return (
+            f"{at}; the store has all of them for N={', '.join(map(str, ns))}: pass --n {ns[0]} to use those"
+        )
 
     def load(
         self,
@@ -447,37 +492,180 @@ class FeatureStore:
         elif dataset is not None and meta.get("dataset", {}).get("fingerprint") != dataset.fingerprint():
             reason = "the stored features were computed on a different version of this dataset (fingerprint mismatch)"
         if reason:
-            cmd = f"prh extract --models {model} --dataset {_cli_dataset(name)}"
-            if size:
-                cmd += f" --n {size}"
-            if pool != "mean":
-                cmd += f" --pool {pool}"
-            if str(self.root) != DEFAULT_ROOT:
-                cmd += f" --out {self.root}"
+            cmd = self._extract_command(model, name, size, pool)
             where = path if path is not None else self.root
+            elsewhere = self._elsewhere_hint(self._stored_elsewhere(name, model, pool, size), size, pool)
             raise MissingFeaturesError(
-                f"{reason} for model {model!r} (pool {pool}) on dataset {name!r} at {where}; run `{cmd}`."
+                f"{reason} for model {model!r} (pool {pool}) on dataset {name!r}"
+                f"{f' with N={size}' if size else ''} at {where}{elsewhere}; run `{cmd}`."
             )
         assert path is not None and meta is not None
+        fix = self._extract_command(model, name, size or meta.get("n"), pool, force=True)
+        return self._read_verified(path, meta, model, fix)
 
+    def _extract_command(
+        self, model: str, dataset_name: str, n: int | None, pool: str, force: bool = False
+    ) -> str:
+        """The `prh extract` command that (re)computes one entry."""
+        cmd = f"prh extract{' --force' if force else ''} --models {model} --dataset {_cli_dataset(dataset_name)}"
+        if n:
+            cmd += f" --n {n}"
+        if pool != "mean":
+            cmd += f" --pool {pool}"
+        if str(self.root) != DEFAULT_ROOT:
+            cmd += f" --store {self.root}"
+        return cmd
+
+    def _stored_elsewhere(
+        self, dataset_name: str, model: str, pool: str, n: int | None
+    ) -> list[tuple[int, str]]:
+        """The (N, pool) pairs under which ``model`` is stored for this dataset name other than (``n``, ``pool``)
+        -- e.g. `prh align` without --n opened the whole dataset while the features are of its first N items."""
+        found = set()
+        for entry in self.entries():
+            ds = entry.get("dataset") or {}
+            folder = Path(entry["path"]).parent.name
+            if entry.get("model") != model or (ds.get("name") != dataset_name and folder != dataset_name):
+                continue
+            if (ds.get("n"), entry.get("pool")) != (n, pool) and isinstance(ds.get("n"), int):
+                found.add((int(ds["n"]), str(entry.get("pool"))))
+        return sorted(found)
+
+    @staticmethod
+    def _elsewhere_hint(found: list[tuple[int, str]], n: int | None, pool: str) -> str:
+        """`` (the store has them for N=32, pool mean: pass --n 32 --pool mean)`` or an empty string."""
+        if not found:
+            return ""
+        where = "; ".join(f"N={m}, pool {p}" for m, p in found)
+        m, p = found[0]
+        flags = " ".join(filter(None, [f"--n {m}" if m != n else "", f"--pool {p}" if p != pool else ""]))
+        return f" (the store has them for {where}: to use those, pass {flags})"
+
+    def _read_verified(self, path: Path, meta: dict, model: str, fix: str) -> StoredFeatures:
+        """Read one entry, checking the file against its sidecar (always, from the header) and its tensors against
+        the sidecar's digests and for NaN/Inf (once per file per process)."""
         from safetensors import safe_open
 
-        layers: list[torch.Tensor] = []
-        per_sample: dict[str, torch.Tensor] = {}
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            keys = set(fh.keys())
-            for idx in range(len(meta["layer_names"])):
-                key = f"layer.{idx:03d}"
-                if key not in keys:
-                    raise MissingFeaturesError(
-                        f"{path} lacks tensor {key}; delete it and re-run `prh extract`."
-                    )
-                layers.append(fh.get_tensor(key).to(torch.float32))
-            for key in sorted(keys):
-                if key.startswith("sample."):
-                    per_sample[key[len("sample.") :]] = fh.get_tensor(key)
-        return StoredFeatures(
-            layers=layers, layer_names=list(meta["layer_names"]), per_sample=per_sample, meta=meta
+        def corrupt(what: str) -> MissingFeaturesError:
+            return MissingFeaturesError(
+                f"stored features of model {model!r} at {path}: file corrupt — {what}; re-extract with `{fix}`."
+            )
+
+        names = meta.get("layer_names")
+        n = meta.get("n")
+        dims = meta.get("layer_dims")
+        per_sample_names = meta.get("per_sample", [])
+        if (
+            not isinstance(names, list)
+            or not isinstance(n, int)
+            or not isinstance(per_sample_names, list)
+            or (dims is not None and (not isinstance(dims, list) or len(dims) != len(names)))
+        ):
+            raise corrupt("its sidecar is malformed (layer_names, layer_dims, n or per_sample)")
+        expected = {f"layer.{i:03d}": (n, dims[i] if dims else None) for i in range(len(names))}
+        expected.update({f"sample.{k}": (n,) for k in per_sample_names})
+        digests = meta.get("sha256")
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        verify = _VERIFIED.get(key) != (digests or {})  # {}: an entry without digests, checked finite
+        if digests is None and str(path) not in _WARNED_UNVERIFIED:
+            _WARNED_UNVERIFIED.add(str(path))
+            warnings.warn(
+                f"{path} (model {model!r}) was stored by a prh without checksums: it is loaded unverified; "
+                f"`{fix}` rewrites it with one.",
+                PrhWarning,
+                stacklevel=3,
+            )
+        tensors: dict[str, torch.Tensor] = {}
+        try:
+            with (
+                safe_open(str(path), framework="pt", device="cpu") as fh,
+                ThreadPoolExecutor(HASH_THREADS) as pool,
+            ):
+                _check_header(fh, expected, names, corrupt)
+                if digests is not None and (not isinstance(digests, dict) or set(digests) != set(expected)):
+                    raise corrupt(f"its sidecar's checksums do not name its tensors {sorted(expected)}")
+                jobs: dict[str, Future] = {}
+                for name in sorted(expected):  # hashing layer i overlaps reading layer i + 1
+                    tensors[name] = fh.get_tensor(name)
+                    if verify and digests:
+                        jobs[name] = pool.submit(tensor_digest, tensors[name])
+                changed = [k for k, job in jobs.items() if job.result() != digests[k]]  # type: ignore[index]
+        except MissingFeaturesError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any unreadable file is corrupt, named as such
+            raise corrupt(f"it cannot be read ({type(err).__name__}: {err})") from None
+        if changed:
+            which = [names[int(k[6:])] if k.startswith("layer.") else k for k in sorted(changed)]
+            raise corrupt(
+                f"layer(s) {which} do not match their sha256 checksums (changed since they were written)"
+            )
+        for i, layer in enumerate(names):
+            t = tensors[f"layer.{i:03d}"]
+            if not torch.is_floating_point(t):
+                raise corrupt(f"layer {layer!r} holds {t.dtype} values, not floats")
+            if verify:
+                _check_finite_layer(t, model, layer, path, fix)
+        if verify:
+            _VERIFIED[key] = dict(digests or {})
+        layers = [tensors[f"layer.{i:03d}"].to(torch.float32) for i in range(len(names))]
+        per_sample = {k[len("sample.") :]: t for k, t in tensors.items() if k.startswith("sample.")}
+        return StoredFeatures(layers=layers, layer_names=list(names), per_sample=per_sample, meta=meta)
+
+
+def _check_header(fh: Any, expected: dict[str, tuple], names: list[str], corrupt: Any) -> None:
+    """The file's tensor names and shapes (read from its header) against the sidecar's: ``expected`` maps each
+    tensor name to its shape (None for a width the sidecar does not give)."""
+    keys = set(fh.keys())
+    if keys != set(expected):
+        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
+        shown = f"{names[:4]}{'...' if len(names) > 4 else ''}"
+        raise corrupt(
+            f"its tensors do not match the sidecar ({len(names)} layers {shown}): missing {missing}, "
+            f"not in the sidecar {extra}"
+        )
+    for name, want in expected.items():
+        shape = tuple(fh.get_slice(name).get_shape())
+        if len(shape) != len(want) or any(w is not None and s != w for s, w in zip(shape, want)):
+            label = (
+                f"layer {names[int(name[6:])]!r}" if name.startswith("layer.") else f"per-sample {name[7:]!r}"
+            )
+            wanted = (
+                "("
+                + ", ".join("D" if w is None else str(w) for w in want)
+                + ("," if len(want) == 1 else "")
+                + ")"
+            )
+            raise corrupt(
+                f"{label} has shape {shape} in the file but {wanted} in the sidecar (N rows, D columns)"
+            )
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    """sha256 (hex) of a tensor's bytes as stored (C order, native byte order), whatever its dtype."""
+    t = t.detach().cpu().contiguous()
+    if t.numel() == 0:
+        return hashlib.sha256(b"").hexdigest()
+    return hashlib.sha256(memoryview(t.reshape(-1).view(torch.uint8).numpy())).hexdigest()
+
+
+def tensor_digests(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{name: sha256}`` of every tensor, hashed in :data:`HASH_THREADS` threads."""
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        return dict(zip(tensors, pool.map(tensor_digest, tensors.values())))
+
+
+def _check_finite_layer(t: torch.Tensor, model: str, layer: str, path: Path, fix: str) -> None:
+    """MissingFeaturesError naming the model, layer and file when a stored layer holds NaN/Inf."""
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in torch.nonzero(bad)[0].tolist())
+        raise MissingFeaturesError(
+            f"layer {layer!r} of model {model!r} in {path} holds {int(bad.sum())} NaN/Inf value(s) (first at row "
+            f"{first[0]}, column {first[1] if len(first) > 1 else 0}); the file is corrupt or was not written by "
+            f"prh -- re-extract with `{fix}`."
         )
 
 
