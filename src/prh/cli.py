@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "prh.commands.report",
     "prh.commands.demo",
     "prh.commands.world",
+    "prh.commands.fetch_reference",
 )
 
 app = typer.Typer(
