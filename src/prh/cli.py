@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "prh.commands.demo",
     "prh.commands.world",
     "prh.commands.fetch_reference",
+    "prh.commands.experiment",
 )
 
 app = typer.Typer(

@@ -12,6 +12,7 @@ from prh.align.engine import Results
 from prh.atomic import atomic_write_text
 from prh.errors import InputError
 from prh.report import figures
+from prh.report import sections as report_sections
 
 ATTRIBUTION = (
     "OpenMoji images: the open-source emoji and icon project, https://openmoji.org, licence CC BY-SA 4.0. "
@@ -85,6 +86,9 @@ def build_report(
         raise InputError(
             f"results folder {out} does not exist; run `prh align --out {out}` or `prh demo` first."
         )
+    fragments = report_sections.read_sections(out)  # sections/*.html written by e.g. `prh experiment`
+    if fragments and not (out / "results.parquet").is_file():
+        return report_sections.write_sections_page(out)
     results = Results.load(out)
     metrics = list(dict.fromkeys(results.table["metric"]))
     metric = metric or ("mutual_knn" if "mutual_knn" in metrics else metrics[0])
@@ -158,6 +162,7 @@ def build_report(
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
     body.append(f"<h2>All model pairs ({html.escape(metric)})</h2>" + _table_html(top))
+    body += [f.html for f in fragments]
     if world_link is not None:
         body.append(
             f"<h2>The idealized world (Section 5)</h2><p>See <a href='{os.path.relpath(world_link, out)}'>"
@@ -196,6 +201,7 @@ def build_report(
         top.to_markdown(index=False, floatfmt=".4g"),
         "",
     ]
+    md += [f.markdown for f in fragments if f.markdown]
     atomic_write_text(out / "report.md", "\n".join(md))
     return out / "report.html"
 

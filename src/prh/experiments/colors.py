@@ -1,0 +1,646 @@
+"""`prh experiment colors`: kernels over colours from perception, pixels and language agree (the paper's Section 4
+colour study, Fig. 8; Appendix D).
+
+Over a vocabulary of named colours (the XKCD colour-survey names or the CSS4 names matplotlib ships, or your own
+list), four kinds of kernel:
+
+- **CIELAB** (perceptual): ΔE distances (CIE76, the Euclidean distance in L*a*b*, or CIEDE2000) of the sRGB values
+  converted with scikit-image's ``rgb2lab`` (D65);
+- **pixels (PMI)**: every pixel of natural images (offline: the photographs scikit-image ships, plus any folder or
+  prh dataset) is quantised to the nearest vocabulary colour in L*a*b*; pairs of pixels within ``radius`` of each
+  other are counted, and the kernel is their pointwise mutual information, log p(a, b) / (p(a) p(b)) (counts + a
+  smoothing constant);
+- **language**: every language model's features of a short prompt per colour name (``"the color {name}"``), every
+  layer, extracted through prh's adapters into the feature store;
+- **vision (swatches)**: every vision model's features of a solid swatch of each colour, every layer.
+
+Each kernel is compared with CIELAB and with each other (mutual kNN and Spearman correlation of the distance
+matrices, layer-maximised, with label-permutation p-values and a label-shuffled control: :mod:`.kernels`), and drawn
+as a 2-D MDS embedding with every point in its own colour. Colours that the images barely show (fewer than
+``min_pixels`` pixels) have no co-occurrence statistics; with the pixel kernel on, every kernel uses the colours
+that the images cover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from prh._validation import ConfigFields, check_bool, check_choice, check_float, check_int, check_str
+from prh.data.base import PairedDataset
+from prh.errors import InputError
+from prh.experiments.base import Context, ExperimentResult, ExperimentSpec, require
+
+#: Photographs that scikit-image ships inside its wheel (read from ``skimage.data.data_dir``, never downloaded).
+SKIMAGE_PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "ihc.png",
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: Longest image side used for the co-occurrence counts (larger images are downscaled first).
+MAX_SIDE = 512
+#: Side of the solid swatches shown to vision models (each adapter resizes them to its input size).
+SWATCH_SIZE = 64
+#: Fewest colours a comparison is made on.
+MIN_COLORS = 16
+VOCABULARIES = ("xkcd", "css4")
+DELTA_E = ("cie76", "ciede2000")
+
+
+@dataclass(frozen=True)
+class ColorsConfig(ConfigFields):
+    """Options of the colour experiment (frozen, validated when built)."""
+
+    vocabulary: str = field(
+        default="xkcd",
+        metadata={
+            "help": "Colour names: xkcd (949 colour-survey names, most common first), css4, or a CSV/JSON file "
+            "of name + sRGB (hex '#rrggbb' or r,g,b in 0..255)."
+        },
+    )
+    prompt: str = field(
+        default="the color {name}",
+        metadata={"help": "Text shown to language models; {name} is the colour name."},
+    )
+    pixels: bool = field(
+        default=True, metadata={"help": "Build the pixel co-occurrence (PMI) kernel from natural images."}
+    )
+    images: str | None = field(
+        default=None,
+        metadata={"help": "A folder of images to add to --dataset for the co-occurrence counts."},
+    )
+    max_images: int = field(
+        default=256, metadata={"help": "At most this many images of a prh dataset given as --dataset."}
+    )
+    radius: int = field(
+        default=1, metadata={"help": "Pixels within this many rows/columns of each other co-occur (>= 1)."}
+    )
+    min_pixels: int = field(
+        default=100, metadata={"help": "A colour needs this many pixels in the images to enter the kernels."}
+    )
+    smoothing: float = field(
+        default=1.0, metadata={"help": "Added to every co-occurrence count before the PMI (> 0)."}
+    )
+    delta_e: str = field(
+        default="cie76", metadata={"help": "Perceptual distance: cie76 (Euclidean in CIELAB) or ciede2000."}
+    )
+    k: int = field(default=10, metadata={"help": "Neighbours of the mutual kNN score."})
+    permutations: int = field(default=1000, metadata={"help": "Label permutations of the null (p-values)."})
+    alpha: float = field(default=0.05, metadata={"help": "Level of the null threshold (calibrated score)."})
+    q: float = field(
+        default=0.95, metadata={"help": "Outlier clamp quantile of prh.prepare for model features."}
+    )
+
+    def __post_init__(self) -> None:
+        from prh._validation import check_quantile
+
+        if not isinstance(self.prompt, str) or "{name}" not in self.prompt:
+            raise InputError(f"prompt={self.prompt!r} must contain '{{name}}', e.g. 'the color {{name}}'.")
+        try:
+            self.prompt.format(name="red")
+        except (KeyError, IndexError, ValueError) as err:
+            raise InputError(
+                f"prompt={self.prompt!r} may only use the field {{name}} (write other braces as {{{{ }}}})."
+            ) from err
+        clean: dict[str, Any] = {
+            "vocabulary": check_str(self.vocabulary, "vocabulary", allow_empty=False),
+            "pixels": check_bool(self.pixels, "pixels"),
+            "images": None
+            if self.images is None
+            else check_str(str(self.images), "images", allow_empty=False),
+            "max_images": check_int(self.max_images, "max_images", minimum=1),
+            "radius": check_int(
+                self.radius, "radius", minimum=1, maximum=16, hint="a neighbourhood in pixels"
+            ),
+            "min_pixels": check_int(self.min_pixels, "min_pixels", minimum=1),
+            "smoothing": check_float(self.smoothing, "smoothing", 0.0, None, inclusive=(False, True)),
+            "delta_e": check_choice(self.delta_e, "delta_e", DELTA_E),
+            "k": check_int(self.k, "k", minimum=1, hint="neighbours of mutual kNN"),
+            "permutations": check_int(self.permutations, "permutations", minimum=1, hint="e.g. 1000"),
+            "alpha": check_float(self.alpha, "alpha", 0.0, 1.0, inclusive=(False, False)),
+            "q": check_quantile(self.q, "q"),
+        }
+        for name, value in clean.items():
+            object.__setattr__(self, name, value)
+
+
+# -- the colour vocabulary ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Vocabulary:
+    """Named colours: ``names`` (unique) and ``rgb`` ((N, 3) uint8 sRGB), plus the names dropped as duplicates of an
+    earlier colour's sRGB value."""
+
+    source: str
+    names: tuple[str, ...]
+    rgb: np.ndarray
+    dropped: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def hex(self, i: int) -> str:
+        return "#" + "".join(f"{int(c):02x}" for c in self.rgb[i])
+
+
+_HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
+
+
+def parse_color(value: object, where: str) -> tuple[int, int, int]:
+    """sRGB of ``value``: ``"#rrggbb"`` / ``"#rgb"`` hex, or three integers 0..255 (a list or ``"r,g,b"``).
+
+    Raises
+    ------
+    InputError
+        Anything else; the message names ``where`` (the colour) and the value.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        match = _HEX.fullmatch(text)
+        if match:
+            h = match.group(1)
+            h = "".join(c * 2 for c in h) if len(h) == 3 else h
+            return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) == 3 and all(re.fullmatch(r"\d{1,3}", p) for p in parts):
+            value = [int(p) for p in parts]
+    if isinstance(value, (list, tuple)) and len(value) == 3:
+        if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= 255 for c in value):
+            return (int(value[0]), int(value[1]), int(value[2]))
+    raise InputError(
+        f"colour {where}: {value!r} is not an sRGB value; write '#rrggbb' (hex) or three integers 0..255 "
+        f"('r,g,b')."
+    )
+
+
+def _builtin(name: str) -> list[tuple[str, object]]:
+    from matplotlib import _color_data
+
+    if name == "xkcd":  # matplotlib keeps the survey's order, least common first
+        items = list(_color_data.XKCD_COLORS.items())[::-1]
+        return [(key[len("xkcd:") :], value) for key, value in items]
+    return list(_color_data.CSS4_COLORS.items())
+
+
+def _read_file(path: Path) -> list[tuple[str, object]]:
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(f"vocabulary file {path} is not readable JSON ({err}).") from err
+        if isinstance(data, dict):
+            return [(str(k), v) for k, v in data.items()]
+        if isinstance(data, list) and all(isinstance(r, dict) and "name" in r for r in data):
+            return [(str(r["name"]), r.get("hex", r.get("rgb"))) for r in data]
+        raise InputError(
+            f"vocabulary file {path} must hold {{name: '#rrggbb'}} or a list of {{'name': ..., 'hex': ...}}."
+        )
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise InputError(f"vocabulary file {path} is not a readable CSV ({err}).") from err
+    cols = [c.strip().lower() for c in frame.columns]
+    frame.columns = cols
+    if "name" not in cols or not ({"hex"} <= set(cols) or {"r", "g", "b"} <= set(cols)):
+        raise InputError(
+            f"vocabulary file {path} needs a 'name' column and a 'hex' column (or 'r', 'g', 'b'); found {cols}."
+        )
+    if "hex" in cols:
+        return [(r["name"], r["hex"]) for r in frame.to_dict(orient="records")]
+    return [(r["name"], f"{r['r']},{r['g']},{r['b']}") for r in frame.to_dict(orient="records")]
+
+
+def load_vocabulary(spec: str) -> Vocabulary:
+    """The colour vocabulary ``spec``: ``"xkcd"``, ``"css4"`` or a CSV/JSON file (see :class:`ColorsConfig`).
+
+    Names must be unique and non-empty and every value a valid sRGB colour (one :class:`InputError` naming the
+    first bad entry); a colour whose sRGB value repeats an earlier one is dropped (listed in ``dropped``).
+    """
+    if spec in VOCABULARIES:
+        entries, source = _builtin(spec), spec
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            from prh._validation import suggest
+
+            raise InputError(
+                f"vocabulary {spec!r} is neither one of {list(VOCABULARIES)} nor a file.{suggest(spec, VOCABULARIES)}"
+            )
+        entries, source = _read_file(path), path.stem
+    names: list[str] = []
+    rgb: list[tuple[int, int, int]] = []
+    dropped: list[str] = []
+    seen_names: set[str] = set()
+    seen_rgb: set[tuple[int, int, int]] = set()
+    for row, (name, value) in enumerate(entries, start=1):
+        name = str(name).strip()
+        if not name:
+            raise InputError(f"vocabulary {spec!r}: entry {row} has an empty name.")
+        if name in seen_names:
+            raise InputError(f"vocabulary {spec!r}: the name {name!r} appears twice; give each colour once.")
+        color = parse_color(value, f"{name!r} (entry {row} of {spec!r})")
+        seen_names.add(name)
+        if color in seen_rgb:
+            dropped.append(name)
+            continue
+        seen_rgb.add(color)
+        names.append(name)
+        rgb.append(color)
+    if len(names) < MIN_COLORS:
+        raise InputError(
+            f"vocabulary {spec!r} has {len(names)} distinct colours; the kernels need at least {MIN_COLORS}."
+        )
+    return Vocabulary(source, tuple(names), np.asarray(rgb, dtype=np.uint8), tuple(dropped))
+
+
+# -- the perceptual kernel ------------------------------------------------------------------------------------
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of sRGB values: (..., 3) uint8 (0..255) or float (0..1) -> (..., 3) float64, by scikit-image."""
+    color = require("skimage.color", "scikit-image")
+    x = np.asarray(rgb)
+    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    return np.asarray(color.rgb2lab(x), dtype=np.float64)
+
+
+def lab_distances(lab: np.ndarray, formula: str = "cie76") -> np.ndarray:
+    """(N, N) perceptual distances ΔE of (N, 3) CIELAB values: ``"cie76"`` (Euclidean) or ``"ciede2000"``."""
+    formula = check_choice(formula, "delta_e", DELTA_E)
+    lab = np.asarray(lab, dtype=np.float64)
+    if formula == "cie76":
+        d = np.sqrt(((lab[:, None, :] - lab[None, :, :]) ** 2).sum(-1))
+    else:
+        color = require("skimage.color", "scikit-image")
+        n = lab.shape[0]
+        d = color.deltaE_ciede2000(np.repeat(lab[:, None, :], n, 1), np.repeat(lab[None, :, :], n, 0))
+        d = 0.5 * (d + d.T)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+# -- the pixel co-occurrence kernel ---------------------------------------------------------------------------
+def _as_rgb_array(img: Any) -> np.ndarray:
+    from PIL import Image
+
+    if not isinstance(img, Image.Image):
+        img = Image.fromarray(np.asarray(img))
+    img = img.convert("RGB")
+    scale = MAX_SIDE / max(img.size)
+    if scale < 1:
+        img = img.resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), Image.BOX)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_images(source: str | None, folder: str | None, max_images: int) -> list[tuple[str, np.ndarray]]:
+    """Natural images for the co-occurrence counts, as ``(name, (H, W, 3) uint8)``.
+
+    ``source``: ``"skimage"`` (the photographs of :data:`SKIMAGE_PHOTOS`), ``None`` (none) or any name
+    :func:`prh.data.load_dataset` accepts (its first ``max_images`` images); ``folder``: every image file under it.
+    """
+    from PIL import Image
+
+    out: list[tuple[str, np.ndarray]] = []
+    if source == "skimage":
+        data = require("skimage.data", "scikit-image")
+        root = Path(data.data_dir)
+        for name in SKIMAGE_PHOTOS:
+            if (root / name).is_file():
+                with Image.open(root / name) as img:
+                    out.append((f"skimage:{name}", _as_rgb_array(img)))
+    elif source is not None:
+        from prh.data import load_dataset
+
+        dataset = load_dataset(source)
+        for i in range(min(len(dataset), max_images)):
+            out.append((f"{dataset.name}:{dataset.ids[i]}", _as_rgb_array(dataset.image(i))))
+    if folder is not None:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise InputError(f"--images {folder!r} is not a folder; give a folder of image files.")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise InputError(f"--images {folder!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+        for path in files:
+            try:
+                with Image.open(path) as img:
+                    out.append((str(path), _as_rgb_array(img)))
+            except OSError as err:
+                raise InputError(
+                    f"image {str(path)!r} cannot be read ({err}); remove or replace it."
+                ) from err
+    return out
+
+
+def quantize(image: np.ndarray, palette_lab: np.ndarray) -> np.ndarray:
+    """(H, W) index of the nearest palette colour (Euclidean in CIELAB) of every pixel of an (H, W, 3) image."""
+    from scipy.spatial import cKDTree
+
+    lab = srgb_to_lab(image).reshape(-1, 3)
+    _, idx = cKDTree(palette_lab).query(lab)
+    return idx.reshape(image.shape[:2]).astype(np.int64)
+
+
+def cooccurrence(
+    index_maps: list[np.ndarray], n_colors: int, radius: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel counts and symmetric co-occurrence counts of colour-index maps.
+
+    Every unordered pair of distinct pixels p, q of one image with max(|Δrow|, |Δcol|) <= ``radius`` adds 1 to
+    C[c(p), c(q)] and 1 to C[c(q), c(p)] (2 on the diagonal when both have the same colour).
+
+    Returns
+    -------
+    pixels : (V,) int64 — how many pixels have each colour
+    counts : (V, V) float64 — C, symmetric
+    """
+    pixels = np.zeros(n_colors, dtype=np.int64)
+    counts = np.zeros(n_colors * n_colors, dtype=np.float64)
+    offsets = [(0, dx) for dx in range(1, radius + 1)]
+    offsets += [(dy, dx) for dy in range(1, radius + 1) for dx in range(-radius, radius + 1)]
+    for idx in index_maps:
+        h, w = idx.shape
+        pixels += np.bincount(idx.ravel(), minlength=n_colors)
+        for dy, dx in offsets:
+            if dy >= h or abs(dx) >= w:
+                continue
+            x0, x1 = max(0, -dx), w - max(0, dx)  # p = (y, x), q = (y + dy, x + dx), both inside
+            a = idx[: h - dy, x0:x1]
+            b = idx[dy:h, x0 + dx : x1 + dx]
+            counts += np.bincount((a * n_colors + b).ravel(), minlength=n_colors * n_colors)
+    c = counts.reshape(n_colors, n_colors)
+    return pixels, c + c.T
+
+
+def pmi(counts: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """Pointwise mutual information of a symmetric co-occurrence table: log (C'_ab T') / (R'_a R'_b) with
+    C' = C + ``smoothing``, R' its row sums and T' its total."""
+    c = np.asarray(counts, dtype=np.float64) + float(smoothing)
+    rows = c.sum(axis=1)
+    return np.log(c) + np.log(c.sum()) - np.log(rows)[:, None] - np.log(rows)[None, :]
+
+
+# -- the dataset of prompts and swatches ----------------------------------------------------------------------
+class ColorDataset(PairedDataset):
+    """One item per colour: the caption is the prompt with the colour's name, the image a solid swatch of it."""
+
+    def __init__(self, names: list[str], rgb: np.ndarray, prompt: str, source: str) -> None:
+        self.rgb = np.asarray(rgb, dtype=np.uint8)
+        captions = [[prompt.format(name=name)] for name in names]
+        digest = hashlib.sha256(
+            json.dumps([list(names), self.rgb.tolist(), prompt]).encode("utf-8")
+        ).hexdigest()[:10]
+        super().__init__(f"colors-{source}-{digest}", list(names), captions)
+
+    def _load_image(self, i: int):
+        from PIL import Image
+
+        return Image.new("RGB", (SWATCH_SIZE, SWATCH_SIZE), tuple(int(c) for c in self.rgb[i]))
+
+    def _image_bytes(self, i: int) -> bytes:
+        return f"swatch|{SWATCH_SIZE}|".encode() + bytes(int(c) for c in self.rgb[i])
+
+
+# -- the experiment -------------------------------------------------------------------------------------------
+def _coverage(vocab: Vocabulary, lab: np.ndarray, config: ColorsConfig, ctx: Context) -> dict:
+    """Quantise the images, count co-occurrences; which colours have statistics."""
+    images = load_images(ctx.dataset, config.images, config.max_images)
+    if not images:
+        raise InputError(
+            "no images for the pixel co-occurrence kernel: give --dataset skimage (the photographs scikit-image "
+            "ships), a prh dataset, or --images DIR; or turn the kernel off with --no-pixels."
+        )
+    bar = ctx.bar(len(images), "colours: quantising images")
+    maps = []
+    for _, img in images:
+        maps.append(quantize(img, lab))
+        bar.update(1)
+    bar.close()
+    pixels, counts = cooccurrence(maps, len(vocab), config.radius)
+    covered = np.nonzero(pixels >= config.min_pixels)[0]
+    if len(covered) < max(MIN_COLORS, config.k + 2):
+        raise InputError(
+            f"the {len(images)} image(s) ({int(pixels.sum()):,} pixels) give co-occurrence statistics for only "
+            f"{len(covered)} of the {len(vocab)} colours (>= {config.min_pixels} pixels each); the kernels need at "
+            f"least {max(MIN_COLORS, config.k + 2)}. Add images (--images DIR, or a larger --dataset) or lower "
+            f"--min-pixels."
+        )
+    return {"images": [name for name, _ in images], "pixels": pixels, "counts": counts, "covered": covered}
+
+
+def _select(vocab: Vocabulary, coverage: dict | None, n: int | None) -> np.ndarray:
+    order = coverage["covered"] if coverage is not None else np.arange(len(vocab))
+    if n is not None:
+        if n > len(order):
+            what = "covered by the images" if coverage is not None else f"in vocabulary {vocab.source!r}"
+            raise InputError(f"--n {n}: only {len(order)} colours are {what}; use --n {len(order)} or less.")
+        if n < MIN_COLORS:
+            raise InputError(f"--n {n} is too few colours; use --n {MIN_COLORS} or more.")
+        order = order[:n]
+    return np.asarray(order)
+
+
+def _model_kernels(ctx: Context, config: ColorsConfig, dataset: ColorDataset) -> list:
+    from prh.experiments.kernels import feature_kernel
+
+    usable = ctx.usable_models()
+    kernels = []
+    for modality in ("language", "vision"):
+        specs = ctx.extract(usable[modality], dataset)
+        for feats in ctx.features(specs, dataset, q=config.q):
+            kernels.append(feature_kernel(feats.name, modality, feats.layers))
+    return kernels
+
+
+def run(ctx: Context, config: ColorsConfig) -> ExperimentResult:
+    """Build every kernel, compare them, draw the embeddings; write results, figures and the section."""
+    import pandas as pd
+
+    from prh.experiments.kernels import Kernel, compare, embed_2d
+
+    vocab = load_vocabulary(config.vocabulary)
+    lab_all = srgb_to_lab(vocab.rgb)
+    coverage = _coverage(vocab, lab_all, config, ctx) if config.pixels else None
+    chosen = _select(vocab, coverage, ctx.n)
+    names = [vocab.names[i] for i in chosen]
+    rgb = vocab.rgb[chosen]
+    lab = lab_all[chosen]
+    n = len(chosen)
+    ctx.log(f"colours: {n} of the {len(vocab)} in {vocab.source!r}")
+
+    dist = torch.from_numpy(lab_distances(lab, config.delta_e))
+    cielab = Kernel("CIELAB", "perceptual", [-dist], [dist])
+    kernels: list[Kernel] = []
+    if coverage is not None:
+        sub = coverage["counts"][np.ix_(chosen, chosen)]
+        table = torch.from_numpy(pmi(sub, config.smoothing))
+        off = table.clone()
+        off.fill_diagonal_(float("-inf"))
+        d = (off.max() - table).clamp_min(0.0)
+        d.fill_diagonal_(0.0)
+        kernels.append(Kernel("pixels (PMI)", "pixels", [table], [d]))
+    dataset = ColorDataset(names, rgb, config.prompt, vocab.source)
+    kernels += _model_kernels(ctx, config, dataset)
+
+    everything = [cielab] + kernels
+    pairs = [(kern, cielab) for kern in kernels]
+    pairs += [(a, b) for i, a in enumerate(kernels) for b in kernels[i + 1 :]]
+    bar = ctx.bar(len(pairs), "colours: comparing kernels")
+    comparisons = []
+    for a, b in pairs:
+        comparisons.append(
+            compare(
+                a, b, k=config.k, permutations=config.permutations, alpha=config.alpha, seed=ctx.options.seed
+            )
+        )
+        bar.update(1)
+    bar.close()
+    vs_lab = {c.a: c for c in comparisons if c.b == "CIELAB"}
+
+    # 2-D embeddings: CIELAB first, every other kernel at its layer that agrees best with CIELAB, rotated onto it
+    ref = embed_2d(cielab.distances[0], seed=ctx.options.seed)
+    embeddings = {"CIELAB": (ref, None)}
+    for kern in kernels:
+        layer = vs_lab[kern.name].layers_knn[0]
+        embeddings[kern.name] = (embed_2d(kern.distances[layer], seed=ctx.options.seed, reference=ref), layer)
+
+    table = pd.DataFrame([c.row() for c in comparisons])
+    ctx.write_csv("comparisons.csv", table)
+    colors = pd.DataFrame(
+        {
+            "name": names,
+            "hex": [vocab.hex(int(i)) for i in chosen],
+            "L": lab[:, 0],
+            "a": lab[:, 1],
+            "b": lab[:, 2],
+            "pixels": coverage["pixels"][chosen] if coverage is not None else np.nan,
+        }
+    )
+    ctx.write_csv("colors.csv", colors)
+    emb_rows = []
+    for kname, (xy, layer) in embeddings.items():
+        for i, name in enumerate(names):
+            emb_rows.append({"kernel": kname, "layer": layer, "name": name, "x": xy[i, 0], "y": xy[i, 1]})
+    ctx.write_csv("embeddings.csv", pd.DataFrame(emb_rows))
+
+    from prh.experiments import plots
+
+    hexes = list(colors["hex"])
+    fig_mds = ctx.figure_path("colors_mds.png")
+    plots.color_embeddings(embeddings, hexes, vs_lab, fig_mds)
+    fig_bars = ctx.figure_path("colors_vs_cielab.png")
+    plots.agreement_bars(list(vs_lab.values()), fig_bars)
+    fig_matrix = ctx.figure_path("colors_kernel_matrix.png")
+    plots.kernel_matrix([k.name for k in everything], comparisons, fig_matrix)
+
+    lines = [
+        f"{n} colours ({vocab.source}), k={config.k}, K={config.permutations} label permutations; "
+        f"chance k/(N-1) = {config.k / (n - 1):.3f}."
+    ]
+    for c in vs_lab.values():
+        lines.append(
+            f"{c.a} ({c.kind_a}) vs CIELAB: mutual kNN {c.mutual_knn:.3f} (layer {c.layers_knn[0]}; null mean "
+            f"{c.null_mean_knn:.3f}, p = {c.p_knn:.3g}), Spearman {c.spearman:.3f} (p = {c.p_spearman:.3g}); "
+            f"shuffled labels {c.control_knn:.3f} / {c.control_spearman:.3f} (p = {c.control_p_knn:.2g})."
+        )
+    summary = {
+        "n_colors": n,
+        "vocabulary": vocab.source,
+        "k": config.k,
+        "permutations": config.permutations,
+        "chance_knn": config.k / (n - 1),
+        "vs_cielab": {
+            c.a: {
+                "kind": c.kind_a,
+                "mutual_knn": c.mutual_knn,
+                "layer": c.layers_knn[0],
+                "p_knn": c.p_knn,
+                "spearman": c.spearman,
+                "p_spearman": c.p_spearman,
+                "null_mean_knn": c.null_mean_knn,
+                "calibrated_knn": c.calibrated_knn,
+                "control_knn": c.control_knn,
+                "control_spearman": c.control_spearman,
+                "control_p_knn": c.control_p_knn,
+            }
+            for c in vs_lab.values()
+        },
+    }
+    ctx.write_json(
+        "results.json",
+        {
+            "summary": summary,
+            "comparisons": [c.row() for c in comparisons],
+            "colors": colors.to_dict(orient="records"),
+            "images": coverage["images"] if coverage is not None else [],
+            "dropped_duplicates": list(vocab.dropped),
+            "provenance": ctx.provenance(config),
+        },
+    )
+    _section(ctx, config, table, lines, (fig_mds, fig_bars, fig_matrix))
+    return ExperimentResult("colors", summary, lines, ctx.folder, list(ctx.files))
+
+
+def _section(ctx: Context, config: ColorsConfig, table: Any, lines: list[str], figs: tuple) -> None:
+    from prh.report.sections import Figure, Section, Table
+
+    cols = ["a", "b", "mutual_knn", "layers_knn", "p_knn", "spearman", "p_spearman", "control_knn"]
+    ctx.write_section(
+        Section(
+            name="colors",
+            title=SPEC.title,
+            order=SPEC.order,
+            paragraphs=[
+                "Kernels over named colours from perception (CIELAB ΔE), from pixel co-occurrence in natural images "
+                "(PMI), from language models (a prompt per colour name) and from vision models (solid swatches), "
+                "compared by mutual kNN and by the Spearman correlation of their distance matrices; p-values from "
+                f"{config.permutations} label permutations with the maximum over layers taken each time.",
+            ],
+            findings=lines,
+            figures=[
+                Figure(
+                    ctx.relative(figs[0]),
+                    "2-D MDS embedding of each kernel, every colour drawn in its own colour; models at the layer "
+                    "that agrees best with CIELAB, each panel rotated onto the CIELAB panel.",
+                    "Colour embeddings",
+                ),
+                Figure(
+                    ctx.relative(figs[1]),
+                    "Agreement of each kernel with CIELAB (best layer), the permutation null's mean of the "
+                    "layer-maximised score, and the label-shuffled control.",
+                    "Agreement with perception",
+                ),
+                Figure(ctx.relative(figs[2]), "Mutual kNN between every pair of kernels.", "All kernels"),
+            ],
+            tables=[Table("Every comparison", table[cols])],
+            files=[(p.name, ctx.relative(p)) for p in ctx.files if p.suffix in (".json", ".csv")],
+        )
+    )
+
+
+SPEC = ExperimentSpec(
+    name="colors",
+    title="Colours: perception, pixels and language",
+    summary="Kernels over named colours from CIELAB, pixel co-occurrence (PMI), language and vision models: "
+    "agreement with p-values, and MDS embeddings drawn in colour.",
+    config=ColorsConfig,
+    run=run,
+    models="offline",
+    dataset="skimage",
+    n=None,
+    dataset_help="Images for the pixel co-occurrence kernel: skimage (the photographs scikit-image ships) or any "
+    "prh dataset (its first --max-images images).",
+    order=20,
+)
