@@ -70,7 +70,10 @@ def _pair_table(title: str, rows: pd.DataFrame, top: int):
 
 
 def check_out_dir(out: Path) -> Path:
-    """Refuse an output path that is an existing file."""
+    """Refuse an output path that is an existing file, or a folder that cannot be written (read-only, no
+    permission, a full disk) -- before anything is computed."""
+    from prh.atomic import check_writable
+
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the results.")
-    return out
+    return check_writable(out, "--out")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from prh.align import Results
 
 from prh.commands.models import TRUST_CODE_HELP
 
@@ -63,6 +67,13 @@ def register(app: typer.Typer) -> None:
         from prh.features.store import FeatureStore
         from prh.report import build_report
 
+        if not [name for name in metric.split(",") if name.strip()]:
+            from prh.errors import InputError
+
+            raise InputError(
+                f"--metric {metric!r} is empty: it names no metric; give at least one, e.g. --metric mutual_knn "
+                f"(`prh score --list` lists them)."
+            )
         config = AlignConfig(  # every option that changes the numbers, validated here once
             metrics=metric,
             k=k,
@@ -76,7 +87,7 @@ def register(app: typer.Typer) -> None:
         )
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
         load_models_files(models_file, trust_code)
-        check_out_dir(out)
+        check_out_dir(out)  # writable (and not full) before anything is computed
         specs_x = resolve(models)
         specs_y = resolve(models_y) if models_y else None
         ds = open_dataset(dataset, n)
@@ -89,8 +100,42 @@ def register(app: typer.Typer) -> None:
             )
         else:
             results = run_alignment(specs_x, specs_y, FeatureStore(store), config, dataset=data)
-        results.save(out)
+        save_results(results, out)
         print_summary(results)
         typer.echo(f"results: {out / 'results.csv'}")
         if report:
-            typer.echo(f"report: {build_report(out)}")
+            try:
+                typer.echo(f"report: {build_report(out)}")
+            except OSError as err:
+                from prh.errors import InputError
+
+                raise InputError(
+                    f"--out {out}: the results are saved there, but the report could not be written "
+                    f"({err.strerror or err}); free some space and run `prh report {out}`."
+                ) from None
+
+
+def save_results(results: Results, out: Path) -> Path:
+    """``results.save(out)``; when that fails (a disk that filled up, a folder made read-only during the run), save
+    them to a fresh temporary folder instead and raise an InputError saying where, so computed results are never
+    lost. The files in ``out`` are replaced all together or not at all."""
+    import tempfile
+
+    from prh.errors import InputError
+
+    try:
+        return results.save(out)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        try:
+            fallback = Path(tempfile.mkdtemp(prefix="prh-results-"))
+            results.save(fallback)
+        except OSError as second:
+            raise InputError(
+                f"--out {out}: writing the results failed ({reason}), and so did a copy in the temporary folder "
+                f"({second.strerror or second}); nothing in {out} was changed. Free some space and run again."
+            ) from None
+        raise InputError(
+            f"--out {out}: writing the results failed ({reason}); nothing in {out} was changed and the computed "
+            f"results are kept in {fallback} (see them with `prh report {fallback}`, or copy that folder to {out})."
+        ) from None

@@ -20,6 +20,14 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Build the HTML report (plus PNG figures and a markdown summary) of an alignment run."""
+        from prh.errors import InputError
         from prh.report import build_report
 
-        typer.echo(f"report: {build_report(results, metric)}")
+        try:
+            path = build_report(results, metric)
+        except OSError as err:  # figures or pages that cannot be written (read-only folder, full disk)
+            raise InputError(
+                f"{results}: the report could not be written ({err.strerror or err}"
+                f"{f': {err.filename}' if err.filename else ''}); give a results folder you can write to."
+            ) from None
+        typer.echo(f"report: {path}")
