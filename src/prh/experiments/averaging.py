@@ -160,11 +160,10 @@ def run(ctx: Context, config: AveragingConfig) -> ExperimentResult:
 
     from prh import prepare, sweep
     from prh.align import shuffled_control
-    from prh.data import load_dataset
     from prh.experiments.fitting import fit_saturating
     from prh.stats import bootstrap_ci
 
-    base = load_dataset(ctx.dataset, n=ctx.n)
+    base = ctx.load_dataset()
     texts = caption_sets(base, config.captions)
     views = [ViewDataset(base, v) if v != "identity" else base for v in VIEWS[: config.views]]
     usable = ctx.usable_models()

@@ -208,6 +208,16 @@ class Context:
     def n(self) -> int | None:
         return self.options.n if self.options.n is not None else self.spec.n
 
+    def load_dataset(self) -> Any:
+        """The paired dataset of ``--dataset`` with ``--n`` items; without ``--n``, the experiment's default N or
+        all items when the dataset has fewer."""
+        from prh.data import load_dataset
+
+        if self.options.n is not None or self.spec.n is None:
+            return load_dataset(self.dataset, n=self.options.n)
+        dataset = load_dataset(self.dataset)
+        return dataset.subset(min(self.spec.n, len(dataset)))
+
     @property
     def store(self):
         from prh.features.store import FeatureStore

@@ -91,10 +91,9 @@ def run(ctx: Context, config: CaptionDensityConfig) -> ExperimentResult:
     import pandas as pd
 
     from prh.align import Experiment
-    from prh.data import load_dataset
     from prh.experiments.captions import words
 
-    base = load_dataset(ctx.dataset, n=ctx.n)
+    base = ctx.load_dataset()
     levels = density_levels(base, config.levels)
     usable = ctx.usable_models()
     vision = ctx.extract(usable["vision"], base)

@@ -307,7 +307,7 @@ def _as_rgb_array(img: Any) -> np.ndarray:
 def load_images(source: str | None, folder: str | None, max_images: int) -> list[tuple[str, np.ndarray]]:
     """Natural images for the co-occurrence counts, as ``(name, (H, W, 3) uint8)``.
 
-    ``source``: ``"skimage"`` (the photographs of :data:`SKIMAGE_PHOTOS`), ``None`` (none) or any name
+    ``source``: ``"skimage"`` (the photographs of :data:`SKIMAGE_PHOTOS`), ``"none"`` or ``None`` (none) or any name
     :func:`prh.data.load_dataset` accepts (its first ``max_images`` images); ``folder``: every image file under it.
     """
     from PIL import Image
@@ -320,7 +320,7 @@ def load_images(source: str | None, folder: str | None, max_images: int) -> list
             if (root / name).is_file():
                 with Image.open(root / name) as img:
                     out.append((f"skimage:{name}", _as_rgb_array(img)))
-    elif source is not None:
+    elif source not in (None, "none"):
         from prh.data import load_dataset
 
         dataset = load_dataset(source)
@@ -640,7 +640,7 @@ SPEC = ExperimentSpec(
     models="offline",
     dataset="skimage",
     n=None,
-    dataset_help="Images for the pixel co-occurrence kernel: skimage (the photographs scikit-image ships) or any "
-    "prh dataset (its first --max-images images).",
+    dataset_help="Images for the pixel co-occurrence kernel: skimage (the photographs scikit-image ships), any "
+    "prh dataset (its first --max-images images), or none (only --images).",
     order=20,
 )

@@ -2,7 +2,8 @@
 
 ``s_1`` is the value at n = 1, ``s_inf`` the asymptote (what averaging infinitely many views/captions would reach)
 and ``exponent`` > 0 how fast it is approached (a power law, the form of test-time scaling curves). Fitted by
-least squares (``scipy.optimize.curve_fit``, bounded: exponent in (0, 10]); R² = 1 - SS_res / SS_tot.
+least squares (``scipy.optimize.curve_fit``, bounded: exponent in [0.001, 10], s_inf within two ranges of the
+data, s_1 within one); R² = 1 - SS_res / SS_tot.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def fit_saturating(counts: object, scores: object) -> SaturatingFit:
     span = float(s.max() - s.min())
     first = float(s[np.argmin(n)])
     start = (float(s[np.argmax(n)]) + 0.1 * span * np.sign(s[np.argmax(n)] - first), first, 1.0)
-    lo = (float(s.min()) - 10 * span - 1.0, float(s.min()) - span - 1.0, 1e-3)
-    hi = (float(s.max()) + 10 * span + 1.0, float(s.max()) + span + 1.0, 10.0)
+    pad = max(span, 1e-6)
+    lo = (float(s.min()) - 2 * pad, float(s.min()) - pad, 1e-3)
+    hi = (float(s.max()) + 2 * pad, float(s.max()) + pad, 10.0)
     start = tuple(float(np.clip(v, a, b)) for v, a, b in zip(start, lo, hi))
     try:
         params, _ = curve_fit(saturating, n, s, p0=start, bounds=(lo, hi), maxfev=20000)
