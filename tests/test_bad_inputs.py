@@ -244,6 +244,30 @@ def test_trust_code_opt_in_says_what_will_be_imported_in_one_line(
         assert word in lines[0], (word, lines[0])
 
 
+@pytest.mark.parametrize(
+    ("command", "after"),
+    [
+        (
+            ["extract", "--models", "cnn", "--dataset", "no-such-dataset", "--device", "cpu"],
+            "no-such-dataset",
+        ),
+        (["align", "--models", "cnn", "--dataset", "no-such-dataset", "--no-report"], "no-such-dataset"),
+    ],
+)
+def test_trust_code_flag_reaches_every_command(tmp_path, monkeypatch, capsys, fresh_registry, command, after):
+    """With --trust-code the file loads (one warning line) and the command goes on to its next step (here: an
+    unknown dataset), which is the error; nothing was imported yet."""
+    f = tmp_path / "models.toml"
+    f.write_text(_CODE.format(marker=tmp_path / "pwned"))
+    monkeypatch.chdir(tmp_path)
+    code, err = _cli(monkeypatch, capsys, *command, "--models-file", str(f), "--trust-code")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 2 and "Traceback" not in err, err
+    assert lines[0].startswith("warning: ") and "module 'os'" in lines[0] and "os:system" in lines[0]
+    assert lines[1].startswith("error: ") and after in lines[1]
+    assert not (tmp_path / "pwned").exists()
+
+
 # ------------------------------------------------------------------------------------------ the store, align, report
 
 N_STORED = 32

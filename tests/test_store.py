@@ -380,3 +380,15 @@ def test_missing_features_hint_names_the_stored_size(tmp_path):
         store.find_many(["a"], "cls", dataset=bigger)
     assert "\n" not in str(err.value)
     assert "N=6, pool mean: to use those, pass --n 6 --pool mean" in str(err.value)
+
+
+def test_meta_reads_the_sidecar_only(tmp_path, monkeypatch):
+    import prh.features.store as store_module
+
+    store = FeatureStore(tmp_path)
+    ds = _Toy()
+    layers, names, _ = _features()
+    store.save(ds, "m", "mean", layers, names, None, {"bits_per_byte": 1.5})
+    monkeypatch.setattr(store_module, "tensor_digest", lambda t: pytest.fail("meta() must not read tensors"))
+    assert store.meta(ds, "m", "mean")["bits_per_byte"] == 1.5
+    assert store.meta(ds, "m", "cls") is None and store.meta(_Toy(tweak="!"), "m", "mean") is None

@@ -239,7 +239,7 @@ def extract(
             row["status"] = "cached"
             row["path"] = str(store.path(dataset, spec.name, p))
             try:
-                meta = store.load(dataset, spec.name, p).meta
+                meta = store.meta(dataset, spec.name, p) or {}  # the sidecar: no tensor is read
                 row.update(
                     layers=meta.get("n_layers"),
                     dim=_dims(meta["dims"]) if meta.get("dims") else None,

@@ -207,6 +207,18 @@ class FeatureStore:
         assert meta is not None
         return meta.get("dataset", {}).get("fingerprint") == dataset.fingerprint()
 
+    def meta(self, dataset: PairedDataset, model: str, pool: str) -> dict | None:
+        """The sidecar of a complete entry for exactly this dataset (same fingerprint), model and pooling, without
+        reading (or verifying) any tensor; None when :meth:`has` would be False."""
+        path = self.path(dataset, model, pool)
+        meta = self._read_sidecar(path)
+        if (
+            not self._complete(path, meta)
+            or meta.get("dataset", {}).get("fingerprint") != dataset.fingerprint()
+        ):
+            return None
+        return meta
+
     def entries(self) -> list[dict]:
         """Every complete entry's sidecar, with ``"path"`` (the safetensors file) added; sorted by path."""
         out = []

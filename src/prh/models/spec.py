@@ -57,7 +57,10 @@ class ModelSpec:
     competence : dict
         Reported figures, e.g. ``{"imagenet_top1": 75.1}``.
     options : dict
-        Adapter options (``gguf_file``, ``image_size``, ``layers``, ``builder``, ...).
+        Adapter options (``gguf_file``, ``image_size``, ``layers``, ``builder``, ...; their types are checked when
+        read from a models file, see :data:`prh.models.registry.OPTION_FIELDS`). A ``builder`` naming code
+        (``"package.module:function"``) is imported as given here; from a models file it needs ``--trust-code``
+        or ``trust_code = true`` in the entry.
     description : str
         One line for listings.
     extra : str
