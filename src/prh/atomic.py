@@ -60,7 +60,9 @@ def clean_stale_temporaries(path: str | os.PathLike, now: float | None = None) -
     now = time.time() if now is None else now
     removed: list[Path] = []
     try:
-        names = [e.name for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+        names = [
+            e.name for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".tmp")
+        ]
     except OSError:
         return removed
     for name in names:
@@ -163,7 +165,9 @@ def check_writable(folder: str | os.PathLike, name: str = "--out", probe_bytes: 
             missing.append(ancestor)
             ancestor = ancestor.parent
         if not ancestor.is_dir():
-            raise InputError(f"{name} {folder}: {ancestor} is a file, not a folder; give a folder for the results.")
+            raise InputError(
+                f"{name} {folder}: {ancestor} is a file, not a folder; give a folder for the results."
+            )
         for new in reversed(missing):
             new.mkdir()
         with open(probe, "wb") as fh:
