@@ -98,7 +98,12 @@ class ColorsConfig(ConfigFields):
         default="cie76", metadata={"help": "Perceptual distance: cie76 (Euclidean in CIELAB) or ciede2000."}
     )
     k: int = field(default=10, metadata={"help": "Neighbours of the mutual kNN score."})
-    permutations: int = field(default=1000, metadata={"help": "Label permutations of the null (p-values)."})
+    permutations: int = field(
+        default=1000, metadata={"help": "Label permutations of the null of each kernel vs CIELAB (p-values)."}
+    )
+    pair_permutations: int = field(
+        default=200, metadata={"help": "Label permutations of the comparisons between the other kernels."}
+    )
     alpha: float = field(default=0.05, metadata={"help": "Level of the null threshold (calibrated score)."})
     q: float = field(
         default=0.95, metadata={"help": "Outlier clamp quantile of prh.prepare for model features."}
@@ -130,6 +135,9 @@ class ColorsConfig(ConfigFields):
             "delta_e": check_choice(self.delta_e, "delta_e", DELTA_E),
             "k": check_int(self.k, "k", minimum=1, hint="neighbours of mutual kNN"),
             "permutations": check_int(self.permutations, "permutations", minimum=1, hint="e.g. 1000"),
+            "pair_permutations": check_int(
+                self.pair_permutations, "pair_permutations", minimum=1, hint="e.g. 200"
+            ),
             "alpha": check_float(self.alpha, "alpha", 0.0, 1.0, inclusive=(False, False)),
             "q": check_quantile(self.q, "q"),
         }
@@ -500,10 +508,9 @@ def run(ctx: Context, config: ColorsConfig) -> ExperimentResult:
     bar = ctx.bar(len(pairs), "colours: comparing kernels")
     comparisons = []
     for a, b in pairs:
+        perms = config.permutations if b is cielab else config.pair_permutations
         comparisons.append(
-            compare(
-                a, b, k=config.k, permutations=config.permutations, alpha=config.alpha, seed=ctx.options.seed
-            )
+            compare(a, b, k=config.k, permutations=perms, alpha=config.alpha, seed=ctx.options.seed)
         )
         bar.update(1)
     bar.close()

@@ -73,12 +73,14 @@ def _upper(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass
 class _Prepared:
-    """Per-layer caches of one kernel: neighbour lists (L, N, k), neighbour masks (L, N, N) and standardised
-    ranks of the upper triangle placed in a symmetric (L, N, N) matrix with zero diagonal."""
+    """Per-layer caches of one kernel: neighbour lists (L, N, k), neighbour masks (L, N, N) bool, and the
+    standardised ranks of the upper triangle, as vectors (L, M) and placed in symmetric (L, N * N) matrices with a
+    zero diagonal (M = N (N - 1) / 2; float32: the grids are sums of M products of unit-norm vectors)."""
 
     knn: torch.Tensor
     mask: torch.Tensor
     ranks: torch.Tensor
+    full: torch.Tensor
 
 
 def _prepare(kernel: Kernel, k: int) -> _Prepared:
@@ -86,14 +88,14 @@ def _prepare(kernel: Kernel, k: int) -> _Prepared:
 
     n = kernel.n
     iu, ju = _upper(n)
-    knn, masks, ranks = [], [], []
+    knn, masks, ranks, fulls = [], [], [], []
     for sim in kernel.layers:
         s = sim.clone().to(torch.float64)
         s.fill_diagonal_(float("-inf"))
         idx = torch.topk(s, k, dim=1).indices
         knn.append(idx)
-        mask = torch.zeros((n, n), dtype=torch.float32)
-        mask.scatter_(1, idx, 1.0)
+        mask = torch.zeros((n, n), dtype=torch.bool)
+        mask.scatter_(1, idx, True)
         masks.append(mask)
         r = torch.from_numpy(rankdata(sim[iu, ju].numpy(), method="average"))
         r = r - r.mean()
@@ -103,20 +105,23 @@ def _prepare(kernel: Kernel, k: int) -> _Prepared:
                 f"kernel {kernel.name!r} is constant (every pair equally similar): its rank correlation with "
                 f"another kernel is undefined. Check its input."
             )
-        full = torch.zeros((n, n), dtype=torch.float64)
-        full[iu, ju] = r / norm
-        full[ju, iu] = r / norm
-        ranks.append(full)
-    return _Prepared(torch.stack(knn), torch.stack(masks), torch.stack(ranks))
+        r = (r / norm).to(torch.float32)
+        full = torch.zeros((n, n), dtype=torch.float32)
+        full[iu, ju] = r
+        full[ju, iu] = r
+        ranks.append(r)
+        fulls.append(full.reshape(-1))
+    return _Prepared(torch.stack(knn), torch.stack(masks), torch.stack(ranks), torch.stack(fulls))
 
 
 def _grids(
     a: _Prepared, b: _Prepared, perm: torch.Tensor | None, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mutual kNN grid, Spearman grid), each (La, Lb), of ``a`` against ``b`` relabelled by ``perm``.
+    """(mutual kNN grid, Spearman grid), each (La, Lb) float64, of ``a`` against ``b`` relabelled by ``perm``.
 
     Relabelling b by π gives b'(i, j) = b(π_i, π_j): the neighbours of i in b' are π⁻¹(kNN_b(π_i)), so
-    |kNN_a(i) ∩ kNN_b'(i)| = Σ_j mask_a[i, π⁻¹(kNN_b(π_i))_j], and the ranks re-index the same way.
+    |kNN_a(i) ∩ kNN_b'(i)| = Σ_j mask_a[i, π⁻¹(kNN_b(π_i))_j], and the upper-triangle ranks of b' are b's ranks
+    read at (π_i, π_j).
     """
     n = a.mask.shape[1]
     if perm is None:
@@ -125,15 +130,12 @@ def _grids(
         inv = torch.empty_like(perm)
         inv[perm] = torch.arange(n)
         knn_b = inv[b.knn[:, perm]]
-        ranks_b = b.ranks[:, perm][:, :, perm]
-    # overlap[la, lb] = sum_i sum_j mask_a[la, i, knn_b[lb, i, j]]
-    la, lb = a.mask.shape[0], knn_b.shape[0]
+        iu, ju = _upper(n)
+        ranks_b = b.full[:, perm[iu] * n + perm[ju]]
     rows = torch.arange(n)[None, :, None]
-    knn_grid = torch.empty((la, lb), dtype=torch.float64)
-    for j in range(lb):
-        hits = a.mask[:, rows[0], knn_b[j]]  # (La, N, k)
-        knn_grid[:, j] = hits.sum(dim=(1, 2)).to(torch.float64) / (n * k)
-    spear = 0.5 * (a.ranks.reshape(la, -1) @ ranks_b.reshape(lb, -1).T)
+    hits = a.mask[:, rows, knn_b]  # (La, Lb, N, k): is b's j-th neighbour of i among a's?
+    knn_grid = hits.sum(dim=(2, 3), dtype=torch.int64).to(torch.float64) / (n * k)
+    spear = (a.ranks @ ranks_b.T).to(torch.float64)
     return knn_grid, spear.clamp(-1.0, 1.0)
 
 
@@ -212,12 +214,14 @@ def compare(
         raise InputError(f"permutations={permutations!r} must be an integer >= 1 (e.g. 1000).")
     pa, pb = _prepare(a, k), _prepare(b, k)
     knn_grid, sp_grid = _grids(pa, pb, None, k)
+    # relabel the side with fewer layers (cheaper; relabelling either side gives the same null distribution)
+    fixed, moved = (pa, pb) if pb.mask.shape[0] <= pa.mask.shape[0] else (pb, pa)
     gen = torch.Generator().manual_seed(seed)
     null_knn = np.empty(permutations)
     null_sp = np.empty(permutations)
     for t in range(permutations):
         perm = torch.randperm(a.n, generator=gen)
-        g_knn, g_sp = _grids(pa, pb, perm, k)
+        g_knn, g_sp = _grids(fixed, moved, perm, k)
         null_knn[t], null_sp[t] = float(g_knn.max()), float(g_sp.max())
     control_perm = torch.randperm(a.n, generator=torch.Generator().manual_seed(seed + 10_000))
     c_knn, c_sp = _grids(pa, pb, control_perm, k)
