@@ -454,3 +454,24 @@ def test_test_time_averaging_end_to_end_on_tiny_models(tiny):
     fits = pd.read_csv(result.folder / "fits.csv")
     assert set(fits["axis"]) == {"views", "captions", "both"}
     assert len(result.summary["pairs"]) == 2
+
+
+def test_the_full_report_of_an_alignment_run_includes_the_sections(tmp_path):
+    from prh.align import TABLE_COLUMNS, Results
+    from prh.report import build_report
+    from prh.report.sections import Section, write_section
+
+    row = dict.fromkeys(TABLE_COLUMNS, np.nan)
+    row.update(
+        model_x="lm", model_y="vm", modality_x="language", modality_y="vision", family_x="a", family_y="b",
+        metric="mutual_knn", k=10, N=100, score=0.2, best_layer_x=1, best_layer_y=2, n_layers_x=3,
+        n_layers_y=4, control="none",
+    )  # fmt: skip
+    results = Results(pd.DataFrame([row], columns=TABLE_COLUMNS), {}, {"N": 100, "k": 10})
+    results.grids[Results.grid_key("mutual_knn", "none", "lm", "vm")] = np.full((3, 4), 0.1)
+    results.save(tmp_path)
+    write_section(tmp_path, Section("colors", "Colours: a section", findings=["found"]))
+    page = build_report(tmp_path).read_text()
+    assert "All model pairs" in page and "Colours: a section" in page
+    assert page.index("All model pairs") < page.index("Colours: a section")
+    assert "## Colours: a section" in (tmp_path / "report.md").read_text()
