@@ -10,6 +10,8 @@ includes without importing this package.
 - ``caption-density`` (:mod:`.caption_density`) — denser captions align better with vision models (Appendix E);
 - ``test-time-averaging`` (:mod:`.averaging`) — averaging features over more views and captions raises
   cross-modal alignment along a saturating curve (VideoPRH).
+- ``gallery-size`` (:mod:`.gallery_size`) — cross-modal alignment (raw, calibrated, chance) against the size of the
+  gallery, one-to-one and many-to-many (Koepke et al. 2026).
 
 Adding one: write ``prh/experiments/<module>.py`` with a frozen config dataclass, ``run(context, config)`` and
 ``SPEC = ExperimentSpec(...)`` (see :mod:`.base`), and add one line to :data:`EXPERIMENTS`; the command line and the
@@ -34,6 +36,7 @@ EXPERIMENTS: dict[str, str] = {
     "colors": "prh.experiments.colors",
     "caption-density": "prh.experiments.caption_density",
     "test-time-averaging": "prh.experiments.averaging",
+    "gallery-size": "prh.experiments.gallery_size",
 }
 
 __all__ = [
