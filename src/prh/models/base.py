@@ -12,6 +12,7 @@ import torch
 from prh.errors import InputError
 from prh.models.batching import Progress
 from prh.models.device import dtype_name
+from prh.models.loader import resolve_workers
 from prh.models.result import FeatureResult
 from prh.models.spec import ADAPTER_POOLS, ModelSpec
 
@@ -44,9 +45,16 @@ class Adapter:
     device: torch.device
     dtype: torch.dtype
     n_params: int | None = None
+    #: Background image workers of the running :meth:`extract` call (``workers`` resolved for its dataset).
+    workers: int = 0
 
     def extract(
-        self, dataset, batch_size: int = 16, pool: str | None = None, progress: Progress = None
+        self,
+        dataset,
+        batch_size: int = 16,
+        pool: str | None = None,
+        progress: Progress = None,
+        workers: int | str = "auto",
     ) -> FeatureResult:
         """Extract per-layer pooled features for every item of ``dataset``.
 
@@ -60,6 +68,10 @@ class Adapter:
             Pooling (None: the spec's default); see :data:`prh.models.spec.ADAPTER_POOLS`.
         progress : callable or tqdm-like, optional
             Called with the number of samples finished after each batch.
+        workers : int or "auto", default "auto"
+            Vision models: processes that decode and transform the next images while the model runs (0: none;
+            ``"auto"``: none for a few batches, else ``min(4, CPUs - 1)``; see
+            :func:`prh.models.loader.resolve_workers`). The features do not depend on it.
 
         Returns
         -------
@@ -71,6 +83,7 @@ class Adapter:
         pool = check_pool(self.spec, pool)
         if len(dataset) == 0:
             raise InputError(f"dataset {getattr(dataset, 'name', '?')!r} is empty; nothing to extract.")
+        self.workers = resolve_workers(workers, len(dataset), batch_size)
         start = time.perf_counter()
         result = self._extract(dataset, batch_size, pool, progress)
         wall = time.perf_counter() - start
@@ -93,6 +106,8 @@ class Adapter:
             "n_layers": len(result.layers),
             "dims": [int(t.shape[1]) for t in result.layers],
         }
+        if self.spec.modality == "vision":
+            meta["image_workers"] = self.workers
         if "bpb" in result.per_sample:
             meta["bits_per_byte"] = float(result.per_sample["bpb"].mean())
         meta.update(result.meta)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 
 from prh.models.base import Adapter, count_params
-from prh.models.batching import LayerBuffer, Progress, batches, call_progress
+from prh.models.batching import LayerBuffer, Progress, call_progress
 from prh.models.device import resolve_device, resolve_dtype
 from prh.models.guards import forward_guard, loading
+from prh.models.loader import image_batches
 from prh.models.pooling import pool_tokens
 from prh.models.preprocess import ImageTransform, read_preprocessor_config
 from prh.models.result import FeatureResult
@@ -73,14 +74,14 @@ class HFVisionAdapter(Adapter):
         n = len(dataset)
         buf = LayerBuffer(n)
         include_embed = bool(self.spec.options.get("include_embeddings", False))
-        for chunk in batches(list(range(n)), batch_size):
-            pixels = self.transform.batch([dataset.image(i) for i in chunk]).to(self.device, self.dtype)
-            with forward_guard(self.spec, batch_size):
-                out = self.model(pixel_values=pixels, output_hidden_states=True)
-                states = out.hidden_states if include_embed else out.hidden_states[1:]
-                pooled = [pool_tokens(h, pool) for h in states]
-            buf.put(chunk, pooled)
-            call_progress(progress, len(chunk))
+        with image_batches(dataset, self.transform, batch_size, self.workers, self.device) as stream:
+            for chunk, pixels in stream:
+                with forward_guard(self.spec, batch_size):
+                    out = self.model(pixel_values=pixels.to(self.dtype), output_hidden_states=True)
+                    states = out.hidden_states if include_embed else out.hidden_states[1:]
+                    pooled = [pool_tokens(h, pool) for h in states]
+                buf.put(chunk, pooled)
+                call_progress(progress, len(chunk))
         layers = buf.result()
         names = (["embed"] if include_embed else []) + [
             f"block.{i}" for i in range(len(layers) - include_embed)

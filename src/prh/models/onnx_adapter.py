@@ -14,9 +14,10 @@ import torch
 
 from prh.errors import InputError, ModelLoadError
 from prh.models.base import Adapter
-from prh.models.batching import LayerBuffer, Progress, batches, call_progress
+from prh.models.batching import LayerBuffer, Progress, call_progress
 from prh.models.device import resolve_device
 from prh.models.guards import forward_guard, loading
+from prh.models.loader import image_batches
 from prh.models.pooling import pool_any
 from prh.models.preprocess import ImageTransform
 from prh.models.result import FeatureResult
@@ -146,12 +147,13 @@ class OnnxAdapter(Adapter):
         buf = LayerBuffer(n)
         name = next(iter(self.inputs))
         step = self.fixed_batch or batch_size
-        for chunk in batches(list(range(n)), step):
-            pixels = self.transform.batch([dataset.image(i) for i in chunk]).numpy()
-            with forward_guard(self.spec, step):
-                acts = self._run({name: pixels})
-            buf.put(chunk, [pool_any(torch.from_numpy(np.asarray(a)), pool) for a in acts])
-            call_progress(progress, len(chunk))
+        # no device: onnxruntime reads CPU arrays
+        with image_batches(dataset, self.transform, step, self.workers) as stream:
+            for chunk, pixels in stream:
+                with forward_guard(self.spec, step):
+                    acts = self._run({name: pixels.numpy()})
+                buf.put(chunk, [pool_any(torch.from_numpy(np.asarray(a)), pool) for a in acts])
+                call_progress(progress, len(chunk))
         names = [f"block.{i}" for i in range(len(self.outputs))]
         return FeatureResult(layers=buf.result(), layer_names=names, meta={"onnx_outputs": self.outputs})
 

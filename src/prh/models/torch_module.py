@@ -15,13 +15,18 @@ from torch import nn
 
 from prh.errors import InputError, ModelLoadError
 from prh.models.base import Adapter, count_params
-from prh.models.batching import LayerBuffer, Progress, batches, call_progress
+from prh.models.batching import LayerBuffer, Progress, call_progress
 from prh.models.device import resolve_device, resolve_dtype
 from prh.models.guards import forward_guard, loading
+from prh.models.loader import image_batches
 from prh.models.pooling import pool_any
 from prh.models.preprocess import ImageTransform
 from prh.models.result import FeatureResult
 from prh.models.spec import ModelSpec
+
+#: Built-in builders whose models run in ``channels_last`` memory format (convolutional; see
+#: :meth:`TorchModuleAdapter.set_channels_last`).
+CHANNELS_LAST_BUILDERS = ("efficientnet-lite",)
 
 
 def _first_tensor(x):
@@ -214,6 +219,20 @@ class TorchModuleAdapter(Adapter):
         self.model = module.to(self.device, self.dtype).eval()
         self.recorder = HookRecorder(self.model, layers)
         self.n_params = count_params(self.model)
+        self.channels_last = False
+        self.set_channels_last(spec.options.get("builder") in CHANNELS_LAST_BUILDERS)
+
+    def set_channels_last(self, on: bool) -> None:
+        """Run the model in ``torch.channels_last`` memory format (NHWC weights and inputs) or not.
+
+        On for the built-in convolutional builders (:data:`CHANNELS_LAST_BUILDERS`): their convolutions run
+        faster in NHWC on CPU (EfficientNet-Lite0 on 2 CPU cores: 18 -> 23 images/s) and the features equal the
+        NCHW ones up to float rounding. Off for user modules (a ``.view`` in their forward may need NCHW
+        strides); call this to turn it on.
+        """
+        self.channels_last = bool(on)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=fmt)
 
     def _build(self):
         builder = self.spec.options.get("builder", "")
@@ -242,22 +261,30 @@ class TorchModuleAdapter(Adapter):
     @torch.inference_mode()
     def forward_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the model on a (B, 3, H, W) batch; returns (model output, raw hooked activations)."""
-        out = self.model(pixels.to(self.device, self.dtype))
+        pixels = pixels.to(self.device, self.dtype)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)  # no copy when already NHWC
+        out = self.model(pixels)
         return out, self.recorder.collect()
 
     @torch.inference_mode()
     def _extract(self, dataset, batch_size: int, pool: str, progress: Progress) -> FeatureResult:
-        n = len(dataset)
-        buf = LayerBuffer(n)
-        for chunk in batches(list(range(n)), batch_size):
-            pixels = self.transform.batch([dataset.image(i) for i in chunk])
-            with forward_guard(self.spec, batch_size):
-                _, acts = self.forward_pixels(pixels)
-                pooled = [pool_any(a, pool) for a in acts]
-            buf.put(chunk, pooled)
-            call_progress(progress, len(chunk))
+        buf = LayerBuffer(len(dataset))
+        with image_batches(
+            dataset, self.transform, batch_size, self.workers, self.device, self.channels_last
+        ) as stream:
+            for chunk, pixels in stream:
+                with forward_guard(self.spec, batch_size):
+                    _, acts = self.forward_pixels(pixels)
+                    pooled = [pool_any(a, pool) for a in acts]
+                buf.put(chunk, pooled)
+                call_progress(progress, len(chunk))
         return FeatureResult(
             layers=buf.result(),
             layer_names=list(self.layer_names),
-            meta={"image_size": list(self.transform.output_size), "hooks": list(self.recorder.layers)},
+            meta={
+                "image_size": list(self.transform.output_size),
+                "hooks": list(self.recorder.layers),
+                "channels_last": self.channels_last,
+            },
         )
