@@ -30,6 +30,13 @@ def store_option(store: Path | None, out: Path | None) -> Path:
     return out
 
 
+def workers_value(text: str) -> int | str:
+    """``--workers`` as given: a number of workers (``"2"`` -> 2) or the text itself (``"auto"``, or a bad value
+    that :class:`~prh.features.ExtractConfig` refuses with its one message)."""
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
 def register(app: typer.Typer) -> None:
     """Add the `extract` command to the app."""
 
@@ -73,6 +80,18 @@ def register(app: typer.Typer) -> None:
             False, "--stop-on-error", help="Stop at the first model that fails."
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+        workers: str = typer.Option(
+            "auto",
+            "--workers",
+            help="Processes that decode and transform images while a vision model runs: auto (none for a few "
+            "batches, else min(4, CPUs - 1)) or a number (0 = none). Features do not depend on it.",
+        ),
+        shard_size: int = typer.Option(
+            4096,
+            "--shard-size",
+            help="Rows per resumable shard for bigger datasets: a killed run resumes from its last complete "
+            "shard (0 = never shard).",
+        ),
         backend: str = typer.Option(
             "local", "--backend", help="local, or ray: one task per model on a Ray cluster."
         ),
@@ -102,6 +121,8 @@ def register(app: typer.Typer) -> None:
             trust_remote_code=trust_remote_code,
             device_map=device_map,
             stop_on_error=stop_on_error,
+            workers=workers_value(workers),
+            shard_size=shard_size,
         )
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
         console = Console()

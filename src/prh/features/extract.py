@@ -16,11 +16,17 @@ import torch
 
 from prh._validation import ConfigFields, check_bool, check_choice, check_int
 from prh.errors import InputError, PrhError
+from prh.features.shards import RowRange, ShardFolder, remove_shards, run_shards, shard_folder
 from prh.models.base import check_pool
-from prh.models.device import DTYPES
+from prh.models.batching import call_progress
+from prh.models.device import DTYPES, dtype_name
 from prh.models.factory import build_adapter
+from prh.models.loader import check_workers
 from prh.models.registry import resolve_models
 from prh.models.spec import ModelSpec
+
+#: Rows per shard of a resumable extraction (see :class:`ExtractConfig`).
+DEFAULT_SHARD_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,15 @@ class ExtractConfig(ConfigFields):
         e.g. ``"auto"``: spread a big Hugging Face model over all GPUs (needs accelerate).
     stop_on_error : bool, default False
         Stop at the first model that fails (default: report it and go on with the others).
+    workers : int or "auto", default "auto"
+        Processes that decode and transform the next images while a vision model runs (0: none, images are
+        prepared between forward passes). ``"auto"``: none for fewer than 4 batches, else ``min(4, CPUs - 1)``.
+        The features are bit-identical whatever the number.
+    shard_size : int, default 4096
+        For more rows than this, rows are extracted ``shard_size`` at a time and each shard is written to a
+        temporary file as it is done: a killed extraction resumes from its last complete shard (same settings,
+        with or without ``force``), and the store entry is written as usual at the end (the shards are then
+        removed). 0: never shard.
 
     ``to_dict()`` / ``from_dict()`` / ``replace(**changes)`` / ``ExtractConfig.coerce(...)`` as for
     :class:`prh.align.AlignConfig`.
@@ -66,6 +81,8 @@ class ExtractConfig(ConfigFields):
     trust_remote_code: bool = False
     device_map: str | None = None
     stop_on_error: bool = False
+    workers: int | str = "auto"
+    shard_size: int = DEFAULT_SHARD_SIZE
 
     def __post_init__(self) -> None:
         from prh.models.spec import POOLS
@@ -81,6 +98,10 @@ class ExtractConfig(ConfigFields):
             "trust_remote_code": check_bool(self.trust_remote_code, "trust_remote_code"),
             "device_map": self.device_map,
             "stop_on_error": check_bool(self.stop_on_error, "stop_on_error"),
+            "workers": check_workers(self.workers),
+            "shard_size": check_int(
+                self.shard_size, "shard_size", minimum=0, hint="rows per resumable shard; 0 = never shard"
+            ),
         }
         if self.device_map is not None and (not isinstance(self.device_map, str) or not self.device_map):
             raise InputError(f"device_map={self.device_map!r} must be a string such as 'auto', or None.")
@@ -167,12 +188,24 @@ def extract_and_save(
             device_map=config.device_map,
             trust_remote_code=config.trust_remote_code,
         )
-        result = adapter.extract(dataset, batch_size=config.batch_size, pool=pool, progress=progress)
+        shards = None
+        if 0 < config.shard_size < len(dataset):
+            entry = store.path(dataset, spec.name, pool)
+            shards = ShardFolder(shard_folder(entry), shard_key(spec, pool, dataset, adapter, config))
+            result, reused = extract_sharded(adapter, dataset, pool, config, shards, progress)
+            if reused:
+                row["resumed_rows"] = reused
+        else:
+            result = adapter.extract(
+                dataset, batch_size=config.batch_size, pool=pool, progress=progress, workers=config.workers
+            )
         result.meta["load_and_extract_s"] = round(time.perf_counter() - start, 3)
         result.meta.update(extra_meta or {})
         path = store.save(
             dataset, spec.name, pool, result.layers, result.layer_names, result.per_sample, result.meta
         )
+        if shards is not None:
+            shards.remove()
     finally:
         del adapter
         _free()
@@ -187,6 +220,45 @@ def extract_and_save(
         load_s=round(time.perf_counter() - start - result.meta["wall_time_s"], 3),
     )
     return row
+
+
+def shard_key(spec: ModelSpec, pool: str, dataset, adapter, config: ExtractConfig) -> dict:
+    """What must not change for a shard of an earlier run to be reused: the model, the pooling, the data (its
+    fingerprint and N) and everything that may change the floats (dtype, device, batch size, shard size, memory
+    format); the number of image workers does not enter (features do not depend on it)."""
+    return {
+        "model": spec.name,
+        "source": spec.source,
+        "revision": spec.revision,
+        "adapter": spec.adapter,
+        "pool": pool,
+        "dataset": dataset.fingerprint(),
+        "n": len(dataset),
+        "dtype": dtype_name(adapter.dtype),
+        "device": str(adapter.device),
+        "batch_size": config.batch_size,
+        "shard_size": config.shard_size,
+        "channels_last": bool(getattr(adapter, "channels_last", False)),
+    }
+
+
+def extract_sharded(adapter, dataset, pool: str, config: ExtractConfig, shards: ShardFolder, progress=None):
+    """Run ``adapter`` over ``dataset`` in shards of ``config.shard_size`` rows through ``shards`` (reusing the
+    complete shards of an earlier run with the same key); returns (FeatureResult of all rows, rows reused).
+    See :mod:`prh.features.shards`."""
+
+    def one(start: int, stop: int):
+        return adapter.extract(
+            RowRange(dataset, start, stop),
+            batch_size=config.batch_size,
+            pool=pool,
+            progress=progress,
+            workers=config.workers,
+        )
+
+    return run_shards(
+        shards, len(dataset), config.shard_size, one, skip=lambda rows: call_progress(progress, rows)
+    )
 
 
 def extract(
@@ -249,6 +321,8 @@ def extract(
             except Exception:  # noqa: BLE001 - the summary is cosmetic
                 pass
             say(f"{spec.name}: features already stored ({row['path']}); skipping (use --force to recompute)")
+            # shards left by a run killed between writing the entry and removing them
+            remove_shards(shard_folder(store.path(dataset, spec.name, p)))
             continue
         bar = None
         try:
@@ -257,6 +331,10 @@ def extract(
 
                 bar = tqdm(total=n, desc=spec.name, unit="sample", leave=False, dynamic_ncols=True)
             row.update(extract_and_save(spec, dataset, store, config, progress=bar))
+            if row.get("resumed_rows"):
+                say(
+                    f"{spec.name}: resumed: {row['resumed_rows']} of {n} rows came from an earlier run's shards"
+                )
         except (PrhError, Exception) as err:  # noqa: BLE001 - one model failing must not stop the others
             row.update(
                 status="failed",
