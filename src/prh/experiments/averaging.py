@@ -234,6 +234,7 @@ def run(ctx: Context, config: AveragingConfig) -> ExperimentResult:
         f"per item; mutual kNN (k={config.k}, chance {chance:.3f}), B={config.bootstrap} subsamples."
     ]
     summary_pairs = []
+    curve: list[str] = []  # every point with its interval, after the per-pair findings
     for (lm, vm), sub in curves.groupby(["model_x", "model_y"], sort=False):
         one = sub[(sub["axis"] == "views") & (sub["views"] == 1)].iloc[0]
         pair = {"model_x": lm, "model_y": vm, "score_1": float(one["score"])}
@@ -254,12 +255,23 @@ def run(ctx: Context, config: AveragingConfig) -> ExperimentResult:
                 f"; {int(top['count'])} {axis}: {top['score']:.3f} [{top['ci_low']:.3f}, {top['ci_high']:.3f}] "
                 f"(fit s_inf {fit['s_inf']:.3f}, exponent {fit['exponent']:.2f}, R² {fit['r2']:.2f})"
             )
+        for axis in ("views", "captions", "both"):
+            part = sub[sub["axis"] == axis].sort_values("count")
+            if len(part) > 1:
+                curve.append(
+                    f"{lm} x {vm}, {axis} 1..{int(part['count'].max())}: "
+                    + ", ".join(
+                        f"{r['score']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+                        for _, r in part.iterrows()
+                    )
+                )
         both = sub[sub["axis"] == "both"]
         if both["control"].notna().any():
             pair["control_mean"] = float(both["control"].mean())
             text += f"; shuffled pairing {both['control'].mean():.3f} on average"
         lines.append(text + ".")
         summary_pairs.append(pair)
+    lines += curve
     summary = {"n": n, "dataset": base.name, "views": len(views), "captions": len(texts), "chance": chance}
     summary["pairs"] = summary_pairs
     ctx.write_json("results.json", {"summary": summary, "provenance": ctx.provenance(config)})

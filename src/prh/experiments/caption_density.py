@@ -149,6 +149,17 @@ def run(ctx: Context, config: CaptionDensityConfig) -> ExperimentResult:
             f"level {row['level']} ({row['mean_words']:.1f} words on average): mean score {row['score']:.3f}, "
             f"mean calibrated {row['calibrated']:.3f}."
         )
+    for (lm, vm), rows in table.sort_values("level_index").groupby(["model_x", "model_y"], sort=True):
+        points = [
+            f"{r['level']} {r['score']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+            + (
+                f" (calibrated {r['calibrated_score']:.3f}, p {r['p_value']:.2g})"
+                if r["p_value"] == r["p_value"]
+                else ""
+            )
+            for _, r in rows.iterrows()
+        ]
+        lines.append(f"{lm} x {vm}: " + " -> ".join(points) + ".")
     lines.append(
         f"{int((rises > 0).sum())} of {len(rises)} pairs align better with the densest captions ({last}) than with "
         f"the sparsest ({first}); mean change {rises.mean():+.3f}."
