@@ -521,7 +521,8 @@ def run(ctx: Context, config: ColorsConfig) -> ExperimentResult:
     embeddings = {"CIELAB": (ref, None)}
     for kern in kernels:
         layer = vs_lab[kern.name].layers_knn[0]
-        embeddings[kern.name] = (embed_2d(kern.distances[layer], seed=ctx.options.seed, reference=ref), layer)
+        xy = embed_2d(kern.distances[layer], seed=ctx.options.seed, reference=ref)
+        embeddings[kern.name] = (xy, layer if len(kern.layers) > 1 else None)
 
     table = pd.DataFrame([c.row() for c in comparisons])
     ctx.write_csv("comparisons.csv", table)
@@ -558,7 +559,9 @@ def run(ctx: Context, config: ColorsConfig) -> ExperimentResult:
     ]
     for c in vs_lab.values():
         lines.append(
-            f"{c.a} ({c.kind_a}) vs CIELAB: mutual kNN {c.mutual_knn:.3f} (layer {c.layers_knn[0]}; null mean "
+            f"{c.a} ({c.kind_a}) vs CIELAB: mutual kNN {c.mutual_knn:.3f} ("
+            + (f"layer {c.layers_knn[0]}; " if c.kind_a in ("language", "vision") else "")
+            + f"null mean "
             f"{c.null_mean_knn:.3f}, p = {c.p_knn:.3g}), Spearman {c.spearman:.3f} (p = {c.p_spearman:.3g}); "
             f"shuffled labels {c.control_knn:.3f} / {c.control_spearman:.3f} (p = {c.control_p_knn:.2g})."
         )
