@@ -31,6 +31,8 @@ LAYERS = {
     "sweep": 5,
     "stats": 6,
     "align": 7,
+    # measured competence (transfer probes, downstream scores): uses align's loading and results; report draws it
+    "competence": 7,
     "report": 8,
     "world": 9,
     "experiments": 9,

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "prh.commands.world",
     "prh.commands.fetch_reference",
     "prh.commands.experiment",
+    "prh.commands.competence",
 )
 
 app = typer.Typer(

@@ -11,6 +11,7 @@ import pandas as pd
 from prh.align.engine import Results
 from prh.atomic import atomic_write_text
 from prh.errors import InputError
+from prh.report import competence as report_competence
 from prh.report import figures
 from prh.report import sections as report_sections
 
@@ -94,6 +95,9 @@ def build_report(
     metric = metric or ("mutual_knn" if "mutual_knn" in metrics else metrics[0])
     if metric not in metrics:
         raise InputError(f"metric {metric!r} is not in these results (they hold {metrics}).")
+    if report_competence.update_section(results, out, metric):  # measured competence: probes, Fig. 2 / Fig. 4
+        fragments = report_sections.read_sections(out)
+    measured = report_competence.load_measured(out)
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     alpha = float(results.provenance.get("alpha", 0.05))
@@ -123,7 +127,7 @@ def build_report(
     add(
         "Alignment vs competence",
         f"competence_{metric}.png",
-        lambda p: figures.competence_plot(results, metric, p),
+        lambda p: report_competence.competence_plot(results, metric, p, measured),
     )
     add(
         "Layer-pair grid of the best pair",
@@ -138,7 +142,7 @@ def build_report(
     )
 
     findings = summary_lines(results, metric)
-    top = _top_table(results, metric)
+    top = report_competence.flag_input_pairs(_top_table(results, metric), results)
     prov = results.provenance
     dataset = prov.get("dataset") or {}
     world = Path(world_dir) if world_dir else out / "world"
