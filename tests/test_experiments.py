@@ -438,7 +438,7 @@ def test_caption_density_end_to_end_through_the_command(tiny):
     single = runner.invoke(
         app,
         ["experiment", "caption-density", "--models", "exptiny", "--models-file", str(tiny["models"]), "--dataset", str(tiny["single"]),
-         "--store", str(tiny["root"] / "store"), "--out", str(out), "--device", "cpu", "--no-progress"],
+         "--store", str(tiny["root"] / "store"), "--out", str(out), "--device", "cpu", "--no-progress", "--k", "2"],
     )  # fmt: skip
     assert isinstance(single.exception, InputError) and "single caption" in str(single.exception)
 
@@ -454,6 +454,8 @@ def test_test_time_averaging_end_to_end_on_tiny_models(tiny):
     fits = pd.read_csv(result.folder / "fits.csv")
     assert set(fits["axis"]) == {"views", "captions", "both"}
     assert len(result.summary["pairs"]) == 2
+    with pytest.raises(InputError, match="k=15 must be below N/2=15"):  # refused before any extraction
+        run("test-time-averaging", options, {"k": 15})
 
 
 def test_the_full_report_of_an_alignment_run_includes_the_sections(tmp_path):

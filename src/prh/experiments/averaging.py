@@ -164,6 +164,11 @@ def run(ctx: Context, config: AveragingConfig) -> ExperimentResult:
     from prh.stats import bootstrap_ci
 
     base = ctx.load_dataset()
+    n = len(base)
+    if config.k >= n // 2:
+        raise InputError(
+            f"k={config.k} must be below N/2={n // 2} (the subsamples of the intervals); lower --k."
+        )
     texts = caption_sets(base, config.captions)
     views = [ViewDataset(base, v) if v != "identity" else base for v in VIEWS[: config.views]]
     usable = ctx.usable_models()
@@ -176,11 +181,6 @@ def run(ctx: Context, config: AveragingConfig) -> ExperimentResult:
         from prh.errors import ExtractionError
 
         raise ExtractionError("no vision or no language model could be extracted; see the messages above.")
-    n = len(base)
-    if config.k >= n // 2:
-        raise InputError(
-            f"k={config.k} must be below N/2={n // 2} (the subsamples of the intervals); lower --k."
-        )
     perm = shuffled_control(n, ctx.options.seed)["shuffled_captions"]
     points = curve_points(len(views), len(texts))
     rows = []

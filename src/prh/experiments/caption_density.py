@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from prh._validation import ConfigFields, check_float, check_int, check_quantile
+from prh.errors import InputError
 from prh.experiments.base import Context, ExperimentResult, ExperimentSpec
 
 
@@ -94,6 +95,11 @@ def run(ctx: Context, config: CaptionDensityConfig) -> ExperimentResult:
     from prh.experiments.captions import words
 
     base = ctx.load_dataset()
+    if config.k >= len(base) // 2:
+        raise InputError(
+            f"k={config.k} must be below N/2={len(base) // 2} (the subsamples of the intervals); lower --k or "
+            f"raise --n."
+        )
     levels = density_levels(base, config.levels)
     usable = ctx.usable_models()
     vision = ctx.extract(usable["vision"], base)

@@ -482,6 +482,8 @@ def run(ctx: Context, config: ColorsConfig) -> ExperimentResult:
     lab_all = srgb_to_lab(vocab.rgb)
     coverage = _coverage(vocab, lab_all, config, ctx) if config.pixels else None
     chosen = _select(vocab, coverage, ctx.n)
+    if config.k >= len(chosen) - 1:
+        raise InputError(f"k={config.k} must be below N-1={len(chosen) - 1} colours; lower --k or raise --n.")
     names = [vocab.names[i] for i in chosen]
     rgb = vocab.rgb[chosen]
     lab = lab_all[chosen]
