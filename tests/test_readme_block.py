@@ -14,6 +14,7 @@ from prh.errors import InputError
 from prh.report.readme import (
     END_MARKER,
     START_MARKER,
+    check_readme,
     demo_numbers,
     format_duration,
     render_demo_block,
@@ -233,6 +234,10 @@ def test_a_readme_without_markers_is_a_clear_error(tmp_path, results, text, miss
         write_readme_block(readme, render_demo_block(results))
     assert "put a line" in str(err.value)  # says how to fix it
     assert readme.read_text(encoding="utf-8") == text
+    with pytest.raises(
+        InputError, match=re.escape(missing)
+    ):  # what `prh demo --write-readme` checks up front
+        check_readme(readme)
 
 
 def test_end_marker_before_start_and_missing_file(tmp_path):

@@ -562,6 +562,23 @@ def replace_block(text: str, block: str, where: str = "README") -> str:
     return text[:start] + newline + body + newline + text[end:]
 
 
+def check_readme(readme: str | os.PathLike) -> Path:
+    """Raise now, before a long run, unless ``readme`` is a file with one demo block between the two markers.
+
+    Raises
+    ------
+    InputError
+        The file is missing, or a marker is missing, repeated or out of order.
+    """
+    path = Path(readme)
+    if not path.is_file():
+        raise InputError(
+            f"--write-readme {path}: no such file; give the README that holds the {START_MARKER} block."
+        )
+    replace_block(path.read_text(encoding="utf-8"), "", where=str(path))
+    return path
+
+
 def write_readme_block(readme: str | os.PathLike, block: str) -> Path:
     """Replace the demo block of the file ``readme`` with ``block``, atomically (see :func:`replace_block`).
 
@@ -570,11 +587,7 @@ def write_readme_block(readme: str | os.PathLike, block: str) -> Path:
     InputError
         When ``readme`` does not exist or lacks the markers (the file is left untouched).
     """
-    path = Path(readme)
-    if not path.is_file():
-        raise InputError(
-            f"--write-readme {path}: no such file; give the README that holds the {START_MARKER} block."
-        )
+    path = check_readme(readme)
     with open(path, encoding="utf-8", newline="") as fh:
         text = fh.read()
     new = replace_block(text, block, where=str(path))
@@ -607,6 +620,7 @@ __all__ = [
     "END_MARKER",
     "START_MARKER",
     "DemoNumbers",
+    "check_readme",
     "demo_numbers",
     "describe_machine",
     "format_duration",
