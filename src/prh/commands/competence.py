@@ -239,3 +239,21 @@ def print_table(result: CompetenceResults) -> None:
     if not result.downstream.empty:
         models = sorted(set(result.downstream["model"]))
         typer.echo(f"downstream scores attached: {len(result.downstream)} for {', '.join(models)}")
+
+
+def demo_probes(specs, store, dataset, out: Path, seed: int) -> None:
+    """The demo's competence step: probes of every model on the Unicode emoji groups of the OpenMoji items, written
+    to ``<out>/competence`` (the report's Fig. 2 view reads them). Without the emoji labels it says so and goes on."""
+    from prh.competence import ProbeConfig, emoji_labels, run_competence
+    from prh.errors import InputError
+
+    try:
+        labels = emoji_labels(dataset.ids)
+    except InputError as err:
+        typer.echo(f"skipping the competence probes: {err}")
+        return
+    result = run_competence(
+        specs, store, dataset, labels, ProbeConfig(seed=seed), log=lambda m: typer.echo(f"  {m}")
+    )
+    result.save(out / "competence")
+    print_table(result)

@@ -1,5 +1,6 @@
 """`prh demo`: the whole pipeline offline on real pretrained weights — OpenMoji pairs, the offline zoo,
-cached features, cross-modal and within-modality alignment, the shuffled-caption control, and the report."""
+cached features, cross-modal and within-modality alignment, the shuffled-caption control, transfer probes of every
+model (measured competence, the paper's Fig. 2 view), and the report."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def register(app: typer.Typer) -> None:
                 "the demo needs at least one language and one vision model from the offline zoo; "
                 "run `prh zoo install --all` (or `make demo`, which does it)."
             )
-        console.rule(f"[bold]1/3 features: {len(usable)} models on {n} OpenMoji image–caption pairs")
+        console.rule(f"[bold]1/4 features: {len(usable)} models on {n} OpenMoji image–caption pairs")
         dataset = load_dataset("openmoji", n=n)
         feature_store = FeatureStore(store)
         summaries = extract(
@@ -103,7 +104,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]{s['model']} failed: {s['error']}[/red]")
         usable = [spec for spec, s in zip(usable, summaries) if s["status"] != "failed"]
         console.rule(
-            f"[bold]2/3 alignment: every pair over all layer pairs, K={config.calibrate} permutations, "
+            f"[bold]2/4 alignment: every pair over all layer pairs, K={config.calibrate} permutations, "
             f"B={config.bootstrap} subsamples, "
             "shuffled control"
         )
@@ -111,7 +112,11 @@ def register(app: typer.Typer) -> None:
             usable, None, feature_store, config, dataset=dataset, cache_dir=Path(store).parent / "alignment"
         )
         results.save(out)
-        console.rule("[bold]3/3 report")
+        console.rule("[bold]3/4 competence: k-NN and linear probes on the emoji groups, labels shuffled as control")
+        from prh.commands.competence import demo_probes
+
+        demo_probes(usable, feature_store, dataset, out, seed)
+        console.rule("[bold]4/4 report")
         report = build_report(out)
         print_summary(results)
         console.print(f"report: [bold]{report}[/bold]   table: {out / 'results.csv'}")
