@@ -252,3 +252,17 @@ def test_prh_score_prints_the_recall_next_to_the_score(tmp_path):
     assert "mutual_knn" in res.output and "measured recall" in res.output
     data = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
     assert data["params"]["neighbors"] == "approximate" and data["diagnostics"]["x"][0]["recall"] >= 0.95
+
+
+@pytest.mark.parametrize("metric", ["cka", "unbiased_cka"])
+def test_float32_feature_path_stays_at_float32_rounding(metric):
+    """float32 layers use float32 block products (float64 accumulation): within 1e-6 of the float64 answer, related
+    or unrelated (measured ~6e-9 at N=3000)."""
+    x, y = _layers(n=500, dtype=torch.float32)
+    unrelated = [torch.randn(500, 7, generator=torch.Generator().manual_seed(9))]
+    for other in (y, unrelated):
+        exact = prh.sweep(
+            [t.double() for t in x], [t.double() for t in other], metric, path="features"
+        ).scores
+        fast = prh.sweep(x, other, metric, path="features").scores
+        np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-6)
