@@ -442,3 +442,35 @@ def test_downstream_alignment_pairs_language_models_with_their_scores():
     assert list(ref["alignment"]) == [0.3, 0.4]
     with pytest.raises(InputError, match="reference vision model 'l1' is not a vision model"):
         downstream_alignment(pairs, scores, modality, reference="l1")
+
+
+# ---------------------------------------------------------------------------------------------------- labelled sets
+def test_hub_image_classification_set_carries_its_class_names_in_a_fixed_shuffled_order():
+    import io
+
+    import datasets
+    from PIL import Image
+
+    from prh.competence import HFClassificationDataset
+
+    def png(v):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), (v, v, v)).save(buf, format="PNG")
+        return {"bytes": buf.getvalue(), "path": None}
+
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog"])}
+    )
+    rows = {
+        "image": [png(i) for i in range(20)],
+        "label": [0] * 10 + [1] * 10,
+    }  # sorted by class, like many sets
+    ds = datasets.Dataset.from_dict(rows, features=features)
+    data = HFClassificationDataset("someone/pets", split="test", hf_dataset=ds)
+    assert len(data) == 20 and not data.has_captions and set(data.labels.values) == {"cat", "dog"}
+    assert data.labels.values[:10].count("cat") not in (0, 10)  # not in class order
+    assert data.name == "hf:someone/pets:test:label" and data.captions[0] == ["an image"]
+    i = data.ids.index("00003")
+    assert data.labels.values[i] == "cat" and data.image(i).getpixel((0, 0)) == (3, 3, 3)
+    with pytest.raises(InputError, match="--label-column 'fine_label' is not a column"):
+        HFClassificationDataset("someone/pets", label_column="fine_label", hf_dataset=ds)

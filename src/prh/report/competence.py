@@ -569,25 +569,23 @@ def _probe_findings(measured: CompetenceResults) -> list[str]:
     if best.empty:
         return []
     chance = float(best["chance_balanced"].iloc[0])
-    inside = int(
-        ((best["control_balanced_ci_low"] <= chance) & (chance <= best["control_balanced_ci_high"])).sum()
-    )
+    inside = int(((t["control_balanced_ci_low"] <= chance) & (chance <= t["control_balanced_ci_high"])).sum())
     top = best.loc[best["accuracy"].idxmax()]
-    lines = [
+    low = t.loc[t["ci_low"].idxmin()]
+    high = t.loc[t["control_ci_high"].idxmax()]
+    level = measured.config.level
+    return [
         f"Best linear probe: {top['model']} {top['accuracy']:.3f} [{top['ci_low']:.3f}, {top['ci_high']:.3f}] at "
-        f"{top['layer_name']}; lowest: {best['accuracy'].min():.3f} (n={int(top['n'])}, {int(top['n_classes'])} classes, "
-        f"majority-class rate {float(top['majority_rate']):.3f}).",
-        f"Label-shuffled control (linear, best layer): balanced accuracy {best['control_balanced_accuracy'].min():.3f}–"
-        f"{best['control_balanced_accuracy'].max():.3f} against chance 1/C = {chance:.3f}; the 95% interval contains "
-        f"chance for {inside} of {len(best)} models (a 95% interval misses about 1 in 20 by chance).",
+        f"{top['layer_name']}; lowest: {best['accuracy'].min():.3f} (n={int(top['n'])}, {int(top['n_classes'])} "
+        f"classes, majority-class rate {float(top['majority_rate']):.3f}).",
+        f"Label-shuffled control: balanced accuracy {t['control_balanced_accuracy'].min():.3f}–"
+        f"{t['control_balanced_accuracy'].max():.3f} against chance 1/C = {chance:.3f}; its {level:.0%} interval "
+        f"contains chance in {inside} of {len(t)} (model, probe, layer) rows ({(1 - level) * len(t):.1f} misses "
+        f"expected by chance).",
+        f"Lowest real-label lower bound {low['ci_low']:.3f} ({low['model']}, {low['probe']}, {low['layer_choice']} "
+        f"layer) vs highest control upper bound {high['control_ci_high']:.3f} ({high['model']}, {high['probe']}): "
+        f"every real interval lies above every control interval: {'yes' if low['ci_low'] > high['control_ci_high'] else 'no'}.",
     ]
-    real_min = float(best["ci_low"].min())
-    control_max = float(best["control_ci_high"].max())
-    lines.append(
-        f"Every model's real-label interval lies above every control interval: {'yes' if real_min > control_max else 'no'} "
-        f"(lowest real lower bound {real_min:.3f}, highest control upper bound {control_max:.3f}; plain accuracy)."
-    )
-    return lines
 
 
 def update_section(results: Results | None, results_dir: str | os.PathLike, metric: str | None) -> bool:
