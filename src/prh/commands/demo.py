@@ -4,6 +4,7 @@ model (measured competence, the paper's Fig. 2 view), and the report."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -44,6 +45,12 @@ def register(app: typer.Typer) -> None:
             None, "--models-file", help="TOML file with your own models/sets."
         ),
         trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
+        write_readme: Path = typer.Option(
+            None,
+            "--write-readme",
+            help="Also rewrite the demo section of this README (between its <!-- DEMO-RESULTS --> and "
+            "<!-- /DEMO-RESULTS --> lines) from this run's results and times.",
+        ),
     ) -> None:
         """Run the main job offline: extract (or reuse) features, align every pair, control, report."""
         from rich.console import Console
@@ -61,6 +68,11 @@ def register(app: typer.Typer) -> None:
 
         load_models_files(models_file, trust_code)
         check_out_dir(out)
+        if write_readme is not None:
+            from prh.report.readme import check_readme
+
+            check_readme(write_readme)  # a README without the markers fails now, not after the run
+        started = time.perf_counter()
         n = n or (256 if fast else 1024)
         config = (
             AlignConfig(  # the demo's statistics: cross-modal mutual_knn pairs, plus the shuffled control
@@ -103,6 +115,7 @@ def register(app: typer.Typer) -> None:
         for s in failed:
             console.print(f"[red]{s['model']} failed: {s['error']}[/red]")
         usable = [spec for spec, s in zip(usable, summaries) if s["status"] != "failed"]
+        features_done = time.perf_counter()
         console.rule(
             f"[bold]2/4 alignment: every pair over all layer pairs, K={config.calibrate} permutations, "
             f"B={config.bootstrap} subsamples, "
@@ -112,11 +125,30 @@ def register(app: typer.Typer) -> None:
             usable, None, feature_store, config, dataset=dataset, cache_dir=Path(store).parent / "alignment"
         )
         results.save(out)
+        alignment_done = time.perf_counter()
         console.rule("[bold]3/4 competence: k-NN and linear probes on the emoji groups, labels shuffled as control")
         from prh.commands.competence import demo_probes
 
         demo_probes(usable, feature_store, dataset, out, seed)
+        competence_done = time.perf_counter()
         console.rule("[bold]4/4 report")
         report = build_report(out)
         print_summary(results)
         console.print(f"report: [bold]{report}[/bold]   table: {out / 'results.csv'}")
+        if write_readme is not None:
+            from prh.report.readme import stored_extraction_seconds
+            from prh.report.readme import write_readme as write_readme_section
+
+            done = time.perf_counter()
+            seconds = {
+                "total": done - started,
+                "features": features_done - started,
+                "alignment": alignment_done - features_done,
+                "competence": competence_done - alignment_done,
+                "report": done - competence_done,
+            }
+            extraction = stored_extraction_seconds(feature_store, dataset, usable, config.pool)
+            write_readme_section(
+                write_readme, results, seconds=seconds, extraction=extraction, source=str(out)
+            )
+            console.print(f"README demo section rewritten from this run: {write_readme}")

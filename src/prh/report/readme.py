@@ -293,6 +293,16 @@ def _names(names: tuple[str, ...] | list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
 
+def _count(count: int, noun: str) -> str:
+    """``"16 pairs"``, ``"1 pair"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _span(low: float, high: float) -> str:
+    """``"0.082–0.151"``, or one number when both ends agree to 3 decimals."""
+    return f"{low:.3f}" if f"{low:.3f}" == f"{high:.3f}" else f"{low:.3f}–{high:.3f}"
+
+
 def _p_text(p: float, K: int | None) -> str:
     """A p-value as the fraction it is when it is the smallest possible one (1/(K+1)), else 3 significant digits."""
     if K and abs(p - 1.0 / (K + 1)) < 1e-12:
@@ -300,7 +310,7 @@ def _p_text(p: float, K: int | None) -> str:
     return f"{p:.3g}"
 
 
-def _intro(num: DemoNumbers, results: Results) -> str:
+def _intro(num: DemoNumbers, results: Results, source: str) -> str:
     prov = results.provenance or {}
     if "openmoji" in num.dataset:
         data = f"The demo pairs {num.n:,} OpenMoji images with their Unicode names as captions"
@@ -330,7 +340,7 @@ def _intro(num: DemoNumbers, results: Results) -> str:
         )
     if num.control_pairs:
         parts.append("repeats the cross-modal pairs with the captions shuffled")
-    return ", ".join(parts) + ", and writes `prh-results/report.html`."
+    return ", ".join(parts) + f", and writes `{source}/report.html`."
 
 
 def _findings(num: DemoNumbers) -> list[str]:
@@ -345,20 +355,33 @@ def _findings(num: DemoNumbers) -> list[str]:
         f"{b.layer_y}{interval}){chance};"
     ]
     if num.n_significant is not None:
-        if num.n_significant == num.n_cross:
+        if num.n_cross == 1:
+            verdict = "is" if num.n_significant else "is not"
+            head = f"the one vision–language pair {verdict} significant at α = {num.alpha:g}"
+        elif num.n_significant == num.n_cross:
             head = f"all {num.n_cross} vision–language pairs are significant at α = {num.alpha:g}"
         else:
-            head = f"{num.n_significant} of the {num.n_cross} vision–language pairs are significant at α = {num.alpha:g}"
+            verb = "is" if num.n_significant == 1 else "are"
+            head = (
+                f"{num.n_significant} of the {num.n_cross} vision–language pairs {verb} significant at "
+                f"α = {num.alpha:g}"
+            )
         if num.p_floor is not None and num.p_max is not None and abs(num.p_max - num.p_floor) < 1e-12:
             ptext = (
-                f"p = {_p_text(num.p_floor, num.K)} for every one, the smallest a K = {num.K} test can give"
+                f"p = {_p_text(num.p_floor, num.K)}{' for every one' if num.n_cross > 1 else ''}, the smallest a "
+                f"K = {num.K} test can give"
             )
         else:
-            ptext = f"p from {_p_text(num.p_min, num.K)} to {_p_text(num.p_max, num.K)}"
+            ptext = (
+                f"p = {_p_text(num.p_min, num.K)}"
+                if num.p_min == num.p_max
+                else f"p from {_p_text(num.p_min, num.K)} to {_p_text(num.p_max, num.K)}"
+            )
             if num.p_floor is not None:
                 ptext += f"; the smallest a K = {num.K} test can give is {_p_text(num.p_floor, num.K)}"
         lines.append(
-            f"{head} ({ptext}); calibrated scores {num.calibrated_low:.3f}–{num.calibrated_high:.3f};"
+            f"{head} ({ptext}); calibrated {'scores' if num.n_cross > 1 else 'score'} "
+            f"{_span(num.calibrated_low, num.calibrated_high)};"
         )
     if len(num.groups) == 2:
         a, c = num.groups
@@ -370,7 +393,7 @@ def _findings(num: DemoNumbers) -> list[str]:
             verb = "about as well as (the ranges overlap)"
         lines.append(
             f"the {a.label} ({_names(a.models)}) align with the vision models {verb} the {c.label} "
-            f"({_names(c.models)}) do ({a.low:.3f}–{a.high:.3f} vs {c.low:.3f}–{c.high:.3f}, {name} of each pair)."
+            f"({_names(c.models)}) do ({_span(a.low, a.high)} vs {_span(c.low, c.high)}, {name} of each pair)."
         )
     if lines[-1].endswith(";"):
         lines[-1] = lines[-1][:-1] + "."
@@ -381,16 +404,18 @@ def _control(num: DemoNumbers) -> str:
     chance = f" (chance k/(N−1) = {num.chance:.4f})" if num.chance else ""
     text = (
         "The control: the same models with the captions shuffled (row i of the text features no longer describes "
-        f"image i). Across the {num.control_pairs} pairs{chance} the control gives best {num.control_best:.3f}, "
+        f"image i). Over {_count(num.control_pairs, 'pair')}{chance} the control gives best {num.control_best:.3f}, "
         f"mean {num.control_mean:.3f}, while the real pairing gives mean {num.real_mean:.3f}: the best real pair is "
         f"{num.best_over_control:.1f}× the best shuffled one."
     )
     if num.control_significant is not None:
         expected = num.alpha * num.control_pairs
         text += (
-            f" {num.control_significant} of the {num.control_pairs} shuffled pairs "
-            f"{'is' if num.control_significant == 1 else 'are'} significant under the same permutation test (a "
-            f"level-{num.alpha:g} test rejects about {expected:.1f} of {num.control_pairs} unrelated pairs by chance)."
+            f" {num.control_significant} of {_count(num.control_pairs, 'shuffled pair')} "
+            f"{'is' if 1 in (num.control_significant, num.control_pairs) else 'are'} significant under the same "
+            "permutation test (a "
+            f"level-{num.alpha:g} test rejects about {expected:.1f} of {_count(num.control_pairs, 'unrelated pair')} "
+            "by chance)."
         )
     if num.control_best < num.real_low:  # every real pair beats every shuffled one
         text += (
@@ -415,7 +440,7 @@ def _timing(
     if seconds and seconds.get("total") is not None:
         stages = [
             f"{key} {format_duration(seconds[key])}"
-            for key in ("features", "alignment", "report")
+            for key in ("features", "alignment", "competence", "report")
             if seconds.get(key) is not None
         ]
         detail = f" ({', '.join(stages)})" if stages else ""
@@ -483,7 +508,7 @@ def render_demo_block(
     results : the demo run's :class:`~prh.align.Results`.
     metric : the metric the findings are about.
     seconds : wall times of the run that produced ``results``: ``total`` and optionally ``features``,
-        ``alignment``, ``report`` (what `prh demo` measured); None leaves the run's time out.
+        ``alignment``, ``competence``, ``report`` (what `prh demo` measured); None leaves the run's time out.
     extraction : each model's extraction time in seconds as recorded when its features were computed
         (:func:`stored_extraction_seconds`); None leaves it out.
     fresh_clone_seconds : time of `make demo` on a fresh clone, installs included (measured outside prh); its
@@ -505,7 +530,7 @@ def render_demo_block(
         "edit src/prh/report/readme.py, not this block -->",
         "### What `make demo` shows",
         "",
-        wrap(_intro(num, results)),
+        wrap(_intro(num, results, source)),
         "",
     ]
     if figures is not None:
