@@ -194,7 +194,11 @@ def layer_figure(measured: CompetenceResults, path: Path) -> str | None:
             )
             ax.legend(fontsize=6)
         ax.set_xlabel("relative depth (0 = first stored layer)")
-        ax.set_title(f"{modality} models: k-NN accuracy per layer", fontsize=9)
+        n_items = int(measured.table["n"].iloc[0]) if not measured.table.empty else 0
+        ax.set_title(
+            f"{modality} models (n={sub['model'].nunique()}): k-NN accuracy per layer, {n_items} items",
+            fontsize=9,
+        )
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("k-NN accuracy (CV)")
     figures.save_figure(fig, path)
@@ -482,6 +486,14 @@ def build_section(
         f"(x{cfg.repeats}), the best layer chosen inside each training fold"
         + (" among the learned layers (input layers left out)" if cfg.skip_input_layers else "")
         + f", and a control with the labels shuffled ({cfg.shuffles}x). See docs/competence.md."
+    )
+    probed_on = (measured.provenance.get("dataset") or {}).get("name", "?")
+    aligned_on = (
+        (results.provenance.get("dataset") or {}).get("name") if results is not None else None
+    ) or "-"
+    section.paragraphs.append(
+        f"Competence was measured on {probed_on} (labels {measured.provenance.get('labels', {}).get('name', '?')}); "
+        + (f"alignment on {aligned_on}." if results is not None else "no alignment run in this folder.")
     )
     section.findings += coverage_lines(measured)
     section.findings += _probe_findings(measured)
