@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--gram-max", type=int, default=8192, help="largest N for the (N, N) Gram path")
     ap.add_argument("--knn-max", type=int, default=65536, help="largest N for mutual_knn")
     ap.add_argument("--calibrate", type=int, default=0, help="also time a K-permutation feature-path null")
+    ap.add_argument("--cases", default=None, help="comma-separated subset of the cases (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--json", default=None, help="also write the raw results here")
@@ -93,6 +94,12 @@ def main() -> None:
     cases = ["mutual_knn", "cka/features", "cka/gram", "unbiased_cka/features", "unbiased_cka/gram"]
     if args.calibrate:
         cases.append(f"calibrate:{args.calibrate}")
+    if args.cases:
+        wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
+        unknown = sorted(set(wanted) - set(cases))
+        if unknown:
+            ap.error(f"unknown case(s) {unknown}; choose from {cases}")
+        cases = [c for c in cases if c in wanted]
     results: dict[str, dict[int, dict]] = {c: {} for c in cases}
     for n in args.sizes:
         for case in cases:

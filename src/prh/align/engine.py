@@ -270,6 +270,8 @@ class Experiment:
     config: AlignConfig = field(default_factory=AlignConfig)
     controls: dict[str, torch.Tensor] = field(default_factory=dict)
     device: str = "cpu"
+    #: shuffled copies of models for the controls, by (content, permutation); emptied at the end of run()
+    _shuffled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.config = AlignConfig.coerce(self.config)
@@ -324,17 +326,25 @@ class Experiment:
 
     def control_pairs(self, metric: str) -> list[tuple[str, ModelFeatures, ModelFeatures]]:
         """``(control, x, y)`` of every control pair for ``metric``: the cross-modal pairs of :meth:`pairs` with
-        the language side's rows permuted by each control's permutation (needs the models' tensors)."""
+        the language side's rows permuted by each control's permutation (needs the models' tensors). Each
+        language model is permuted once per control (:meth:`run` reuses the copy for every metric and partner)."""
         out = []
         for control, perm in self.controls.items():
             for x, y in self.pairs(metric):
                 if x.modality == y.modality or "language" not in (x.modality, y.modality):
                     continue
                 if x.modality == "language":
-                    out.append((control, x.permuted(perm, x.name), y))
+                    out.append((control, self._shuffle(x, perm), y))
                 else:
-                    out.append((control, x, y.permuted(perm, y.name)))
+                    out.append((control, x, self._shuffle(y, perm)))
         return out
+
+    def _shuffle(self, model: ModelFeatures, perm: torch.Tensor) -> ModelFeatures:
+        """``model.permuted(perm)``, made once per (model content, permutation) while :meth:`run` runs."""
+        key = (model.content_key, hashlib.sha256(torch.as_tensor(perm).cpu().numpy().tobytes()).digest())
+        if key not in self._shuffled:
+            self._shuffled[key] = model.permuted(perm, model.name)
+        return self._shuffled[key]
 
     def plan(self) -> list[tuple[str, str, str, str]]:
         """Every job of :meth:`run`, in its order: ``(metric, control, model_x name, model_y name)``.
@@ -359,42 +369,51 @@ class Experiment:
             raise InputError(f"all models need the same number of samples; got N in {sorted(n_values)}.")
         n = n_values.pop()
         start = time.perf_counter()
-        rows: list[dict] = []
-        grids: dict[str, np.ndarray] = {}
-        jobs = [(metric, "none", x, y) for metric in self.metrics for x, y in self.pairs(metric)]
-        jobs += [(metric, c, x, y) for metric in self.metrics for c, x, y in self.control_pairs(metric)]
+        real_rows: list[dict] = []
+        control_rows: list[dict] = []
+        real_grids: dict[str, np.ndarray] = {}
+        control_grids: dict[str, np.ndarray] = {}
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(jobs), desc="alignment", unit="pair", dynamic_ncols=True)
+            bar = tqdm(total=len(self.plan()), desc="alignment", unit="pair", dynamic_ncols=True)
+        # One metric at a time, its real pairs and then its control pairs, so that each model's caches for the metric
+        # are built once (keyed by content) and serve all its partners, its controls and their statistics; only one
+        # metric's caches are in memory at a time. Rows and grids come out in the order of plan().
         caches: dict[tuple, LayerCaches] = {}  # by content: a model's caches serve its real and control pairs
 
         def cached(model: ModelFeatures, metric: str, kw: dict) -> LayerCaches:
-            key = (metric, *model.content_key)
-            if key not in caches:
-                caches[key] = cache_layers(model.layers, metric, name=model.name, device=self.device, **kw)
-            return caches[key]
-
-        current_metric = None
-        for metric, control, x, y in jobs:
-            if metric != current_metric:
-                caches.clear()  # keep one metric's caches in memory at a time
-                current_metric = metric
-            kw = self._metric_kwargs(metric)
-            result = sweep_caches(cached(x, metric, kw), cached(y, metric, kw))
-            bx, by = result.best_layers
-            row = self._row(metric, control, x, y, n, result)
-            if self.calibrate or self.bootstrap:
-                row.update(
-                    self._statistics(metric, kw, cached(x, metric, kw), cached(y, metric, kw), x, y, bx, by)
+            if model.content_key not in caches:
+                caches[model.content_key] = cache_layers(
+                    model.layers, metric, name=model.name, device=self.device, **kw
                 )
-            rows.append(row)
-            grids[Results.grid_key(metric, control, x.name, y.name)] = result.scores
+            return caches[model.content_key]
+
+        try:
+            for metric in self.metrics:
+                caches.clear()  # keep one metric's caches in memory at a time
+                kw = self._metric_kwargs(metric)
+                jobs = [("none", x, y) for x, y in self.pairs(metric)]
+                jobs += self.control_pairs(metric)
+                for control, x, y in jobs:
+                    cx, cy = cached(x, metric, kw), cached(y, metric, kw)
+                    result = sweep_caches(cx, cy)
+                    row = self._row(metric, control, x, y, n, result)
+                    if self.calibrate or self.bootstrap:
+                        row.update(self._statistics(metric, kw, cx, cy, x, y, result))
+                    (real_rows if control == "none" else control_rows).append(row)
+                    grids = real_grids if control == "none" else control_grids
+                    grids[Results.grid_key(metric, control, x.name, y.name)] = result.scores
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            caches.clear()
+            self._shuffled.clear()  # the shuffled copies of the language models served every metric; free them
             if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar.close()
+        rows = real_rows + control_rows
+        grids = {**real_grids, **control_grids}
         columns = TABLE_COLUMNS + ([c for c in STATS_COLUMNS] if (self.calibrate or self.bootstrap) else [])
         table = pd.DataFrame(rows, columns=columns)
         provenance = self._provenance(n, time.perf_counter() - start)
@@ -427,8 +446,9 @@ class Experiment:
             "control": control,
         }
 
-    def _statistics(self, metric, kw, cx, cy, x, y, bx, by) -> dict:
-        """Permutation calibration of the layer-maximised score and a bootstrap CI of the best pair's score."""
+    def _statistics(self, metric, kw, cx, cy, x, y, result) -> dict:
+        """Permutation calibration of the layer-maximised score (reusing the observed sweep ``result`` and the
+        caches ``cx``, ``cy``) and a bootstrap CI of the best layer pair's score."""
         from prh import stats
 
         out = dict.fromkeys(STATS_COLUMNS, float("nan"))
@@ -437,10 +457,11 @@ class Experiment:
             return out
         if self.calibrate:
             cal = stats.calibrate_sweep(
-                cx, cy, metric, K=self.calibrate, alpha=self.alpha, seed=self.seed, **kw
+                cx, cy, metric, K=self.calibrate, alpha=self.alpha, seed=self.seed, observed=result, **kw
             )
             out.update(tau=cal.tau, p_value=cal.p_value, calibrated_score=cal.calibrated)
         if self.bootstrap:
+            bx, by = result.best_layers
             ci = stats.bootstrap_ci(
                 x.layers[bx], y.layers[by], metric, B=self.bootstrap, seed=self.seed, **kw
             )
