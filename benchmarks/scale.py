@@ -134,7 +134,8 @@ def main() -> None:
     print()
     for metric in ("cka", "unbiased_cka"):
         for n in args.sizes:
-            g, f = results[f"{metric}/gram"].get(n), results[f"{metric}/features"].get(n)
+            g = results.get(f"{metric}/gram", {}).get(n)
+            f = results.get(f"{metric}/features", {}).get(n)
             if g and f and "error" not in g and "error" not in f:
                 diff = max(abs(a - b) for ra, rb in zip(g["grid"], f["grid"]) for a, b in zip(ra, rb))
                 print(
