@@ -445,24 +445,7 @@ def competence_plot(
             panels.append((df, "params", "parameters (log scale)", mod))
     if not panels:
         return None
-    cols = min(len(panels), 2)
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
-    for ax in axes.flat[len(panels) :]:
-        ax.remove()
-    for ax, (df, col, xlabel, mod) in zip(axes.flat, panels):
-        x = df[col].to_numpy(dtype=float)
-        if col == "params":
-            x, xlabel = np.log10(x), "log10 " + xlabel
-        figures._scatter_with_fit(
-            ax,
-            x,
-            df["score"].to_numpy(dtype=float),
-            list(df["model"]),
-            xlabel,
-            f"mean cross-modal {metric}\n({mod} model vs other modality)",
-        )
-    figures.save_figure(fig, path)
+    figures.competence_panels(panels, metric, path)
     return (
         f"Alignment vs competence ({metric}): each point is one model's mean best-layer alignment to the models of "
         "the other modality, against its measured competence (linear-probe accuracy, `prh competence`) and its "

@@ -196,6 +196,16 @@ def competence_plot(results: Results, metric: str, path: Path) -> str | None:
         panels.append((vis, "params", "parameters (log scale)", "vision"))
     if not panels:
         return None
+    competence_panels(panels, metric, path)
+    return (
+        f"Alignment vs competence ({metric}): each point is one model's mean best-layer alignment to the models "
+        f"of the other modality. With few models the intervals are wide: read the sign, not the decimals."
+    )
+
+
+def competence_panels(panels: list[tuple], metric: str, path: Path) -> None:
+    """Draw alignment-vs-competence panels, two per row: each ``(frame, column, x label, modality)`` plots the
+    frame's mean cross-modal ``score`` against ``column`` (log10 for parameter counts) with a fit and correlations."""
     cols = min(len(panels), 2)
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
@@ -215,10 +225,6 @@ def competence_plot(results: Results, metric: str, path: Path) -> str | None:
             f"mean cross-modal {metric}\n({modality} model vs other modality)",
         )
     save_figure(fig, path)
-    return (
-        f"Alignment vs competence ({metric}): each point is one model's mean best-layer alignment to the models "
-        f"of the other modality. With few models the intervals are wide: read the sign, not the decimals."
-    )
 
 
 def best_pair_grid(results: Results, metric: str, path: Path) -> str | None:
