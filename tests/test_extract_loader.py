@@ -108,16 +108,25 @@ def test_channels_last_cnn_and_worker_batches():
     assert rows == [0, 1, 2, 3] and pixels.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_auto_workers_none_on_tiny_inputs(monkeypatch):
+def test_auto_workers(monkeypatch):
     monkeypatch.setattr(loader_mod, "available_cpus", lambda: 8)
-    assert resolve_workers("auto", n=6, batch_size=4) == 0  # fewer than 4 batches: not worth a process
-    assert resolve_workers("auto", n=63, batch_size=16) == 0
-    assert resolve_workers("auto", n=64, batch_size=16) == 4  # min(4, 8 - 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    gpu = "cuda"  # only its type is read
+    assert resolve_workers("auto", n=6, batch_size=4, device=gpu) == 0  # fewer than 4 batches: not worth it
+    assert resolve_workers("auto", n=63, batch_size=16, device=gpu) == 0
+    assert resolve_workers("auto", n=64, batch_size=16, device=gpu) == 4  # min(4, 8 - 1): CPUs idle on a GPU
+    assert (
+        resolve_workers("auto", n=10_000, batch_size=16, device="cpu") == 0
+    )  # torch's threads use every core
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    assert resolve_workers("auto", n=10_000, batch_size=16, device="cpu") == 2  # the cores torch leaves free
+    assert resolve_workers("auto", n=10_000, batch_size=16) == 2  # no device: the CPU
     monkeypatch.setattr(loader_mod, "available_cpus", lambda: 2)
-    assert resolve_workers("auto", n=10_000, batch_size=16) == 1  # one CPU left to the model
+    assert resolve_workers("auto", n=10_000, batch_size=16, device=gpu) == 1
     monkeypatch.setattr(loader_mod, "available_cpus", lambda: 1)
-    assert resolve_workers("auto", n=10_000, batch_size=16) == 0
+    assert resolve_workers("auto", n=10_000, batch_size=16, device=gpu) == 0
     assert resolve_workers(3, n=2, batch_size=16) == 3  # a number is used as given
+    monkeypatch.undo()
     ad = _vit_adapter()
     assert ad.extract(ImageSet(5), batch_size=2).meta["image_workers"] == 0  # the default is "auto"
 

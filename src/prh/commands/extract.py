@@ -83,8 +83,9 @@ def register(app: typer.Typer) -> None:
         workers: str = typer.Option(
             "auto",
             "--workers",
-            help="Processes that decode and transform images while a vision model runs: auto (none for a few "
-            "batches, else min(4, CPUs - 1)) or a number (0 = none). Features do not depend on it.",
+            help="Processes that decode and transform images while a vision model runs: auto (on a GPU "
+            "min(4, CPUs - 1), on the CPU only cores torch leaves free; none for a few batches) or a number "
+            "(0 = none). Features do not depend on it.",
         ),
         shard_size: int = typer.Option(
             4096,

@@ -2,6 +2,7 @@
 
 Each model is independent: features already in the store with a matching dataset fingerprint are skipped (unless
 ``force``), a model that fails is reported and the loop goes on, and nothing already stored is ever deleted.
+Datasets bigger than ``ExtractConfig.shard_size`` are extracted in resumable shards (:mod:`prh.features.shards`).
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ class ExtractConfig(ConfigFields):
         Stop at the first model that fails (default: report it and go on with the others).
     workers : int or "auto", default "auto"
         Processes that decode and transform the next images while a vision model runs (0: none, images are
-        prepared between forward passes). ``"auto"``: none for fewer than 4 batches, else ``min(4, CPUs - 1)``.
-        The features are bit-identical whatever the number.
+        prepared between forward passes). ``"auto"``: none for fewer than 4 batches; else ``min(4, CPUs - 1)``
+        when the model runs on a GPU, and on the CPU only the cores torch's threads leave free
+        (``min(4, CPUs - torch.get_num_threads())``, none by default). The features are bit-identical whatever
+        the number.
     shard_size : int, default 4096
         For more rows than this, rows are extracted ``shard_size`` at a time and each shard is written to a
         temporary file as it is done: a killed extraction resumes from its last complete shard (same settings,
@@ -171,9 +174,13 @@ def extract_and_save(
 ) -> dict:
     """Load one model, extract its features on ``dataset`` and store them; returns the filled summary row.
 
-    ``config`` gives the pooling (checked against the model), device, dtype, device map, remote-code permission and
-    batch size (its ``force`` and ``stop_on_error`` concern the loop of :func:`extract`). Errors propagate (the
-    caller decides whether to go on, retry or stop); the adapter is freed either way.
+    ``config`` gives the pooling (checked against the model), device, dtype, device map, remote-code permission,
+    batch size, image workers and shard size (its ``force`` and ``stop_on_error`` concern the loop of
+    :func:`extract`). With more rows than ``config.shard_size`` the rows are extracted in shards written as they are
+    done, the complete shards of an earlier killed run with the same settings are reused, and the shards are removed
+    once the entry is stored (the row then says ``resumed_rows`` when some were reused). Errors propagate (the
+    caller decides whether to go on, retry or stop; finished shards stay for the next run); the adapter is freed
+    either way.
     """
     config = ExtractConfig.coerce(config)
     pool = check_pool(spec, config.pool)
@@ -282,8 +289,9 @@ def extract(
         Where features go (``<root>/<dataset>-n<N>/<model>__<pool>.safetensors`` + JSON sidecar).
     config : ExtractConfig, optional
         Pooling (checked for all models before any work starts), device, dtype, batch size, ``force``
-        (recompute stored features), ``trust_remote_code``, ``device_map``, ``stop_on_error``; default
-        ``ExtractConfig()`` (a mapping of its fields is accepted too).
+        (recompute stored features), ``trust_remote_code``, ``device_map``, ``stop_on_error``, ``workers``
+        (background image workers), ``shard_size`` (rows per resumable shard); default ``ExtractConfig()`` (a
+        mapping of its fields is accepted too).
     progress : bool, default True
         Show a tqdm progress bar per model.
     log : callable, optional

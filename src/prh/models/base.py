@@ -70,8 +70,9 @@ class Adapter:
             Called with the number of samples finished after each batch.
         workers : int or "auto", default "auto"
             Vision models: processes that decode and transform the next images while the model runs (0: none;
-            ``"auto"``: none for a few batches, else ``min(4, CPUs - 1)``; see
-            :func:`prh.models.loader.resolve_workers`). The features do not depend on it.
+            ``"auto"``: none for a few batches, else ``min(4, CPUs - 1)`` on an accelerator and
+            ``min(4, CPUs - torch threads)`` on the CPU; see :func:`prh.models.loader.resolve_workers`). The
+            features do not depend on it.
 
         Returns
         -------
@@ -83,7 +84,7 @@ class Adapter:
         pool = check_pool(self.spec, pool)
         if len(dataset) == 0:
             raise InputError(f"dataset {getattr(dataset, 'name', '?')!r} is empty; nothing to extract.")
-        self.workers = resolve_workers(workers, len(dataset), batch_size)
+        self.workers = resolve_workers(workers, len(dataset), batch_size, self.device)
         start = time.perf_counter()
         result = self._extract(dataset, batch_size, pool, progress)
         wall = time.perf_counter() - start

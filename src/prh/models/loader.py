@@ -58,18 +58,27 @@ def check_workers(workers: object, name: str = "workers") -> int | str:
     return int(workers)
 
 
-def resolve_workers(workers: int | str, n: int, batch_size: int) -> int:
-    """The number of worker processes to start for ``n`` images in batches of ``batch_size``.
+def resolve_workers(
+    workers: int | str, n: int, batch_size: int, device: torch.device | str | None = None
+) -> int:
+    """The number of worker processes to start for ``n`` images in batches of ``batch_size`` on ``device``.
 
-    ``"auto"``: none for fewer than :data:`MIN_BATCHES_FOR_WORKERS` batches (tiny inputs, tests), else
-    ``min(MAX_AUTO_WORKERS, CPUs - 1)`` (one CPU is left to the model). An integer is used as given (validated).
+    ``"auto"``: none for fewer than :data:`MIN_BATCHES_FOR_WORKERS` batches (tiny inputs, tests). Otherwise, when
+    the model runs on an accelerator (CUDA, ...) and the CPUs are idle during its forward pass,
+    ``min(MAX_AUTO_WORKERS, CPUs - 1)``. When it runs on the CPU, its forward pass already keeps
+    ``torch.get_num_threads()`` cores busy, and a worker only pays where cores are left over:
+    ``min(MAX_AUTO_WORKERS, CPUs - torch threads)``, i.e. none with torch's default of one thread per core (on the
+    2-core development machine one worker made EfficientNet-Lite0 extraction 5-10 % slower, see
+    docs/extraction.md). An integer is used as given (validated).
     """
     workers = check_workers(workers)
     if workers != "auto":
         return int(workers)
     if n < MIN_BATCHES_FOR_WORKERS * max(1, batch_size):
         return 0
-    return max(0, min(MAX_AUTO_WORKERS, available_cpus() - 1))
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    busy = torch.get_num_threads() if on_cpu else 1
+    return max(0, min(MAX_AUTO_WORKERS, available_cpus() - busy))
 
 
 @dataclass(frozen=True)
