@@ -68,7 +68,7 @@ def resolve_workers(
     ``min(MAX_AUTO_WORKERS, CPUs - 1)``. When it runs on the CPU, its forward pass already keeps
     ``torch.get_num_threads()`` cores busy, and a worker only pays where cores are left over:
     ``min(MAX_AUTO_WORKERS, CPUs - torch threads)``, i.e. none with torch's default of one thread per core (on the
-    2-core development machine one worker made EfficientNet-Lite0 extraction 5-10 % slower, see
+    2-core development machine one worker made EfficientNet-Lite0 extraction 6-11 % slower, see
     docs/extraction.md). An integer is used as given (validated).
     """
     workers = check_workers(workers)

@@ -226,9 +226,9 @@ class TorchModuleAdapter(Adapter):
         """Run the model in ``torch.channels_last`` memory format (NHWC weights and inputs) or not.
 
         On for the built-in convolutional builders (:data:`CHANNELS_LAST_BUILDERS`): their convolutions run
-        faster in NHWC on CPU (EfficientNet-Lite0 on 2 CPU cores: 18 -> 23 images/s) and the features equal the
-        NCHW ones up to float rounding. Off for user modules (a ``.view`` in their forward may need NCHW
-        strides); call this to turn it on.
+        faster in NHWC on CPU (EfficientNet-Lite0's whole extraction on 2 CPU cores: 29-34 -> 44 images/s, see
+        docs/extraction.md) and the features equal the NCHW ones up to float rounding. Off for user modules
+        (a ``.view`` in their forward may need NCHW strides); call this to turn it on.
         """
         self.channels_last = bool(on)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
