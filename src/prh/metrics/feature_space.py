@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-#: float64 bytes of one row block of X and Y (centred copies) during accumulation.
-BLOCK_BYTES = 64 * 2**20
+#: bytes of one row block of X and Y (centred copies, in the work dtype) during accumulation; large blocks keep
+#: the matrix products efficient (at N = 8,192 one 7k-row float32 block is ~25 % faster than five 1.8k-row ones).
+BLOCK_BYTES = 128 * 2**20
 #: float64 bytes of the (D_x, sum D_y) accumulator; more Y layers are split into groups.
 ACCUMULATOR_BYTES = 256 * 2**20
 
@@ -54,8 +55,8 @@ class FeatureMoments:
         return int(self.x.shape[0])
 
 
-def _block_rows(n: int, width: int) -> int:
-    return max(1, min(n, BLOCK_BYTES // max(1, 8 * width)))
+def _block_rows(n: int, width: int, itemsize: int = 8) -> int:
+    return max(1, min(n, BLOCK_BYTES // max(1, itemsize * width)))
 
 
 def _work_dtype(*layers: FeatureMoments) -> torch.dtype:
@@ -70,21 +71,49 @@ def _centred_block(
     return block.to(dtype) - m.mean.to(dtype)
 
 
+def _fill_centred(
+    buf: torch.Tensor, layers: Sequence[FeatureMoments], rows: torch.Tensor | slice
+) -> torch.Tensor:
+    """The centred ``rows`` of ``layers`` side by side, written into (a leading part of) ``buf`` (no temporaries)."""
+    count = (rows.stop - rows.start) if isinstance(rows, slice) else int(rows.numel())
+    out = buf[:count]
+    col = 0
+    for m in layers:
+        d = m.x.shape[1]
+        part = out[:, col : col + d]
+        block = m.x[rows] if isinstance(rows, slice) else m.x.index_select(0, rows)
+        torch.sub(block, m.mean.to(buf.dtype), out=part) if block.dtype == buf.dtype else part.copy_(block).sub_(
+            m.mean.to(buf.dtype)
+        )
+        col += d
+    return out
+
+
 def moments(x: torch.Tensor, center: bool = True) -> FeatureMoments:
-    """The :class:`FeatureMoments` of one (N, D) layer: column means, centred row norms, ``||Xc^T Xc||_F^2``."""
+    """The :class:`FeatureMoments` of one (N, D) layer: column means, centred row norms, ``||Xc^T Xc||_F^2``.
+
+    Works block by block in the layer's work dtype (float64 layers in float64, others in float32): the column sums
+    are matrix-vector products accumulated in float64, the row norms are taken in the work dtype and squared in
+    float64 — a float32 row norm carries float32 rounding (~1e-7 relative), as the block products do.
+    """
     n, d = x.shape
-    mean = x.to(torch.float64).mean(dim=0) if center else torch.zeros(d, dtype=torch.float64, device=x.device)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    step = _block_rows(n, d, dtype.itemsize)
+    mean = torch.zeros(d, dtype=torch.float64, device=x.device)
+    if center:
+        ones = torch.ones(min(step, n), dtype=dtype, device=x.device)
+        for start in range(0, n, step):
+            block = x[start : start + step].to(dtype)
+            mean += torch.mv(block.T, ones[: block.shape[0]]).to(torch.float64)
+        mean /= n
     cov = torch.zeros((d, d), dtype=torch.float64, device=x.device)
     row_sq = torch.empty(n, dtype=torch.float64, device=x.device)
-    step = _block_rows(n, d)
     m = FeatureMoments(x, mean, row_sq, 0.0)
-    dtype = _work_dtype(m)
     for start in range(0, n, step):
         rows = slice(start, min(start + step, n))
         block = _centred_block(m, rows, dtype)
         cov += (block.T @ block).to(torch.float64)
-        wide = block.to(torch.float64)
-        row_sq[rows] = (wide * wide).sum(dim=1)
+        row_sq[rows] = torch.linalg.vector_norm(block, dim=1).to(torch.float64).square()
     return FeatureMoments(x, mean, row_sq, float((cov * cov).sum()))
 
 
@@ -123,13 +152,16 @@ def cross_norms(
         wx = [dx[i] for i in xg]
         for yg in _groups(dy, max(max(dy), cap // sum(wx))):
             wy = [dy[j] for j in yg]
-            acc = torch.zeros((sum(wx), sum(wy)), dtype=torch.float64, device=xs[0].x.device)
-            step = _block_rows(n, sum(wx) + sum(wy))
+            device = xs[0].x.device
+            acc = torch.zeros((sum(wx), sum(wy)), dtype=torch.float64, device=device)
+            step = _block_rows(n, sum(wx) + sum(wy), dtype.itemsize)
+            left_buf = torch.empty((min(step, n), sum(wx)), dtype=dtype, device=device)
+            right_buf = torch.empty((min(step, n), sum(wy)), dtype=dtype, device=device)
             for start in range(0, n, step):
                 rows = slice(start, min(start + step, n))
                 yrows = rows if perm is None else perm[rows]
-                left = torch.cat([_centred_block(xs[i], rows, dtype) for i in xg], dim=1)
-                right = torch.cat([_centred_block(ys[j], yrows, dtype) for j in yg], dim=1)
+                left = _fill_centred(left_buf, [xs[i] for i in xg], rows)
+                right = _fill_centred(right_buf, [ys[j] for j in yg], yrows)
                 acc += (left.T @ right).to(torch.float64)
             for i, row_part in zip(xg, acc.split(wx, dim=0)):
                 for j, part in zip(yg, row_part.split(wy, dim=1)):
