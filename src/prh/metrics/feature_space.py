@@ -31,6 +31,8 @@ import torch
 BLOCK_BYTES = 128 * 2**20
 #: float64 bytes of the (D_x, sum D_y) accumulator; more Y layers are split into groups.
 ACCUMULATOR_BYTES = 256 * 2**20
+#: rows per float64 chunk of the column sums.
+_MEAN_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -92,19 +94,20 @@ def _fill_centred(
 def moments(x: torch.Tensor, center: bool = True) -> FeatureMoments:
     """The :class:`FeatureMoments` of one (N, D) layer: column means, centred row norms, ``||Xc^T Xc||_F^2``.
 
-    Works block by block in the layer's work dtype (float64 layers in float64, others in float32): the column sums
-    are matrix-vector products accumulated in float64, the row norms are taken in the work dtype and squared in
-    float64 — a float32 row norm carries float32 rounding (~1e-7 relative), as the block products do.
+    Works block by block in the layer's work dtype (float64 layers in float64, others in float32 — twice the BLAS
+    speed). The column means are float64 sums of small float64 chunks (exact to float64 rounding whatever the row
+    order, and ~6x faster than a float64 reduction over dim 0 of a float32 layer). Row norms of float64 layers are
+    float64 sums; those of other layers are float32 norms squared in float64 — float32 rounding (~1e-7 relative),
+    as the block products carry.
     """
     n, d = x.shape
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    exact = x.dtype == torch.float64
+    dtype = torch.float64 if exact else torch.float32
     step = _block_rows(n, d, dtype.itemsize)
     mean = torch.zeros(d, dtype=torch.float64, device=x.device)
     if center:
-        ones = torch.ones(min(step, n), dtype=dtype, device=x.device)
-        for start in range(0, n, step):
-            block = x[start : start + step].to(dtype)
-            mean += torch.mv(block.T, ones[: block.shape[0]]).to(torch.float64)
+        for start in range(0, n, _MEAN_CHUNK):
+            mean += x[start : start + _MEAN_CHUNK].to(torch.float64).sum(dim=0)
         mean /= n
     cov = torch.zeros((d, d), dtype=torch.float64, device=x.device)
     row_sq = torch.empty(n, dtype=torch.float64, device=x.device)
@@ -113,7 +116,10 @@ def moments(x: torch.Tensor, center: bool = True) -> FeatureMoments:
         rows = slice(start, min(start + step, n))
         block = _centred_block(m, rows, dtype)
         cov += (block.T @ block).to(torch.float64)
-        row_sq[rows] = torch.linalg.vector_norm(block, dim=1).to(torch.float64).square()
+        if exact:
+            row_sq[rows] = (block * block).sum(dim=1)
+        else:
+            row_sq[rows] = torch.linalg.vector_norm(block, dim=1).to(torch.float64).square()
     return FeatureMoments(x, mean, row_sq, float((cov * cov).sum()))
 
 
