@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prh.competence.labels import Labels
-from prh.data.base import PairedDataset, decode_image
+from prh.data.base import FileImages, PairedDataset
 from prh.errors import InputError
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class LabelledDataset(PairedDataset):
     has_captions: bool
 
 
-class ClassFolderDataset(LabelledDataset):
+class ClassFolderDataset(FileImages, LabelledDataset):
     """Images in a folder-per-class tree: ``root/<class>/<image>`` (nested folders below a class are included).
 
     Parameters
@@ -81,15 +81,6 @@ class ClassFolderDataset(LabelledDataset):
             tuple(ids), tuple(c for _, _, c, _ in items), "class-folder", f"folders of {self.root}"
         )
         self.has_captions = False
-
-    def _image_bytes(self, i: int) -> bytes:
-        try:
-            return self.files[i].read_bytes()
-        except OSError as err:
-            raise InputError(f"item {self.ids[i]!r}: cannot read {str(self.files[i])!r} ({err}).") from err
-
-    def _load_image(self, i: int) -> Image.Image:
-        return decode_image(self._image_bytes(i), self.ids[i], str(self.files[i]))
 
 
 class HFClassificationDataset(LabelledDataset):

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from prh.errors import InputError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from PIL import Image
 
 #: Version tag mixed into every fingerprint; bump it when the hashing scheme changes.
@@ -264,3 +266,23 @@ def decode_image(data: bytes, item_id: str, source: str = "") -> Image.Image:
             f"replace the file or remove the item."
         ) from err
     return img
+
+
+class FileImages:
+    """Mixin for a dataset whose item ``i`` is the image file ``self.files[i]`` (a local folder of images).
+
+    Put it before :class:`PairedDataset` in the bases; it supplies the two image hooks, with one clear
+    :class:`~prh.errors.InputError` naming the item and the file when the file cannot be read or decoded.
+    """
+
+    files: list[Path]
+    ids: list[str]
+
+    def _image_bytes(self, i: int) -> bytes:
+        try:
+            return self.files[i].read_bytes()
+        except OSError as err:
+            raise InputError(f"item {self.ids[i]!r}: cannot read {str(self.files[i])!r} ({err}).") from err
+
+    def _load_image(self, i: int) -> Image.Image:
+        return decode_image(self._image_bytes(i), self.ids[i], str(self.files[i]))

@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from prh.data.base import PairedDataset, decode_image
+from prh.data.base import FileImages, PairedDataset
 from prh.errors import InputError
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 CAPTION_COLUMNS = ("text", "caption", "captions")
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
@@ -65,7 +61,7 @@ def _read_csv(path: Path) -> list[dict]:
     return rows
 
 
-class FolderDataset(PairedDataset):
+class FolderDataset(FileImages, PairedDataset):
     """Images in a local folder with captions from ``metadata.jsonl`` or ``metadata.csv``.
 
     Parameters
@@ -117,12 +113,3 @@ class FolderDataset(PairedDataset):
         self.metadata_file = meta
         self.files = files
         super().__init__(f"folder:{self.root}", ids, captions)
-
-    def _image_bytes(self, i: int) -> bytes:
-        try:
-            return self.files[i].read_bytes()
-        except OSError as err:
-            raise InputError(f"item {self.ids[i]!r}: cannot read {str(self.files[i])!r} ({err}).") from err
-
-    def _load_image(self, i: int) -> Image.Image:
-        return decode_image(self._image_bytes(i), self.ids[i], str(self.files[i]))
