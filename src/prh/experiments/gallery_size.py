@@ -240,7 +240,9 @@ def run(ctx: Context, config: GallerySizeConfig) -> ExperimentResult:
     ctx.write_csv("scores.csv", table)
     ctx.write_csv("curves.csv", curves)
     fig = ctx.figure_path("gallery_size.png")
-    _plot(curves, pairings, fig)
+    from prh.experiments import plots
+
+    plots.gallery_curves(curves, pairings, fig)
 
     lines = [
         f"{base.name}: N={n} items; gallery sizes {', '.join(map(str, sizes))}; {config.repeats} random subsets per "
@@ -272,38 +274,6 @@ def run(ctx: Context, config: GallerySizeConfig) -> ExperimentResult:
     ctx.write_json("results.json", {"summary": summary, "provenance": ctx.provenance(config)})
     _section(ctx, fig, lines, curves)
     return ExperimentResult("gallery-size", summary, lines, ctx.folder, list(ctx.files))
-
-
-def _plot(curves: Any, pairings: list[str], path: Any) -> None:
-    """Mean score over pairs against gallery size (log axis), per pairing; bands: the pairs' spread; dotted: chance;
-    right panel: the calibrated score."""
-    import matplotlib
-
-    from prh.report.figures import save_figure
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    has_cal = curves["calibrated"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_cal else 1, figsize=(11 if has_cal else 6, 4), squeeze=False)
-    for pairing, colour in zip(pairings, ("C0", "C1", "C2")):
-        part = curves[curves["pairing"] == pairing].groupby("size", sort=True)
-        for ax, column in zip(axes[0], ("score", "calibrated")):
-            mean, low, high = part[column].mean(), part[column].min(), part[column].max()
-            ax.plot(mean.index, mean.values, "o-", color=colour, label=pairing)
-            ax.fill_between(mean.index, low.values, high.values, color=colour, alpha=0.15)
-        chance = part["chance"].mean()
-        axes[0][0].plot(chance.index, chance.values, ":", color=colour)
-    axes[0][0].set_ylabel("mutual kNN (best layer pair)")
-    axes[0][0].set_title("raw score (dotted: chance k/(rows-1))")
-    if has_cal:
-        axes[0][1].set_ylabel("calibrated score")
-        axes[0][1].set_title("calibrated against the permutation null")
-    for ax in axes[0]:
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("gallery size (items)")
-        ax.legend(title="pairing")
-    save_figure(fig, path)
 
 
 def _section(ctx: Context, fig: Any, lines: list[str], curves: Any) -> None:

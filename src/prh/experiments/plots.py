@@ -152,3 +152,29 @@ def averaging_curves(curves: Any, fits: Any, chance: float, path: Path) -> None:
     axes[0].set_ylabel("mutual kNN (best layer pair, 95% interval)")
     axes[2].text(1, chance, " chance; dotted: shuffled pairing", fontsize=7, va="bottom", color="#666")
     save_figure(fig, path)
+
+
+def gallery_curves(curves: Any, pairings: Sequence[str], path: Path) -> None:
+    """Mean score over pairs against gallery size (log axis), per pairing; bands: the pairs' spread; dotted: chance;
+    right panel: the calibrated score."""
+    plt = _plt()
+    has_cal = curves["calibrated"].notna().any()
+    fig, axes = plt.subplots(1, 2 if has_cal else 1, figsize=(11 if has_cal else 6, 4), squeeze=False)
+    for pairing, colour in zip(pairings, ("C0", "C1", "C2")):
+        part = curves[curves["pairing"] == pairing].groupby("size", sort=True)
+        for ax, column in zip(axes[0], ("score", "calibrated")):
+            mean, low, high = part[column].mean(), part[column].min(), part[column].max()
+            ax.plot(mean.index, mean.values, "o-", color=colour, label=pairing)
+            ax.fill_between(mean.index, low.values, high.values, color=colour, alpha=0.15)
+        chance = part["chance"].mean()
+        axes[0][0].plot(chance.index, chance.values, ":", color=colour)
+    axes[0][0].set_ylabel("mutual kNN (best layer pair)")
+    axes[0][0].set_title("raw score (dotted: chance k/(rows-1))")
+    if has_cal:
+        axes[0][1].set_ylabel("calibrated score")
+        axes[0][1].set_title("calibrated against the permutation null")
+    for ax in axes[0]:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("gallery size (items)")
+        ax.legend(title="pairing")
+    save_figure(fig, path)
