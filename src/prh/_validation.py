@@ -229,6 +229,51 @@ def check_names(
     return names
 
 
+def check_field_type(value: object, want: type | tuple[type, ...], where: str, field: str) -> None:
+    """One field of a parsed TOML table has the wanted type (``object``: any); a bool never passes for a number.
+
+    Raises :class:`InputError` ``"<where>: field '<field>' must be <types>, got <value>."``.
+    """
+    wants = want if isinstance(want, tuple) else (want,)
+    if (isinstance(value, bool) and bool not in wants and object not in wants) or not isinstance(value, wants):
+        kinds = " or ".join(t.__name__ for t in wants)
+        raise InputError(f"{where}: field {field!r} must be {kinds}, got {value!r}.")
+
+
+def check_table(
+    table: object, fields: Mapping[str, type | tuple[type, ...]], required: Sequence[str], where: str, kind: str
+) -> str:
+    """Check one ``[[kind]]`` table of a TOML catalogue: a table, no missing or unknown field, every type right.
+
+    Parameters
+    ----------
+    table : the parsed table.
+    fields : field name -> wanted type(s) (``object`` for a field checked later by the caller).
+    required : the fields that must be present.
+    where : the file, for messages.
+    kind : the array's name (``"entry"``, ``"feature"``).
+
+    Returns
+    -------
+    str
+        ``"<where>: <kind> '<name>'"`` (or ``"<where>: a [[<kind>]]"`` without a string name): the prefix of the
+        caller's own further messages about this table.
+    """
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: every [[{kind}]] must be a table, got {table!r}.")
+    name = table.get("name")
+    at = f"{where}: {kind} {name!r}" if isinstance(name, str) else f"{where}: a [[{kind}]]"
+    missing = [f for f in required if f not in table]
+    if missing:
+        raise InputError(f"{at} lacks the field(s) {missing}; required: {list(required)}.")
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise InputError(f"{at} has unknown field(s) {unknown}; known fields: {sorted(fields)}.")
+    for key, value in table.items():
+        check_field_type(value, fields[key], at, key)
+    return at
+
+
 def suggest(name: str, options: Iterable[str]) -> str:
     """Return ' Did you mean ...?' for the closest options, or an empty string."""
     close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)

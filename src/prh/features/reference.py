@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from prh._validation import ConfigFields, check_bool, suggest
+from prh._validation import ConfigFields, check_bool, check_field_type, check_table, suggest
 from prh.errors import InputError, MissingFeaturesError
 from prh.features.download import DownloadOptions, download
 from prh.features.store import DEFAULT_ROOT, FeatureStore, StoredFeatures
@@ -220,26 +220,8 @@ class ReferenceCatalogue:
         return resolve_base_url(self, base_url) + entry.file
 
 
-def _check_type(value: object, want: type | tuple[type, ...], where: str, name: str) -> None:
-    wants = want if isinstance(want, tuple) else (want,)
-    if (isinstance(value, bool) and bool not in wants) or not isinstance(value, wants):
-        kinds = " or ".join(t.__name__ for t in wants)
-        raise InputError(f"{where}: field {name!r} must be a {kinds}, got {value!r}.")
-
-
 def _feature(table: object, where: str) -> ReferenceFeature:
-    if not isinstance(table, dict):
-        raise InputError(f"{where}: every [[feature]] must be a table, got {table!r}.")
-    name = table.get("name")
-    at = f"{where}: feature {name!r}" if isinstance(name, str) else f"{where}: a [[feature]]"
-    missing = [f for f in _REQUIRED if f not in table]
-    if missing:
-        raise InputError(f"{at} lacks the field(s) {missing}; required: {list(_REQUIRED)}.")
-    unknown = sorted(set(table) - set(_FEATURE_FIELDS))
-    if unknown:
-        raise InputError(f"{at} has unknown field(s) {unknown}; known fields: {list(_FEATURE_FIELDS)}.")
-    for key, value in table.items():
-        _check_type(value, _FEATURE_FIELDS[key], at, key)
+    at = check_table(table, _FEATURE_FIELDS, _REQUIRED, where, "feature")
     if not _NAME.fullmatch(table["name"]) or table["name"] in SETS:
         raise InputError(
             f"{at}: name must be letters, digits and _.+- (starting with a letter or digit) and not one of {SETS}."
@@ -295,13 +277,13 @@ def load_catalogue(path: str | os.PathLike | None = None) -> ReferenceCatalogue:
     for key in ("base_url", "dataset", "feature"):
         if key not in data:
             raise InputError(f"{where} lacks `{key}`.")
-    _check_type(data["base_url"], str, where, "base_url")
-    _check_type(data.get("hash_source", ""), str, where, "hash_source")
+    check_field_type(data["base_url"], str, where, "base_url")
+    check_field_type(data.get("hash_source", ""), str, where, "hash_source")
     ds = data["dataset"]
     if not isinstance(ds, dict) or sorted(ds) != sorted(_DATASET_FIELDS):
         raise InputError(f"{where}: [dataset] must have exactly the fields {list(_DATASET_FIELDS)}.")
     for key, want in _DATASET_FIELDS.items():
-        _check_type(ds[key], want, f"{where} [dataset]", key)
+        check_field_type(ds[key], want, f"{where} [dataset]", key)
     if ds["n"] < 1:
         raise InputError(f"{where} [dataset]: n={ds['n']} must be a positive number of items.")
     if not isinstance(data["feature"], list):

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from prh._validation import check_field_type, check_table
 from prh.errors import InputError, ModelLoadError
 from prh.zoo.environment import dist_size_mb, distribution, is_installed
 from prh.zoo.locators import Locator, locator_from_table, missing_error
@@ -114,13 +115,6 @@ _REQUIRED = ("name", "packages", "size_mb", "licence", "description")
 _PACKAGE_FIELDS = {"dist": str, "spec": str, "no_deps": bool}
 
 
-def _check_type(value: object, want: type | tuple[type, ...], where: str, field: str) -> None:
-    bad_bool = isinstance(value, bool) and want in (int, float, (int, float))
-    if bad_bool or not isinstance(value, want):
-        names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
-        raise InputError(f"{where}: field {field!r} must be {names}, got {value!r}.")
-
-
 def _package(table: object, where: str) -> ZooPackage:
     if not isinstance(table, dict):
         raise InputError(
@@ -134,7 +128,7 @@ def _package(table: object, where: str) -> ZooPackage:
     if "dist" not in table:
         raise InputError(f"{where}: a package needs `dist` (its pip distribution name).")
     for key, value in table.items():
-        _check_type(value, _PACKAGE_FIELDS[key], where, key)
+        check_field_type(value, _PACKAGE_FIELDS[key], where, key)
     return ZooPackage(**table)
 
 
@@ -147,18 +141,7 @@ def entry_from_table(table: object, where: str) -> ZooEntry:
         A missing or unknown field, a field of the wrong type, no packages, a bad package or locator table;
         the message names the entry and the field.
     """
-    if not isinstance(table, dict):
-        raise InputError(f"{where}: every [[entry]] must be a table, got {table!r}.")
-    name = table.get("name")
-    at = f"{where}: entry {name!r}" if isinstance(name, str) else f"{where}: an [[entry]]"
-    missing = [f for f in _REQUIRED if f not in table]
-    if missing:
-        raise InputError(f"{at} lacks the field(s) {missing}; required: {list(_REQUIRED)}.")
-    unknown = sorted(set(table) - set(_ENTRY_FIELDS))
-    if unknown:
-        raise InputError(f"{at} has unknown field(s) {unknown}; known fields: {sorted(_ENTRY_FIELDS)}.")
-    for key, value in table.items():
-        _check_type(value, _ENTRY_FIELDS[key], at, key)
+    at = check_table(table, _ENTRY_FIELDS, _REQUIRED, where, "entry")
     if not table["name"]:
         raise InputError(f"{at}: `name` must not be empty.")
     if not table["packages"]:
