@@ -84,9 +84,11 @@ def _fill_centred(
         d = m.x.shape[1]
         part = out[:, col : col + d]
         block = m.x[rows] if isinstance(rows, slice) else m.x.index_select(0, rows)
-        torch.sub(block, m.mean.to(buf.dtype), out=part) if block.dtype == buf.dtype else part.copy_(block).sub_(
-            m.mean.to(buf.dtype)
-        )
+        shift = m.mean.to(buf.dtype)
+        if block.dtype == buf.dtype:
+            torch.sub(block, shift, out=part)
+        else:
+            part.copy_(block).sub_(shift)
         col += d
     return out
 
