@@ -92,10 +92,9 @@ def test_gallery_size_end_to_end_on_tiny_models(tiny):  # noqa: F811
 
     store, ds = FeatureStore(tiny["root"] / "store"), load_dataset(str(tiny["data"]))
     full = scores[(scores["pairing"] == "one") & (scores["size"] == N)]
+    from prh.experiments.averaging import caption_sets
     from prh.models import get_model
     from prh.models.base import check_pool
-
-    from prh.experiments.averaging import caption_sets
 
     def stored(name, data):
         return prh.prepare(store.load(data, name, check_pool(get_model(name), None)).layers)

@@ -24,11 +24,11 @@ from prh.metrics.knn import (
     KNN_SPEC_FIELDS,
     KnnCache,
     _check_k_kwargs,
-    knn_options,
     _chunks,
     _cycle_grid,
     _cycle_null,
     _knn_cache,
+    knn_options,
 )
 from prh.metrics.registry import MetricSpec, register
 
