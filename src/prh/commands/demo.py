@@ -136,7 +136,8 @@ def register(app: typer.Typer) -> None:
         print_summary(results)
         console.print(f"report: [bold]{report}[/bold]   table: {out / 'results.csv'}")
         if write_readme is not None:
-            from prh.report.readme import stored_extraction_seconds
+            from prh.report.competence import COMPETENCE_DIR
+            from prh.report.readme import RunTimes, stored_extraction_seconds
             from prh.report.readme import write_readme as write_readme_section
 
             done = time.perf_counter()
@@ -149,6 +150,10 @@ def register(app: typer.Typer) -> None:
             }
             extraction = stored_extraction_seconds(feature_store, dataset, usable, config.pool)
             write_readme_section(
-                write_readme, results, seconds=seconds, extraction=extraction, source=str(out)
+                write_readme,
+                results,
+                times=RunTimes(seconds=seconds, extraction=extraction),
+                competence=out / COMPETENCE_DIR,  # the probes of step 3 (absent when they were skipped)
+                source=str(out),
             )
             console.print(f"README demo section rewritten from this run: {write_readme}")

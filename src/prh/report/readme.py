@@ -6,9 +6,14 @@ with its calibration and interval columns, the shuffled-caption control rows and
 put it between the ``<!-- DEMO-RESULTS -->`` and ``<!-- /DEMO-RESULTS -->`` markers of a README, atomically.
 `prh demo --write-readme README.md` does all three after the run.
 
-Only what the results (or the run itself) measured is written. Wall times come from arguments: the demo passes its
-own elapsed time per stage; the time of a whole fresh clone (installs included) cannot be known by the demo and is
-written only when given (``fresh_clone_seconds``).
+When the run also measured competence (the demo's transfer probes, ``<out>/competence/``, read with
+:class:`~prh.competence.CompetenceResults`), :func:`probe_numbers` reads what the probes found and the section gets a
+paragraph on them: what was probed, each model's best-layer probe accuracy, the label-shuffled control, and how the
+models' cross-modal alignment ranks against their measured accuracy.
+
+Only what the results (or the run itself) measured is written. Wall times come from arguments (:class:`RunTimes`):
+the demo passes its own elapsed time per stage; the time of a whole fresh clone (installs included) cannot be known by
+the demo and is written only when given (``fresh_clone_seconds``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import pandas as pd
 
 from prh.align.engine import Results
 from prh.atomic import atomic_write
+from prh.competence import CompetenceResults
 from prh.errors import InputError
+from prh.report.competence import COMPETENCE_DIR, COMPETENCE_PROBE
 from prh.report.figures import mean_cross_modal, models_by_modality
 
 START_MARKER = "<!-- DEMO-RESULTS -->"
@@ -52,6 +59,83 @@ WIDTH = 116
 
 #: Confidence level of the intervals when the provenance does not record one (the engine's bootstrap default).
 DEFAULT_CI_LEVEL = 0.95
+
+#: Fewest models with both numbers for which the section quotes a rank correlation.
+MIN_MODELS_FOR_RHO = 3
+
+#: How the section names the labels of the probes (others are written as their name in backticks).
+LABEL_NAMES = {"emoji-group": "Unicode emoji group", "emoji-subgroup": "Unicode emoji subgroup"}
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """The wall times the section quotes (all optional; what is None is left out).
+
+    Attributes
+    ----------
+    seconds : wall times of the run that produced the results: ``total`` and optionally ``features``,
+        ``alignment``, ``competence``, ``report`` (what `prh demo` measured).
+    extraction : each model's extraction time in seconds as recorded when its features were computed
+        (:func:`stored_extraction_seconds`).
+    fresh_clone_seconds : time of `make demo` on a fresh clone, installs included (measured outside prh).
+    machine : the machine in words (default: :func:`describe_machine` of this machine).
+    """
+
+    seconds: Mapping[str, float] | None = None
+    extraction: Mapping[str, float] | None = None
+    fresh_clone_seconds: float | None = None
+    machine: str | None = None
+
+
+@dataclass(frozen=True)
+class RankTrend:
+    """Spearman rank correlation, over the models of one modality, of mean cross-modal alignment with measured
+    probe accuracy; ``rho`` is None with fewer than :data:`MIN_MODELS_FOR_RHO` models (or when a column is
+    constant)."""
+
+    modality: str
+    n_models: int
+    rho: float | None
+
+
+@dataclass(frozen=True)
+class ProbeNumbers:
+    """What the demo's transfer probes measured, read from its competence tables.
+
+    Attributes
+    ----------
+    labels : name of the labels (``"emoji-group"``).
+    n_items, n_labelled : items of the dataset and how many of them have a label (None: not recorded).
+    n, n_classes : items and classes the probes used (classes smaller than the folds are left out).
+    k, folds, level : k of the k-NN probe, cross-validation folds, level of the intervals.
+    linear, knn : each model's best-layer accuracy (linear and k-NN probe), in the tables' order.
+    majority : majority-class rate of the probed items.
+    beat_control : the models whose best-layer linear-probe interval lies wholly above the interval of their
+        label-shuffled control (accuracy, as the report's findings compare them).
+    chance : 1/C, the expectation of the control's balanced accuracy.
+    control_low, control_high : range of the control's balanced accuracy over all (model, probe, layer) rows.
+    control_rows, control_at_chance : those rows, and how many of them have chance inside the control's interval.
+    trends : :class:`RankTrend` of the vision and the language models.
+    """
+
+    labels: str
+    n_items: int
+    n_labelled: int | None
+    n: int
+    n_classes: int
+    k: int
+    folds: int
+    level: float
+    linear: dict[str, float]
+    knn: dict[str, float]
+    majority: float
+    beat_control: tuple[str, ...]
+    chance: float
+    control_low: float
+    control_high: float
+    control_rows: int
+    control_at_chance: int
+    trends: tuple[RankTrend, ...]
 
 
 @dataclass(frozen=True)
@@ -96,10 +180,12 @@ class DemoNumbers:
     groups : score ranges of the language-model groups of :data:`LANGUAGE_GROUPS` that the run has.
     control_* : the shuffled-caption control of the cross-modal pairs (None without one): best, mean, number of
         pairs, number significant; ``real_mean`` the mean real score; ``best_over_control`` best real / best control.
-    competence_counts : models per alignment-vs-competence panel of the report (panel -> count).
-    vision_trend : Spearman rank correlation of the vision models' mean cross-modal score with ImageNet top-1
-        (None with fewer than 3 such models).
+    competence_counts : models per alignment-vs-competence panel of the report drawn from the reported figures
+        (panel -> count); the section quotes them only without measured competence.
+    vision_trend : Spearman rank correlation of the vision models' mean cross-modal score with the catalogue's
+        ImageNet top-1 (None with fewer than 3 such models); ``vision_rated`` those models.
     created : when the results were computed (provenance).
+    probes : what the transfer probes measured (:func:`probe_numbers`); None when the run has no competence tables.
     """
 
     dataset: str
@@ -132,7 +218,9 @@ class DemoNumbers:
     best_over_control: float | None = None
     competence_counts: dict = field(default_factory=dict)
     vision_trend: float | None = None
+    vision_rated: int = 0
     created: str = ""
+    probes: ProbeNumbers | None = None
 
 
 def _num(value: object) -> float | None:
@@ -143,13 +231,87 @@ def _num(value: object) -> float | None:
     return None if math.isnan(value) else value
 
 
-def demo_numbers(results: Results, metric: str = "mutual_knn") -> DemoNumbers:
+def _spearman(a: pd.Series, b: pd.Series) -> float | None:
+    """Spearman's rank correlation of two aligned series (average ranks for ties); None when undefined."""
+    rho = float(a.rank().corr(b.rank()))
+    return None if math.isnan(rho) else rho
+
+
+def load_competence(competence: CompetenceResults | str | os.PathLike | None) -> CompetenceResults | None:
+    """``competence`` as :class:`~prh.competence.CompetenceResults`: a loaded object as is, a competence folder
+    (``<out>/competence``) read with :meth:`CompetenceResults.load`; None (no paragraph) for None, a missing folder
+    or one without probes.csv (the demo skips the probes when the emoji labels are missing)."""
+    if competence is None or isinstance(competence, CompetenceResults):
+        return competence
+    folder = Path(competence)
+    return CompetenceResults.load(folder) if (folder / "probes.csv").is_file() else None
+
+
+def probe_numbers(
+    results: Results, measured: CompetenceResults, metric: str = "mutual_knn"
+) -> ProbeNumbers | None:
+    """What the transfer probes of ``measured`` found, and how ``results``' alignment ranks against it.
+
+    The accuracies are the report's competence figure (:data:`prh.report.competence.COMPETENCE_PROBE`: the linear
+    probe at its best layer) and the k-NN probe at its best layer; the alignment of a model is its mean best-layer
+    ``metric`` score against the models of the other modality (as in the report's alignment-vs-competence panels).
+    None when the tables hold no best-layer linear-probe row, or when they were measured on other data than the
+    alignment (the dataset fingerprints of the two provenances differ: a competence folder left from another run).
+    """
+    t = measured.table
+    best = t[(t["probe"] == "linear") & (t["layer_choice"] == "best")]
+    probed_on = (measured.provenance.get("dataset") or {}).get("fingerprint")
+    aligned_on = ((results.provenance or {}).get("dataset") or {}).get("fingerprint")
+    if best.empty or (probed_on and aligned_on and probed_on != aligned_on):
+        return None
+    probe, choice, column = COMPETENCE_PROBE
+    linear = measured.competence(probe, choice, column)
+    knn = measured.competence("knn", choice, column)
+    beat = tuple(str(r["model"]) for _, r in best.iterrows() if r["ci_low"] > r["control_ci_high"])
+    chance = float(best["chance_balanced"].iloc[0])
+    inside = (t["control_balanced_ci_low"] <= chance) & (chance <= t["control_balanced_ci_high"])
+    trends = []
+    for modality in ("vision", "language"):
+        df = mean_cross_modal(results.table, metric, modality)
+        df["measured"] = df["model"].map(linear)
+        both = df.dropna(subset=["score", "measured"])
+        rho = _spearman(both["score"], both["measured"]) if len(both) >= MIN_MODELS_FOR_RHO else None
+        trends.append(RankTrend(modality, len(both), rho))
+    labels = measured.provenance.get("labels") or {}
+    cfg = measured.config
+    n_labelled = labels.get("n_labelled")
+    return ProbeNumbers(
+        labels=str(labels.get("name") or best["labels"].iloc[0]),
+        n_items=int(labels.get("n_items") or best["n_items"].iloc[0]),
+        n_labelled=int(n_labelled) if n_labelled is not None else None,
+        n=int(best["n"].iloc[0]),
+        n_classes=int(best["n_classes"].iloc[0]),
+        k=cfg.k,
+        folds=cfg.folds,
+        level=cfg.level,
+        linear=linear,
+        knn=knn,
+        majority=float(best["majority_rate"].iloc[0]),
+        beat_control=beat,
+        chance=chance,
+        control_low=float(t["control_balanced_accuracy"].min()),
+        control_high=float(t["control_balanced_accuracy"].max()),
+        control_rows=len(t),
+        control_at_chance=int(inside.sum()),
+        trends=tuple(trends),
+    )
+
+
+def demo_numbers(
+    results: Results, metric: str = "mutual_knn", competence: CompetenceResults | None = None
+) -> DemoNumbers:
     """Read the numbers of the README section from a demo run's results.
 
     Parameters
     ----------
     results : :class:`~prh.align.Results` of `prh demo` (or ``Results.load(out_dir)``).
     metric : the metric the section reports (default mutual kNN, the paper's main metric).
+    competence : the run's measured competence (its transfer probes), or None.
 
     Raises
     ------
@@ -261,7 +423,9 @@ def demo_numbers(results: Results, metric: str = "mutual_knn") -> DemoNumbers:
         best_over_control=best.score / control_best if control_best else None,
         competence_counts=counts,
         vision_trend=trend,
+        vision_rated=len(rated),
         created=str(prov.get("created") or ""),
+        probes=probe_numbers(results, competence, metric) if competence is not None else None,
     )
 
 
@@ -472,7 +636,88 @@ def stored_extraction_seconds(store, dataset, specs, pool: str | None = None) ->
     return out
 
 
+def _models_range(values: Mapping[str, float]) -> str:
+    """``"0.412 (`b`) to 0.689 (`a`)"``: the lowest and the highest value with their models."""
+    low = min(values, key=values.get)
+    high = max(values, key=values.get)
+    if f"{values[low]:.3f}" == f"{values[high]:.3f}":
+        return f"{values[high]:.3f} for every model"
+    return f"{values[low]:.3f} (`{low}`) to {values[high]:.3f} (`{high}`)"
+
+
+def _trend_text(trend: RankTrend) -> str:
+    models = _count(trend.n_models, f"{trend.modality} model")
+    if trend.n_models < MIN_MODELS_FOR_RHO:
+        return f"too few {trend.modality} models for a rank correlation ({trend.n_models}; {MIN_MODELS_FOR_RHO} needed)"
+    if trend.rho is None:
+        return f"no rank correlation over the {models} (one of the two columns is constant)"
+    return f"ρ = {trend.rho:.2f} over the {models}"
+
+
+def _probes(num: DemoNumbers) -> str:
+    """The paragraph on the demo's measured competence (transfer probes)."""
+    pr = num.probes
+    what = LABEL_NAMES.get(pr.labels, f"`{pr.labels}` label")
+    have = f"{pr.n_labelled:,} of the {pr.n_items:,} items have one; " if pr.n_labelled is not None else ""
+    classes = f"{what}s" if pr.labels in LABEL_NAMES else "classes"
+    text = (
+        f"Measured competence: k-NN (k = {pr.k}) and linear (logistic-regression) probes of every model's stored "
+        f"features predict each item's {what} ({have}{pr.n:,} items in {pr.n_classes} {classes} are probed, "
+        f"{pr.folds}-fold cross-validation, the best layer chosen inside each training fold). "
+        f"Best-layer linear-probe accuracy runs from {_models_range(pr.linear)} over the "
+        f"{_count(len(pr.linear), 'model')}"
+    )
+    if pr.knn:
+        text += f"; k-NN {_span(min(pr.knn.values()), max(pr.knn.values()))}"
+    text += f" (majority-class rate {pr.majority:.3f}). "
+    n_models, n_beat = len(pr.linear), len(pr.beat_control)
+    interval = f"{pr.level:.0%} linear-probe interval"
+    if n_beat == n_models:
+        head = f"All {n_models} models beat" if n_models > 1 else "The model beats"
+        text += f"{head} their label-shuffled control (the {interval} lies above the control's)"
+    else:
+        missed = [m for m in pr.linear if m not in pr.beat_control]
+        verb = "does" if len(missed) == 1 else "do"
+        text += (
+            f"{n_beat} of the {n_models} models beat their label-shuffled control (the {interval} lies above the "
+            f"control's; {_names(missed)} {verb} not)"
+        )
+    rows = _count(pr.control_rows, "(model, probe, layer) row")
+    if pr.control_at_chance == pr.control_rows:
+        text += (
+            f", and the control sits at chance: its balanced accuracy is {_span(pr.control_low, pr.control_high)} "
+            f"against 1/C = {pr.chance:.3f}, and its interval holds chance in all {rows}. "
+        )
+    else:
+        text += (
+            f"; the control's balanced accuracy is {_span(pr.control_low, pr.control_high)} against chance "
+            f"1/C = {pr.chance:.3f}, its interval holding chance in {pr.control_at_chance} of {rows} (about "
+            f"{(1 - pr.level) * pr.control_rows:.1f} misses expected at that level). "
+        )
+    text += (
+        f"Alignment against measured competence (Spearman rank correlation of a model's mean cross-modal "
+        f"{METRIC_NAMES.get(num.metric, num.metric)} with its linear-probe accuracy): "
+        + "; ".join(_trend_text(t) for t in pr.trends)
+    )
+    if any(t.rho is not None for t in pr.trends):
+        text += " — with this few models, read the sign, not the decimals"
+    return text + "."
+
+
 def _competence(num: DemoNumbers) -> str:
+    paper = (
+        "the paper's trend needs its larger model families and the WIT pairs (`prh extract`, then "
+        "`prh align`, with `--models paper-val --dataset wit_1024`; that needs internet and, in practice, a GPU)."
+    )
+    if num.probes is not None:  # measured competence is the main view; the reported figure is a side remark
+        if num.vision_trend is None:
+            return "Testing " + paper.replace(" needs ", " itself needs ", 1)
+        direction = "rises" if num.vision_trend > 0 else "does *not* rise"
+        return (
+            f"Against the catalogue's reported ImageNet top-1 instead of measured accuracy, the vision models' "
+            f"alignment {direction} (Spearman ρ = {num.vision_trend:.2f} over {_count(num.vision_rated, 'model')}); "
+            + paper
+        )
     if not num.competence_counts:
         return ""
     counts = sorted(set(num.competence_counts.values()))
@@ -484,20 +729,15 @@ def _competence(num: DemoNumbers) -> str:
             f"; on these pairs the vision models' alignment {direction} with ImageNet accuracy "
             f"(Spearman ρ = {num.vision_trend:.2f})"
         )
-    return (
-        text + " — the paper's trend needs its larger model families and the WIT pairs (`prh extract`, then "
-        "`prh align`, with `--models paper-val --dataset wit_1024`; that needs internet and, in practice, a GPU)."
-    )
+    return f"{text} — {paper}"
 
 
 def render_demo_block(
     results: Results,
     *,
     metric: str = "mutual_knn",
-    seconds: Mapping[str, float] | None = None,
-    extraction: Mapping[str, float] | None = None,
-    fresh_clone_seconds: float | None = None,
-    machine: str | None = None,
+    times: RunTimes | None = None,
+    competence: CompetenceResults | str | os.PathLike | None = None,
     figures: str | None = "docs/img",
     source: str = "prh-results",
 ) -> str:
@@ -507,13 +747,10 @@ def render_demo_block(
     ----------
     results : the demo run's :class:`~prh.align.Results`.
     metric : the metric the findings are about.
-    seconds : wall times of the run that produced ``results``: ``total`` and optionally ``features``,
-        ``alignment``, ``competence``, ``report`` (what `prh demo` measured); None leaves the run's time out.
-    extraction : each model's extraction time in seconds as recorded when its features were computed
-        (:func:`stored_extraction_seconds`); None leaves it out.
-    fresh_clone_seconds : time of `make demo` on a fresh clone, installs included (measured outside prh); its
-        sentence is written only when given.
-    machine : the machine in words (default: :func:`describe_machine` of this machine).
+    times : the wall times to quote (:class:`RunTimes`); None leaves them out.
+    competence : the run's measured competence: its competence folder (``<out>/competence``) or the loaded
+        :class:`~prh.competence.CompetenceResults`; with it the section has a paragraph on the transfer probes.
+        None, or a folder without probes.csv, leaves that paragraph out.
     figures : folder of the figures, relative to the README (None: no figure links).
     source : the results folder named in the generated-by note.
 
@@ -521,8 +758,9 @@ def render_demo_block(
     -------
     str : the section, ending with a newline.
     """
-    num = demo_numbers(results, metric)
-    machine = machine or describe_machine()
+    num = demo_numbers(results, metric, load_competence(competence))
+    times = times or RunTimes()
+    machine = times.machine or describe_machine()
     name = METRIC_NAMES.get(num.metric, num.metric)
     wrap = partial(textwrap.fill, width=WIDTH, break_long_words=False, break_on_hyphens=False)
     out = [
@@ -548,8 +786,16 @@ def render_demo_block(
         if figures is not None:
             out += [f"![real vs shuffled captions]({figures}/control_{num.metric}.png)", ""]
         out += [wrap(_control(num)), ""]
+    if num.probes is not None:
+        out += [wrap(_probes(num)), ""]
     tail = " ".join(
-        filter(None, [_timing(seconds, extraction, fresh_clone_seconds, machine), _competence(num)])
+        filter(
+            None,
+            [
+                _timing(times.seconds, times.extraction, times.fresh_clone_seconds, machine),
+                _competence(num),
+            ],
+        )
     )
     if tail:
         out += [wrap(tail), ""]
@@ -633,10 +879,12 @@ def write_readme(
 ) -> Path:
     """Render the demo section from ``results`` (a :class:`Results` or a results folder) into ``readme``.
 
-    ``render_kw`` go to :func:`render_demo_block`. Returns the README's path.
+    ``render_kw`` go to :func:`render_demo_block`; given a results folder, its ``competence/`` tables are read too
+    unless ``competence`` is given. Returns the README's path.
     """
     if not isinstance(results, Results):
         render_kw.setdefault("source", str(results))
+        render_kw.setdefault("competence", Path(results) / COMPETENCE_DIR)
         results = Results.load(results)
     return write_readme_block(readme, render_demo_block(results, **render_kw))
 
@@ -645,10 +893,15 @@ __all__ = [
     "END_MARKER",
     "START_MARKER",
     "DemoNumbers",
+    "ProbeNumbers",
+    "RankTrend",
+    "RunTimes",
     "check_readme",
     "demo_numbers",
     "describe_machine",
     "format_duration",
+    "load_competence",
+    "probe_numbers",
     "render_demo_block",
     "replace_block",
     "stored_extraction_seconds",
