@@ -124,15 +124,27 @@ def register(app: typer.Typer) -> None:
         results = run_alignment(
             usable, None, feature_store, config, dataset=dataset, cache_dir=Path(store).parent / "alignment"
         )
-        results.save(out)
+        from prh.commands.align import save_results
+
+        # a late write failure keeps them in a temporary folder and says where, as `prh align` does
+        save_results(results, out)
         alignment_done = time.perf_counter()
         console.rule("[bold]3/4 competence: k-NN and linear probes on the emoji groups, labels shuffled as control")
         from prh.commands.competence import demo_probes
 
-        demo_probes(usable, feature_store, dataset, out, seed)
-        competence_done = time.perf_counter()
-        console.rule("[bold]4/4 report")
-        report = build_report(out)
+        try:
+            demo_probes(usable, feature_store, dataset, out, seed)
+            competence_done = time.perf_counter()
+            console.rule("[bold]4/4 report")
+            report = build_report(out)
+        except OSError as err:  # the alignment results are safe in --out: say so, as `prh align` does
+            from prh.errors import InputError
+
+            raise InputError(
+                f"--out {out}: the alignment results are saved there, but writing the competence tables or the "
+                f"report failed ({err.strerror or err}); free some space and run `prh demo` again with the same "
+                f"options (features, alignment and probes are cached), or `prh report {out}` for the report alone."
+            ) from None
         print_summary(results)
         console.print(f"report: [bold]{report}[/bold]   table: {out / 'results.csv'}")
         if write_readme is not None:
