@@ -5,6 +5,8 @@ shapes of a ViT-B vs a MiniLM. For each N and each case the sweep runs in a fres
 memory (``ru_maxrss`` minus the process's peak after building the data) is its own. Cases:
 
 * ``mutual_knn`` (k = 10): exact neighbours from row blocks;
+* ``mutual_knn/approximate``: the same with ``neighbors="approximate"`` (FAISS HNSW, needs faiss-cpu), with the
+  lowest measured recall over the 8 layers, and its largest score difference from the exact grid;
 * ``cka`` / ``unbiased_cka`` with ``path="features"`` (no N x N matrix) and, where it still fits, ``path="gram"``
   (one centred (N, N) float64 kernel per layer) — the ratio gram / features is measured in the same run;
 * optionally ``calibrate`` (``--calibrate K``): a K-permutation null of the unbiased CKA feature path.
@@ -39,8 +41,13 @@ def model(d, seed):
 x, y = model(768, 1), model(384, 2)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
+extra = {}
 if case == "mutual_knn":
     out = prh.sweep(x, y, "mutual_knn", k=10).scores
+elif case == "mutual_knn/approximate":
+    res = prh.sweep(x, y, "mutual_knn", k=10, neighbors="approximate")
+    out = res.scores
+    extra["recall"] = min(d["recall"] for side in res.diagnostics.values() for d in side)
 elif case.startswith("calibrate:"):
     K = int(case.split(":")[1])
     out = prh.stats.calibrate_sweep(x, y, "unbiased_cka", K=K, alpha=0.5 if K < 19 else 0.05, path="features").sweep.scores
@@ -49,7 +56,7 @@ else:
     out = prh.sweep(x, y, metric, path=path).scores
 seconds = time.perf_counter() - t
 total = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mib": total - before / 1024, "process_mib": total, "grid": out.tolist()}))
+print(json.dumps({"seconds": seconds, "peak_mib": total - before / 1024, "process_mib": total, "grid": out.tolist(), **extra}))
 """
 
 
@@ -91,7 +98,14 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the raw results here")
     args = ap.parse_args()
 
-    cases = ["mutual_knn", "cka/features", "cka/gram", "unbiased_cka/features", "unbiased_cka/gram"]
+    cases = [
+        "mutual_knn",
+        "mutual_knn/approximate",
+        "cka/features",
+        "cka/gram",
+        "unbiased_cka/features",
+        "unbiased_cka/gram",
+    ]
     if args.calibrate:
         cases.append(f"calibrate:{args.calibrate}")
     if args.cases:
@@ -105,7 +119,7 @@ def main() -> None:
         for case in cases:
             if case.endswith("/gram") and n > args.gram_max:
                 continue
-            if case == "mutual_knn" and n > args.knn_max:
+            if case.startswith("mutual_knn") and n > args.knn_max:
                 continue
             started = time.perf_counter()
             res = run(n, case, args.threads, args.timeout)
@@ -113,6 +127,7 @@ def main() -> None:
             status = res.get("error") or (
                 f"{res['seconds']:.2f} s, peak {res['peak_mib']:.0f} MiB above the data, "
                 f"process peak {res['process_mib']:.0f} MiB"
+                + (f", recall {res['recall']:.3f}" if "recall" in res else "")
             )
             print(f"  N={n:>7} {case:<24} {status}  (wall {time.perf_counter() - started:.0f} s)", flush=True)
 
@@ -131,7 +146,9 @@ def main() -> None:
             elif "error" in res:
                 cells.append(res["error"][:40])
             else:
-                cells.append(f"{res['seconds']:.2f} s / {res['peak_mib']:.0f} MiB ({res['process_mib']:,.0f})")
+                cells.append(
+                    f"{res['seconds']:.2f} s / {res['peak_mib']:.0f} MiB ({res['process_mib']:,.0f})"
+                )
                 points.append((n, res["seconds"]))
         slope = exponent(points)
         print(f"| {case} | " + " | ".join(cells) + f" | {'—' if slope is None else f'{slope:.2f}'} |")
@@ -146,6 +163,15 @@ def main() -> None:
                     f"{metric} N={n:,}: gram / features time = {g['seconds'] / f['seconds']:.1f}x, "
                     f"peak {g['peak_mib']:.0f} vs {f['peak_mib']:.0f} MiB, max |grid difference| = {diff:.1e}"
                 )
+    for n in args.sizes:
+        exact = results.get("mutual_knn", {}).get(n)
+        approx = results.get("mutual_knn/approximate", {}).get(n)
+        if exact and approx and "error" not in exact and "error" not in approx:
+            diff = max(abs(a - b) for ra, rb in zip(exact["grid"], approx["grid"]) for a, b in zip(ra, rb))
+            print(
+                f"mutual_knn N={n:,}: exact / approximate time = {exact['seconds'] / approx['seconds']:.1f}x, "
+                f"lowest recall {approx['recall']:.3f}, max |grid difference| = {diff:.3f}"
+            )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({c: {str(n): r for n, r in v.items()} for c, v in results.items()}, fh)

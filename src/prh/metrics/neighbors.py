@@ -64,25 +64,38 @@ def neighbor_mask(knn: torch.Tensor, n: int, dtype: torch.dtype = torch.float32)
 
 #: Queries whose exact neighbours are computed to measure the recall of approximate lists.
 RECALL_SAMPLE = 512
+#: Other queries (disjoint from the measuring ones) on which the search breadth is tuned.
+TUNE_SAMPLE = 256
+#: The search breadth (HNSW ``efSearch``) is doubled until the tuning queries reach this recall plus
+#: :data:`TUNE_MARGIN` (the margin covers the sampling error of 256 tuning queries) ...
+TARGET_RECALL = 0.95
+TUNE_MARGIN = 0.02
+#: ... or this breadth is reached (then the lists are kept and their lower measured recall is reported).
+MAX_EF_SEARCH = 1024
 
 
 def approximate_knn(x: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, float]:
     """Approximate k nearest neighbours by inner product (FAISS HNSW), self excluded, and their measured recall.
 
-    An HNSW graph (``faiss.IndexHNSWFlat``, M = 32, efConstruction = 80, efSearch = max(64, 4k), inner-product
-    metric) answers all N queries; the recall is then *measured*, not assumed: the exact lists of
-    :data:`RECALL_SAMPLE` seeded random queries are computed by blocked search and compared as sets.
+    An HNSW graph (``faiss.IndexHNSWFlat``, M = 32, efConstruction = 80, inner-product metric) is built once. Its
+    search breadth ``efSearch`` starts at max(64, 4k) and is doubled (up to :data:`MAX_EF_SEARCH`) until the lists
+    of :data:`TUNE_SAMPLE` seeded random queries reach :data:`TARGET_RECALL` + :data:`TUNE_MARGIN` against their
+    exact lists; then all N queries are answered with that breadth. The recall is then *measured*, not assumed, on
+    :data:`RECALL_SAMPLE` other seeded random queries (disjoint from the tuning ones, so the reported recall is not
+    the tuned one; for N <= the two samples together every row serves both): their exact lists are computed by
+    blocked search and compared as sets. A breadth of 64 suffices on features of low intrinsic dimension; on
+    near-isotropic 768-d features it does not (4,000 random unit vectors: 0.93, tuned to 0.97).
 
     Parameters
     ----------
     x : (N, D) float tensor (any device; FAISS runs on the CPU copy).
     k : neighbours per sample, ``1 <= k < N``.
-    seed : seed of the recall sample.
+    seed : seed of the two query samples.
 
     Returns
     -------
     knn : (N, k) int64 on ``x``'s device, most similar first.
-    recall : mean over the sampled queries of |approximate ∩ exact| / k, in [0, 1].
+    recall : mean over the measuring queries of |approximate ∩ exact| / k, in [0, 1].
     """
     try:
         import faiss
@@ -98,28 +111,49 @@ def approximate_knn(x: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tenso
     index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 80
     index.add(data)
-    index.hnsw.efSearch = max(64, 4 * k)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    if n <= TUNE_SAMPLE + RECALL_SAMPLE:
+        tune = sample = order.sort().values
+    else:
+        tune, sample = order[:TUNE_SAMPLE].sort().values, order[TUNE_SAMPLE : TUNE_SAMPLE + RECALL_SAMPLE]
+    xc = x.detach().to("cpu")
+    tune_exact = _exact_rows(xc, tune, k)
+    ef = max(64, 4 * k)
+    while True:
+        index.hnsw.efSearch = ef
+        _, found = index.search(data[tune.numpy()], min(k + 1, n))
+        tuned = _overlap(_drop_self(torch.from_numpy(found).long(), tune, k), tune_exact)
+        if tuned >= TARGET_RECALL + TUNE_MARGIN:
+            break
+        if ef >= MAX_EF_SEARCH:
+            break
+        ef = min(2 * ef, MAX_EF_SEARCH)
     _, found = index.search(data, min(k + 1, n))
-    found = torch.from_numpy(found).long()
-    # drop the query itself wherever it was returned, else the last (least similar) entry
-    rows = torch.arange(n)[:, None]
-    is_self = found == rows
-    keep = ~is_self
-    keep[~is_self.any(dim=1), -1] = False
-    knn = found[keep].view(n, -1)[:, :k]
+    knn = _drop_self(torch.from_numpy(found).long(), torch.arange(n), k)
     # FAISS pads with -1 when a graph walk finds fewer than k + 1 points: fall back to exact for those rows
     short = (knn < 0).any(dim=1)
-    sample = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(RECALL_SAMPLE, n)]
     fix = torch.unique(torch.cat([sample, torch.nonzero(short).flatten()]))
-    xc = x.detach().to("cpu")
     exact = _exact_rows(xc, fix, k)
     is_sampled = torch.isin(fix, sample)
-    overlap = (knn[fix[is_sampled]][:, :, None] == exact[is_sampled][:, None, :]).any(dim=2).double()
-    recall = float(overlap.mean())
+    recall = _overlap(knn[fix[is_sampled]], exact[is_sampled])
     if bool(short.any()):
         bad = torch.nonzero(short).flatten()
         knn[bad] = exact[torch.searchsorted(fix, bad)]
     return knn.to(x.device), recall
+
+
+def _drop_self(found: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
+    """(len(rows), k) lists from FAISS's (len(rows), k + 1) answers to the queries ``rows``: the query itself is
+    dropped wherever it was returned, else the last (least similar) entry."""
+    is_self = found == rows[:, None]
+    keep = ~is_self
+    keep[~is_self.any(dim=1), -1] = False
+    return found[keep].view(found.shape[0], -1)[:, :k]
+
+
+def _overlap(approx: torch.Tensor, exact: torch.Tensor) -> float:
+    """Mean over rows of |approx ∩ exact| / k (padding entries -1 never match)."""
+    return float((approx[:, :, None] == exact[:, None, :]).any(dim=2).double().mean())
 
 
 def _exact_rows(x: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
