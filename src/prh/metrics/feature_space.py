@@ -66,11 +66,15 @@ def _work_dtype(*layers: FeatureMoments) -> torch.dtype:
     return torch.float64 if any(m.x.dtype == torch.float64 for m in layers) else torch.float32
 
 
+def _rows(m: FeatureMoments, rows: torch.Tensor | slice) -> torch.Tensor:
+    """The layer's ``rows``: a view for a slice, a gathered copy for an index tensor (a permutation block)."""
+    return m.x[rows] if isinstance(rows, slice) else m.x.index_select(0, rows)
+
+
 def _centred_block(
     m: FeatureMoments, rows: torch.Tensor | slice, dtype: torch.dtype = torch.float64
 ) -> torch.Tensor:
-    block = m.x[rows] if isinstance(rows, slice) else m.x.index_select(0, rows)
-    return block.to(dtype) - m.mean.to(dtype)
+    return _rows(m, rows).to(dtype) - m.mean.to(dtype)
 
 
 def _fill_centred(
@@ -83,7 +87,7 @@ def _fill_centred(
     for m in layers:
         d = m.x.shape[1]
         part = out[:, col : col + d]
-        block = m.x[rows] if isinstance(rows, slice) else m.x.index_select(0, rows)
+        block = _rows(m, rows)
         shift = m.mean.to(buf.dtype)
         if block.dtype == buf.dtype:
             torch.sub(block, shift, out=part)

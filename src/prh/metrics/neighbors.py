@@ -123,9 +123,7 @@ def approximate_knn(x: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tenso
         index.hnsw.efSearch = ef
         _, found = index.search(data[tune.numpy()], min(k + 1, n))
         tuned = _overlap(_drop_self(torch.from_numpy(found).long(), tune, k), tune_exact)
-        if tuned >= TARGET_RECALL + TUNE_MARGIN:
-            break
-        if ef >= MAX_EF_SEARCH:
+        if tuned >= TARGET_RECALL + TUNE_MARGIN or ef >= MAX_EF_SEARCH:
             break
         ef = min(2 * ef, MAX_EF_SEARCH)
     _, found = index.search(data, min(k + 1, n))

@@ -387,10 +387,7 @@ def demo_numbers(
         if count >= 2:  # the report draws a panel from two models on (see figures.competence_plot)
             counts[panel] = count
     rated = vis.dropna(subset=["imagenet_top1"])
-    trend = None
-    if len(rated) >= 3:
-        trend = float(rated["score"].rank().corr(rated["imagenet_top1"].rank()))
-        trend = None if math.isnan(trend) else trend
+    trend = _spearman(rated["score"], rated["imagenet_top1"]) if len(rated) >= MIN_MODELS_FOR_RHO else None
 
     return DemoNumbers(
         dataset=str((prov.get("dataset") or {}).get("name") or ""),
