@@ -225,7 +225,9 @@ def test_search_breadth_is_tuned_until_the_measured_recall_reaches_the_target(mo
     pytest.importorskip("faiss")
     from prh.metrics import neighbors
 
-    x = torch.nn.functional.normalize(torch.randn(4000, 768, generator=torch.Generator().manual_seed(0)), dim=1)
+    x = torch.nn.functional.normalize(
+        torch.randn(4000, 768, generator=torch.Generator().manual_seed(0)), dim=1
+    )
     true_lists = neighbors.knn_indices(x, 10)
 
     def true_recall(knn):

@@ -235,13 +235,19 @@ def check_field_type(value: object, want: type | tuple[type, ...], where: str, f
     Raises :class:`InputError` ``"<where>: field '<field>' must be <types>, got <value>."``.
     """
     wants = want if isinstance(want, tuple) else (want,)
-    if (isinstance(value, bool) and bool not in wants and object not in wants) or not isinstance(value, wants):
+    if (isinstance(value, bool) and bool not in wants and object not in wants) or not isinstance(
+        value, wants
+    ):
         kinds = " or ".join(t.__name__ for t in wants)
         raise InputError(f"{where}: field {field!r} must be {kinds}, got {value!r}.")
 
 
 def check_table(
-    table: object, fields: Mapping[str, type | tuple[type, ...]], required: Sequence[str], where: str, kind: str
+    table: object,
+    fields: Mapping[str, type | tuple[type, ...]],
+    required: Sequence[str],
+    where: str,
+    kind: str,
 ) -> str:
     """Check one ``[[kind]]`` table of a TOML catalogue: a table, no missing or unknown field, every type right.
 

@@ -129,7 +129,9 @@ def register(app: typer.Typer) -> None:
         # a late write failure keeps them in a temporary folder and says where, as `prh align` does
         save_results(results, out)
         alignment_done = time.perf_counter()
-        console.rule("[bold]3/4 competence: k-NN and linear probes on the emoji groups, labels shuffled as control")
+        console.rule(
+            "[bold]3/4 competence: k-NN and linear probes on the emoji groups, labels shuffled as control"
+        )
         from prh.commands.competence import demo_probes
 
         try:
