@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 import prh
+from prh._sweep import cache_layers
 from prh.stats import calibrate_sweep
-from prh.sweep import cache_layers
 
 
 def make_model(n: int, layers: int, dim: int, seed: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ On the features `prh demo` stored (the 8 offline models on 1,024 OpenMoji pairs 
   shuffled (control) model counts to the control stage; what no block accounts for is "other" (table,
   provenance, saving).
 * floor : the same numbers computed directly with the library's building blocks, each piece of work once:
-  ``FeatureStore.load`` + ``prh.prepare`` per model; ``prh.sweep.cache_layers`` once per (model, metric);
+  ``FeatureStore.load`` + ``prh.prepare`` per model; ``prh._sweep.cache_layers`` once per (model, metric);
   ``sweep_caches`` once per model pair; ``prh.stats.calibrate_sweep`` (on those caches, reusing the observed
   sweep) and ``prh.stats.bootstrap_ci`` (on the best layers) once per cross-modal mutual_knn pair; the control:
   each language model's shuffled rows cached once per metric and the control grids once; and, like the pipeline (statistics for the cross-modal pairs and their
@@ -44,10 +44,10 @@ import prh
 import prh.align.engine
 import prh.align.pipeline
 import prh.stats
+from prh._sweep import LayerCaches, cache_layers, sweep_caches
 from prh.align import AlignConfig, ModelFeatures, run_alignment, shuffled_control
 from prh.errors import PrhError
 from prh.metrics import spec as metric_spec
-from prh.sweep import LayerCaches, cache_layers, sweep_caches
 
 METRICS = ("mutual_knn", "cknna", "unbiased_cka")
 CALIBRATED = "mutual_knn"

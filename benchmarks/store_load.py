@@ -37,9 +37,9 @@ def main() -> None:
     from safetensors import safe_open
 
     import prh.features.store as store_module
+    from prh._prepare import prepare
     from prh.data.base import PairedDataset
     from prh.features.store import FeatureStore, tensor_digests
-    from prh.prepare import prepare
 
     class Items(PairedDataset):
         def __init__(self, n: int) -> None:

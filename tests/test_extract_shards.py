@@ -19,7 +19,7 @@ from PIL import Image
 
 from prh.errors import ExtractionError
 from prh.features import ExtractConfig, extract
-from prh.features.extract import extract_and_save
+from prh.features._extract import extract_and_save
 from prh.features.shards import RowRange, shard_folder, shard_ranges
 from prh.features.store import FeatureStore
 from prh.models import ModelSpec
@@ -28,7 +28,7 @@ from prh.models.tiny import tiny_cnn
 from prh.models.torch_module import TorchModuleAdapter
 
 #: the module (``prh.features.extract`` as an attribute is the function of the same name)
-extract_mod = importlib.import_module("prh.features.extract")
+extract_mod = importlib.import_module("prh.features._extract")
 N = 23
 SHARD = 5  # 5 shards: 4 of 5 rows and one of 3
 SPEC = ModelSpec(name="tiny-cnn", source="tiny", adapter="torch-module", modality="vision")
@@ -221,8 +221,8 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     torch.set_num_threads({threads})
     import importlib
-    extract_mod = importlib.import_module("prh.features.extract")
-    from prh.features.extract import extract_and_save
+    extract_mod = importlib.import_module("prh.features._extract")
+    from prh.features._extract import extract_and_save
     from prh.features.store import FeatureStore
     from test_extract_shards import SPEC, Adapter, Pairs, _config
 

@@ -16,7 +16,7 @@ from prh.errors import InputError
 from prh.stats import bootstrap_ci, calibrate_sweep
 from prh.stats.permute import random_permutations
 
-cka_module = importlib.import_module("prh.metrics.cka")
+cka_module = importlib.import_module("prh.metrics._cka")
 feature_space = importlib.import_module("prh.metrics.feature_space")
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -27,8 +27,8 @@ LAYERS = {
     "models": 3,
     "features": 4,
     "metrics": 5,
-    "prepare": 5,
-    "sweep": 5,
+    "_prepare": 5,
+    "_sweep": 5,
     "stats": 6,
     "align": 7,
     # measured competence (transfer probes, downstream scores): uses align's loading and results; report draws it

@@ -145,7 +145,7 @@ def test_rsa_spearman_is_one_for_a_monotone_transform_of_the_distances():
 
 
 def test_rsa_ties_use_average_ranks():
-    from prh.metrics.rsa import average_ranks
+    from prh.metrics._rsa import average_ranks
 
     v = torch.tensor([3.0, 1.0, 3.0, 2.0, 1.0], dtype=torch.float64)
     assert average_ranks(v).tolist() == [4.5, 1.5, 4.5, 3.0, 1.5]

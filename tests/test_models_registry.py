@@ -337,7 +337,7 @@ def test_availability_reasons(monkeypatch, tmp_path):
     with (
         monkeypatch.context() as m
     ):  # as if gguf/accelerate were installed: the zoo package is what is missing
-        m.setattr(sys.modules["prh.models.availability"], "extras_missing", lambda spec: [])
+        m.setattr(sys.modules["prh.models._availability"], "extras_missing", lambda spec: [])
         ok, why = availability(get_model("smollm2-135m"))
     assert not ok and "prh zoo install smollm2-135m" in why
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

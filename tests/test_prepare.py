@@ -8,8 +8,8 @@ import torch
 
 import prh
 import reference_impl as reference
+from prh._prepare import quantile_threshold
 from prh.errors import InputError
-from prh.prepare import quantile_threshold
 
 
 @pytest.mark.parametrize("q", [0.5, 0.95, 0.999])

@@ -20,7 +20,7 @@ ALLOWED = {
     # stats: the public statistics entry points take the metric's own keyword options (**metric_kw) next to their
     # statistical ones (metric, K/B, alpha/level, seed, method, aggregate, device, ...), like prh.sweep
     "stats/bootstrap.py::bootstrap_ci",
-    "stats/calibrate.py::calibrate_sweep",
+    "stats/_calibrate.py::calibrate_sweep",
     # data: a Hugging Face dataset is described by its repo, revision, split and column names
     "data/hf.py::HFDataset.__init__",
     # world: the synthetic world's renderer parameters (all keyword-only, with defaults)

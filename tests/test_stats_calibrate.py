@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import prh
+from prh._sweep import cache_layers, sweep_caches
 from prh.errors import InputError
 from prh.metrics import registry
 from prh.metrics.null import inverse_permutation
@@ -21,9 +22,8 @@ from prh.stats import (
     permutation_p_value,
     permutation_threshold,
 )
-from prh.stats.calibrate import threshold_rank
+from prh.stats._calibrate import threshold_rank
 from prh.stats.permute import random_permutations
-from prh.sweep import cache_layers, sweep_caches
 
 ALL_EIGHT = {
     "mutual_knn": {"k": 5},
@@ -41,8 +41,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # the metric modules (``prh.metrics.cka`` etc. as attributes are the metric functions, hence import_module)
 knn_module = importlib.import_module("prh.metrics.knn")
-cka_module = importlib.import_module("prh.metrics.cka")
-cknna_module = importlib.import_module("prh.metrics.cknna")
+cka_module = importlib.import_module("prh.metrics._cka")
+cknna_module = importlib.import_module("prh.metrics._cknna")
 
 
 def _related(n=40, lx=3, ly=2, seed=0):

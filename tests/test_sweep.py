@@ -11,8 +11,8 @@ import torch
 import prh
 import reference_impl as reference
 from conftest import REFERENCE_EIGHT
+from prh._sweep import cache_layers, sweep_caches, sweep_many
 from prh.errors import InputError
-from prh.sweep import cache_layers, sweep_caches, sweep_many
 
 
 def _model(n, layers, d, seed, base=None):
@@ -62,7 +62,7 @@ def test_chunked_grid_equals_unchunked(metric, monkeypatch):
     x, y = _model(50, 4, 12, 4), _model(50, 5, 10, 5)
     full = prh.sweep(x, y, metric).scores
     monkeypatch.setattr(sys.modules["prh.metrics.knn"], "_BATCH_ELEMENTS", 1)
-    monkeypatch.setattr(sys.modules["prh.metrics.cka"], "_STACK_ELEMENTS", 1)
+    monkeypatch.setattr(sys.modules["prh.metrics._cka"], "_STACK_ELEMENTS", 1)
     np.testing.assert_allclose(prh.sweep(x, y, metric).scores, full, rtol=1e-12, atol=1e-15)
 
 

@@ -7,8 +7,8 @@ Main entry points: :mod:`prh.metrics` (alignment metrics), :func:`prh.prepare` (
 from __future__ import annotations
 
 from prh import metrics, stats
-from prh.prepare import prepare
-from prh.sweep import Sweep, sweep
+from prh._prepare import prepare
+from prh._sweep import Sweep, sweep
 
 
 def __getattr__(name: str):

@@ -28,13 +28,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from prh._prepare import prepare
+from prh._sweep import LayerCaches, Sweep, as_layers, cache_layers, sweep_caches
 from prh._validation import check_bool, check_choice, check_int, check_quantile
 from prh.align.engine import ModelFeatures, load_features
 from prh.align.pipeline import open_dataset, resolve
 from prh.errors import InputError
 from prh.metrics import spec as metric_spec
-from prh.prepare import prepare
-from prh.sweep import LayerCaches, Sweep, as_layers, cache_layers, sweep_caches
 
 #: dtype names :meth:`Alignment.score` takes for ``dtype=`` (rounding of the clamped features, as the reference's
 #: ``dtype`` argument does; arithmetic stays float32/float64).
@@ -52,8 +52,8 @@ class ReferenceScore(tuple):
     score : float, the best score over all layer pairs.
     layers : (i, j), the best layer pair (the first one on ties; also when every score is <= 0, where the reference
         returns None).
-    sweep : :class:`prh.sweep.Sweep`, the whole (L_feats, L_reference) grid.
-    calibration : :class:`prh.stats.calibrate.CalibrationResult` when ``calibrate=K`` was asked, else None.
+    sweep : :class:`prh._sweep.Sweep`, the whole (L_feats, L_reference) grid.
+    calibration : :class:`prh.stats._calibrate.CalibrationResult` when ``calibrate=K`` was asked, else None.
     p_value : the calibration's permutation p-value (max over the layer grid), or None.
     """
 

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prh._prepare import prepare
+from prh._sweep import LayerCaches, cache_layers, sweep_caches
 from prh.align.config import AlignConfig
 from prh.atomic import atomic_write_group
 from prh.errors import InputError
 from prh.metrics import spec as metric_spec
-from prh.prepare import prepare
-from prh.sweep import LayerCaches, cache_layers, sweep_caches
 
 TABLE_COLUMNS = [
     "model_x",
@@ -420,7 +420,7 @@ class Experiment:
         return Results(table, grids, provenance)
 
     def _row(self, metric, control, x, y, n, result) -> dict:
-        """One table row of a pair's :class:`~prh.sweep.Sweep` ``result`` (best score, best layers, grid shape)."""
+        """One table row of a pair's :class:`~prh._sweep.Sweep` ``result`` (best score, best layers, grid shape)."""
         (bx, by), shape = result.best_layers, result.scores.shape
         return {
             "model_x": x.name,

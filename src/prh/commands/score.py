@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"{name} ({x.shape}) must have shape (N, D) or (N, L, D).")
         if prepare:
             xa, xb = prh.prepare(xa, q=q), prh.prepare(xb, q=q)
-        from prh.sweep import cache_layers, sweep_caches
+        from prh._sweep import cache_layers, sweep_caches
 
         ca = cache_layers(xa, metric, name="A", **options)  # errors name A or B, as the arguments are named
         result = sweep_caches(ca, cache_layers(xb, metric, name="B", device=ca.device, **options)).to_dict()

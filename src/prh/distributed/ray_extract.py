@@ -30,7 +30,7 @@ from prh.distributed.resources import (
     wait_all,
 )
 from prh.errors import InputError, PrhError
-from prh.features.extract import ExtractConfig
+from prh.features._extract import ExtractConfig
 
 __all__ = ["DatasetRef", "extract_ray"]
 
@@ -82,7 +82,7 @@ def _extract_task(spec, ref: DatasetRef, root: str, config: ExtractConfig) -> di
     by Ray) for network/hub errors; every other error becomes a ``"failed"`` row (not retried).
     """
     from prh.features import extract
-    from prh.features.extract import extract_and_save, summary_row
+    from prh.features._extract import extract_and_save, summary_row
     from prh.features.store import FeatureStore
     from prh.models.base import check_pool
 
@@ -141,7 +141,7 @@ def extract_ray(
         arrived are cancelled and left out.
     """
     from prh.features import extract
-    from prh.features.extract import _are_specs, check_pools, summary_row
+    from prh.features._extract import _are_specs, check_pools, summary_row
     from prh.features.store import FeatureStore
     from prh.models.registry import resolve_models
 

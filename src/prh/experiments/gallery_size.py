@@ -15,7 +15,7 @@ captions. This experiment measures that curve on any paired set prh can load, fr
 
 Features are extracted once for all N items (through the feature store, so a run resumes) and subsets are rows of
 them, prepared per subset; each model's per-layer caches are built once per subset and serve all its pairs and the
-calibration (:func:`prh.sweep.cache_layers`). Every point reports the mean over the subsets and the range they span.
+calibration (:func:`prh._sweep.cache_layers`). Every point reports the mean over the subsets and the range they span.
 """
 
 from __future__ import annotations
@@ -150,9 +150,9 @@ def run(ctx: Context, config: GallerySizeConfig) -> ExperimentResult:
     import pandas as pd
 
     from prh import prepare
+    from prh._sweep import cache_layers, sweep_caches
     from prh.experiments.averaging import caption_sets
     from prh.stats import calibrate_sweep
-    from prh.sweep import cache_layers, sweep_caches
 
     base = ctx.load_dataset()
     n = len(base)

@@ -8,7 +8,7 @@ Pooling and bits per byte belong to the adapters that compute them (:mod:`prh.mo
 
 from __future__ import annotations
 
-from prh.features.extract import ExtractConfig, extract
+from prh.features._extract import ExtractConfig, extract
 from prh.models.bpb import bits_per_byte, sequence_bpb, token_nll
 from prh.models.pooling import last_token, masked_mean, pool_any, pool_tokens, spatial_mean
 

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 # Registration order is the order of names(): the eight reference metrics first, then the extra measures.
 from prh.metrics.knn import cycle_knn, edit_distance_knn, lcs_knn, mutual_knn  # isort: skip
-from prh.metrics.cka import cka, unbiased_cka  # isort: skip
-from prh.metrics.cknna import cknna  # isort: skip
-from prh.metrics.svcca import svcca  # isort: skip
-from prh.metrics.debiased_cka import debiased_cka  # isort: skip
+from prh.metrics._cka import cka, unbiased_cka  # isort: skip
+from prh.metrics._cknna import cknna  # isort: skip
+from prh.metrics._svcca import svcca  # isort: skip
+from prh.metrics._debiased_cka import debiased_cka  # isort: skip
 from prh.metrics.knn_sets import (  # isort: skip
     cycle_knn_ba,
     cycle_knn_both,
     cycle_knn_directions,
     jaccard_knn,
 )
-from prh.metrics.procrustes import procrustes  # isort: skip
-from prh.metrics.pwcca import pwcca  # isort: skip
-from prh.metrics.rsa import rsa  # isort: skip
-from prh.metrics.rv import rv  # isort: skip
+from prh.metrics._procrustes import procrustes  # isort: skip
+from prh.metrics._pwcca import pwcca  # isort: skip
+from prh.metrics._rsa import rsa  # isort: skip
+from prh.metrics._rv import rv  # isort: skip
 from prh.metrics.properties import PROPERTIES, MetricProperties  # isort: skip
 from prh.metrics.registry import DEFAULT_METRIC, MetricSpec, get, names, register, spec  # isort: skip
 

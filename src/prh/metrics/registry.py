@@ -50,7 +50,7 @@ class MetricSpec:
         matrix ``x @ x.T`` (lets row subsamples reuse one Gram matrix per layer); None when these options need the
         features themselves.
     cache_bytes : optional ``(n, d, params) -> bytes`` of one layer's cache plus the transient memory of building
-        it (N samples, D features, checked options); :func:`prh.sweep.cache_layers` refuses a request that cannot
+        it (N samples, D features, checked options); :func:`prh._sweep.cache_layers` refuses a request that cannot
         fit before allocating anything.
     memory_hint : what to do when the caches would not fit (e.g. "use path='features'"), for that error.
     cache_info : optional ``(cache) -> dict`` of diagnostics a sweep reports next to its scores (e.g. the measured

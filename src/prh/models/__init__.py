@@ -8,7 +8,7 @@ features.
 
 from __future__ import annotations
 
-from prh.models.availability import availability
+from prh.models._availability import availability
 from prh.models.base import Adapter
 from prh.models.factory import build_adapter
 from prh.models.registry import (

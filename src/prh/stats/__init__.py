@@ -10,8 +10,7 @@ See docs/statistics.md for the definitions and the choices made.
 
 from __future__ import annotations
 
-from prh.stats.bootstrap import BootstrapResult, bootstrap_ci
-from prh.stats.calibrate import (
+from prh.stats._calibrate import (
     AGGREGATES,
     CalibrationResult,
     aggregate_grids,
@@ -22,7 +21,8 @@ from prh.stats.calibrate import (
     permutation_p_value,
     permutation_threshold,
 )
-from prh.stats.correlation import CorrelationResult, correlation
+from prh.stats._correlation import CorrelationResult, correlation
+from prh.stats.bootstrap import BootstrapResult, bootstrap_ci
 
 __all__ = [
     "AGGREGATES",

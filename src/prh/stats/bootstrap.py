@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from prh._sweep import LayerCaches, as_layers
 from prh._validation import check_choice, check_float, check_int
 from prh.errors import InputError
 from prh.metrics import DEFAULT_METRIC
 from prh.metrics import spec as metric_spec
-from prh.stats.calibrate import AGGREGATES, aggregate_grids
-from prh.sweep import LayerCaches, as_layers
+from prh.stats._calibrate import AGGREGATES, aggregate_grids
 
 #: Largest total size (bytes) of the per-layer Gram matrices precomputed by the kNN fast path.
 GRAM_BYTES = 2**30

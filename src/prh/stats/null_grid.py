@@ -109,6 +109,6 @@ def make_engine(
     if raw_y is None:
         raise InputError(
             f"cannot permute the cached layers of {spec.name!r} (its caches have no re-indexing rule and no raw "
-            "layers were kept): pass Y's raw features, or LayerCaches from prh.sweep.cache_layers (they keep them)."
+            "layers were kept): pass Y's raw features, or LayerCaches from prh._sweep.cache_layers (they keep them)."
         )
     return RecomputeEngine(spec, xs, raw_y, params)

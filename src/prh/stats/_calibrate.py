@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from prh._sweep import LayerCaches, Sweep, as_layers, cache_layers
 from prh._validation import check_float, check_int, suggest
 from prh.errors import InputError
 from prh.memory import require_memory
@@ -30,7 +31,6 @@ from prh.metrics import DEFAULT_METRIC
 from prh.metrics import spec as metric_spec
 from prh.stats.null_grid import make_engine
 from prh.stats.permute import random_permutations
-from prh.sweep import LayerCaches, Sweep, as_layers, cache_layers
 
 #: Aggregates of a layer grid that :func:`calibrate_sweep` accepts.
 AGGREGATES = ("max", "mean", "row_max_mean")
@@ -55,7 +55,7 @@ class CalibrationResult:
     metric : metric name.
     params : metric options used (e.g. ``{"k": 10}``).
     aggregate : how the layer grid was reduced (``"max"``, ``"mean"``, ``"row_max_mean"``).
-    sweep : the observed :class:`~prh.sweep.Sweep` (grid, best, best_layers).
+    sweep : the observed :class:`~prh._sweep.Sweep` (grid, best, best_layers).
     null_grids : (K, Lx, Ly) float64 null grids, or None unless ``keep_null_grids=True``.
     seed : seed of the permutations.
     """
@@ -288,8 +288,8 @@ def calibrate_sweep(
 
     Parameters
     ----------
-    X : (N, Lx, D_x) array, list of Lx (N, D_i) layers, or :class:`~prh.sweep.LayerCaches` from
-        :func:`prh.sweep.cache_layers` (prepared features; reused as is).
+    X : (N, Lx, D_x) array, list of Lx (N, D_i) layers, or :class:`~prh._sweep.LayerCaches` from
+        :func:`prh._sweep.cache_layers` (prepared features; reused as is).
     Y : same for the other model (Ly layers). Raw features allow the generic fallback for cache types without a
         re-indexing rule; LayerCaches skip recomputing the caches.
     metric : registry name (:func:`prh.metrics.names`).
@@ -298,7 +298,7 @@ def calibrate_sweep(
     seed : seed of the permutations (a CPU ``torch.Generator``); results are deterministic for a seed.
     aggregate : ``"max"`` (best layer pair, default), ``"mean"`` (whole grid) or ``"row_max_mean"`` (mean over X
         layers of the best Y layer).
-    observed : the observed :class:`~prh.sweep.Sweep` of these X and Y (e.g. from ``prh.sweep_caches`` on the same
+    observed : the observed :class:`~prh._sweep.Sweep` of these X and Y (e.g. from ``prh.sweep_caches`` on the same
         LayerCaches), reused instead of scoring the identity permutation again; its metric, options and shape
         must match.
     keep_null_grids : also return the (K, Lx, Ly) null grids.

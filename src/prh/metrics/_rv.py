@@ -11,7 +11,7 @@ the means' outer products).
 
 The per-layer cache is the (N, N) float64 Gram matrix (centred or not) and its squared Frobenius norm, so a sweep
 is one batched matrix of Frobenius inner products (``path="gram"``); or, with ``path="features"`` (the default above
-:data:`prh.metrics.cka.LARGE_N` samples), ``||X^T Y||_F^2`` is accumulated in feature space
+:data:`prh.metrics._cka.LARGE_N` samples), ``||X^T Y||_F^2`` is accumulated in feature space
 (:mod:`prh.metrics.feature_space`) with no (N, N) matrix. Same number either way.
 """
 
@@ -24,8 +24,8 @@ import torch
 
 from prh._validation import check_choice
 from prh.errors import InputError
+from prh.metrics._cka import LARGE_N, PATHS, inner_grid
 from prh.metrics._common import score_pair
-from prh.metrics.cka import LARGE_N, PATHS, inner_grid
 from prh.metrics.feature_space import FeatureMoments, cross_norms, moments
 from prh.metrics.kernels import inner_products, require_positive
 from prh.metrics.null import permute_square

@@ -22,7 +22,7 @@ itself violates the assumption and scores above 1. See docs/metrics.md for what 
 Everything is in float64 (the corrections subtract nearly equal terms). Every per-feature term has a closed form
 in O(N) on column-centred data (HSIC_u is translation invariant), so the correction costs O(N D) per layer.
 Like :mod:`prh.metrics.cka`, two exact paths: ``path="gram"`` (U-centred (N, N) kernels) and ``path="features"``
-(feature-space products, no (N, N) matrix; the default above :data:`prh.metrics.cka.LARGE_N` samples).
+(feature-space products, no (N, N) matrix; the default above :data:`prh.metrics._cka.LARGE_N` samples).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import torch
 
 from prh._validation import check_choice
 from prh.errors import InputError
+from prh.metrics._cka import LARGE_N, PATHS, inner_grid
 from prh.metrics._common import score_pair
-from prh.metrics.cka import LARGE_N, PATHS, inner_grid
 from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments, per_feature_hsic
 from prh.metrics.kernels import inner_products, u_center
 from prh.metrics.null import permute_square
