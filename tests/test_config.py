@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from prh.align import AlignConfig, DatasetName, Experiment, ModelFeatures, results_key, run_alignment
+from prh.align import AlignConfig, DatasetName, ModelFeatures, PairGrid, results_key, run_alignment
 from prh.cli import app
 from prh.distributed import RayOptions
 from prh.errors import InputError
@@ -122,15 +122,15 @@ def test_experiment_takes_the_config_and_reads_its_fields():
     g = torch.Generator().manual_seed(0)
     x = ModelFeatures("x", [torch.randn(12, 4, generator=g)], {"modality": "vision"})
     y = ModelFeatures("y", [torch.randn(12, 3, generator=g)], {"modality": "language"})
-    exp = Experiment([x], [y], {"metrics": ["mutual_knn"], "k": 3})
+    exp = PairGrid([x], [y], {"metrics": ["mutual_knn"], "k": 3})
     assert exp.config == AlignConfig(metrics=["mutual_knn"], k=3)
     assert (exp.metrics, exp.k, exp.calibrate, exp.alpha, exp.seed) == (("mutual_knn",), 3, 0, 0.05, 0)
     assert exp.run(progress=False).table["k"].tolist() == [3]
-    assert Experiment([x]).config == AlignConfig()
+    assert PairGrid([x]).config == AlignConfig()
     with pytest.raises(InputError, match="config must be an instance of AlignConfig"):
-        Experiment([x], [y], ["mutual_knn"])
+        PairGrid([x], [y], ["mutual_knn"])
     with pytest.raises(InputError, match="k=0"):
-        Experiment([x], [y], {"k": 0})
+        PairGrid([x], [y], {"k": 0})
 
 
 def test_run_alignment_checks_its_config_and_dataset_before_reading_the_store(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from prh.align import AlignConfig, Experiment, ModelFeatures
+from prh.align import AlignConfig, ModelFeatures, PairGrid
 from prh.distributed import RayOptions, align_ray, estimate_extract_resources, extract_ray, plan_tiles
 from prh.distributed.resources import GIB, NodeLimits
 from prh.errors import InputError, ModelLoadError
@@ -285,11 +285,11 @@ def test_tiles_cover_every_pair_of_the_experiment_exactly_once(n_models, block):
     metrics = ["mutual_knn", "cknna"]  # symmetric and not
     for ys in (None, names[: max(1, n_models // 2)]):
         config = AlignConfig(metrics=metrics)
-        exp = Experiment(stubs, [s for s in stubs if s.name in ys] if ys else None, config)
+        exp = PairGrid(stubs, [s for s in stubs if s.name in ys] if ys else None, config)
         want = sorted((m, x.name, y.name) for m in metrics for x, y in exp.pairs(m))
         got = []
         for a, b, tile_metrics in plan_tiles(names, ys, metrics, block):
-            sub = Experiment(
+            sub = PairGrid(
                 [s for s in stubs if s.name in a], [s for s in stubs if s.name in b] if b else None, config
             )
             got += [(m, x.name, y.name) for m in tile_metrics for x, y in sub.pairs(m)]

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from prh.align import STATS_COLUMNS, TABLE_COLUMNS, AlignConfig, Experiment, ModelFeatures, Results
+from prh.align import STATS_COLUMNS, TABLE_COLUMNS, AlignConfig, ModelFeatures, PairGrid, Results
 from prh.cli import app
 from prh.errors import InputError, MissingFeaturesError
 from prh.models.tiny import tiny_causal_lm, tiny_text_encoder, tiny_tokenizer, tiny_vit
@@ -188,7 +188,7 @@ def test_shuffled_control_falls_to_chance_while_shared_structure_does_not():
     )
     perm = torch.randperm(n, generator=g)
     config = AlignConfig(metrics=["mutual_knn"], k=k)
-    res = Experiment([lang], [vis], config, controls={"shuffled_captions": perm}).run(progress=False)
+    res = PairGrid([lang], [vis], config, controls={"shuffled_captions": perm}).run(progress=False)
     real = res.table[res.table["control"] == "none"]["score"].iloc[0]
     shuffled = res.table[res.table["control"] == "shuffled_captions"]["score"].iloc[0]
     chance = k / (n - 1)
@@ -306,9 +306,7 @@ def test_layer_caches_are_keyed_by_content_and_shared_by_real_and_control_pairs(
         lambda layers, metric, name, **kw: built.append(name) or real(layers, metric, name=name, **kw),
     )
     perm = torch.randperm(20, generator=g)
-    exp = Experiment(
-        lang, vis, AlignConfig(metrics=["mutual_knn"], k=3), controls={"shuffled_captions": perm}
-    )
+    exp = PairGrid(lang, vis, AlignConfig(metrics=["mutual_knn"], k=3), controls={"shuffled_captions": perm})
     res = exp.run(progress=False)
     assert len(res.table) == 8 and [j[1] for j in exp.plan()].count("shuffled_captions") == 4
     # four models, plus one row-permuted copy of each language model: nothing is built twice

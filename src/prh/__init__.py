@@ -17,13 +17,24 @@ def __getattr__(name: str):
         from prh.align.alignment import Alignment
 
         return Alignment
-    if name == "Experiment":
-        from prh.align.engine import Experiment
+    if name == "PairGrid":
+        from prh.align.engine import PairGrid
 
-        return Experiment
+        return PairGrid
+    if name == "Experiment":
+        import warnings
+
+        from prh.align.engine import PairGrid
+
+        warnings.warn(
+            "prh.Experiment is deprecated; use prh.PairGrid (same class, new name)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return PairGrid
     raise AttributeError(f"module 'prh' has no attribute {name!r}")
 
 
 __version__ = "0.1.0"
 
-__all__ = ["Alignment", "Experiment", "Sweep", "__version__", "metrics", "prepare", "stats", "sweep"]
+__all__ = ["Alignment", "PairGrid", "Sweep", "__version__", "metrics", "prepare", "stats", "sweep"]

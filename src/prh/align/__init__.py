@@ -3,10 +3,10 @@
 - :mod:`prh.align.config` — :class:`AlignConfig`, the one frozen, validated set of every option that changes
   the numbers (metrics, k, calibration, bootstrap, alpha, seed, q, pool, shuffled control); shared by the Python
   API, `prh align` / `prh demo` and the Ray backend, and the options part of the result-cache key.
-- :mod:`prh.align.engine` — :class:`ModelFeatures`, :func:`load_features`, :class:`Experiment` (the pair grid
+- :mod:`prh.align.engine` — :class:`ModelFeatures`, :func:`load_features`, :class:`PairGrid` (the pair grid
   over all layer pairs, with calibration, bootstrap and controls) and :class:`Results` (table, grids, provenance).
 - :mod:`prh.align.pipeline` — :func:`run_alignment`, what `prh align`, `prh demo` and the Ray backend run: resolve
-  models, load their stored features, run the :class:`Experiment`, cache the results under :func:`results_key`.
+  models, load their stored features, run the :class:`PairGrid`, cache the results under :func:`results_key`.
 - :mod:`prh.align.alignment` — :class:`Alignment`, scoring your own features against stored reference models.
 
 Layering: this package uses metrics, sweep, stats and the feature store; it never imports :mod:`prh.report` or
@@ -20,8 +20,8 @@ from prh.align.config import DEFAULT_METRICS, AlignConfig
 from prh.align.engine import (
     STATS_COLUMNS,
     TABLE_COLUMNS,
-    Experiment,
     ModelFeatures,
+    PairGrid,
     Results,
     load_features,
 )
@@ -34,6 +34,21 @@ from prh.align.pipeline import (
     shuffled_control,
 )
 
+
+def __getattr__(name: str):
+    """``Experiment`` is the old name of :class:`PairGrid`; it warns and is removed in the next release."""
+    if name == "Experiment":
+        import warnings
+
+        warnings.warn(
+            "prh.align.Experiment is deprecated; use prh.align.PairGrid (same class, new name)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return PairGrid
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_METRICS",
     "STATS_COLUMNS",
@@ -41,7 +56,7 @@ __all__ = [
     "AlignConfig",
     "Alignment",
     "DatasetName",
-    "Experiment",
+    "PairGrid",
     "ModelFeatures",
     "Results",
     "load_features",

@@ -1,6 +1,6 @@
 """One frozen, validated set of every option that changes the numbers of an alignment run.
 
-:class:`AlignConfig` is shared by the Python API (:func:`~prh.align.run_alignment`, :class:`~prh.align.Experiment`),
+:class:`AlignConfig` is shared by the Python API (:func:`~prh.align.run_alignment`, :class:`~prh.align.PairGrid`),
 the command line (`prh align`, `prh demo` build one from their flags) and the Ray backend
 (:func:`prh.distributed.align_ray` and its tasks receive it). It is validated once, when it is built; its content
 (:meth:`AlignConfig.to_dict`) is the options part of the result-cache key (:func:`~prh.align.results_key`), so a

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,7 @@ def load_features(
 
 @dataclass
 class Results:
-    """Output of an :class:`Experiment`.
+    """Output of a :class:`PairGrid`.
 
     table : tidy DataFrame, one row per (model_x, model_y, metric[, control]) with :data:`TABLE_COLUMNS`
         (plus :data:`STATS_COLUMNS` when calibrated).
@@ -240,7 +241,7 @@ def _reason(err: BaseException) -> str:
 
 
 @dataclass
-class Experiment:
+class PairGrid:
     """Alignment of model set X against model set Y (or X against itself) over all layer pairs.
 
     Parameters
@@ -262,7 +263,7 @@ class Experiment:
     device : str, default "cpu"
         Where the per-layer caches are built and compared.
 
-    The config's fields are readable as attributes too (``experiment.metrics``, ``experiment.k``, ...).
+    The config's fields are readable as attributes too (``grid.metrics``, ``grid.k``, ...).
     """
 
     models_x: list[ModelFeatures]
@@ -511,3 +512,15 @@ class Experiment:
                 for m in models
             },
         }
+
+
+def __getattr__(name: str):
+    """``Experiment`` is the old name of :class:`PairGrid`; it warns and is removed in the next release."""
+    if name == "Experiment":
+        warnings.warn(
+            "prh.align.engine.Experiment is deprecated; use prh.align.PairGrid (same class, new name)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return PairGrid
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """Orchestration shared by `prh align`, `prh demo` and the Ray backend: resolve models, load stored features, run
-the :class:`~prh.align.engine.Experiment`, cache the results. (Saving, the report and the summary table are the
+the :class:`~prh.align.engine.PairGrid`, cache the results. (Saving, the report and the summary table are the
 commands' part: :mod:`prh.commands._summary`.)"""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from prh._validation import check_int
 from prh.align.config import AlignConfig
-from prh.align.engine import Experiment, ModelFeatures, Results, load_features
+from prh.align.engine import ModelFeatures, PairGrid, Results, load_features
 from prh.errors import InputError, OfflineError
 
 
@@ -93,7 +93,7 @@ def run_alignment(
     progress: bool = True,
     cache_dir: str | Path | None = None,
 ) -> Results:
-    """Load prepared features of both model sets from ``store`` and score every pair (see :class:`Experiment`).
+    """Load prepared features of both model sets from ``store`` and score every pair (see :class:`PairGrid`).
 
     Parameters
     ----------
@@ -146,7 +146,7 @@ def run_alignment(
     ys = [by_name[name] for name in names_y] if names_y is not None else None
     n_samples = xs[0].layers[0].shape[0]
     controls = shuffled_control(n_samples, config.seed) if config.shuffle_control else {}
-    results = Experiment(xs, ys, config, controls=controls).run(progress=progress)
+    results = PairGrid(xs, ys, config, controls=controls).run(progress=progress)
     results.provenance["config"] = config.to_dict()
     if key is not None:
         results.provenance["cache_key"] = key

@@ -1,7 +1,7 @@
 """The alignment grid on a Ray cluster: the model-pair grid cut into tiles, one Ray task per tile.
 
 The driver checks every model's stored features from the sidecars alone (no tensors are read there), lists the
-model pairs exactly as :class:`prh.align.Experiment` orders them, and cuts the (model X x model Y) grid into
+model pairs exactly as :class:`prh.align.PairGrid` orders them, and cuts the (model X x model Y) grid into
 square tiles of ``block_size`` models per side. Each task loads the features of its tile's models from the store
 itself (it receives the store path and model names, never tensors) and runs the local pipeline
 (:func:`prh.align.run_alignment`) on them; the driver merges the rows and layer grids back into the local
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from prh.align.config import AlignConfig
-from prh.align.engine import Experiment, ModelFeatures, Results
+from prh.align.engine import ModelFeatures, PairGrid, Results
 from prh.align.pipeline import DatasetName
 from prh.distributed.resources import (
     BASE_MEMORY,
@@ -67,7 +67,7 @@ def plan_tiles(
     Returns
     -------
     list of tuples
-        Every pair the local :class:`~prh.align.Experiment` scores lies in exactly one tile, for the same
+        Every pair the local :class:`~prh.align.PairGrid` scores lies in exactly one tile, for the same
         metrics: with ``names_y=None``, tile (i, i) is ``(block_i, None, metrics)``, tile (i, j), i < j, is
         ``(block_i, block_j, metrics)`` and tile (i, j), i > j, is ``(block_i, block_j, non-symmetric metrics)``.
     """
@@ -202,9 +202,9 @@ def align_ray(
         else (first.get("dataset") or {}).get("name", lookup["dataset_name"])
     )
 
-    # the local order of every (metric, control, x, y), from the Experiment itself on tensor-free stand-ins
+    # the local order of every (metric, control, x, y), from the PairGrid itself on tensor-free stand-ins
     stubs = {s.name: _stub(s, metas[s.name]) for s in specs}
-    plan = Experiment(
+    plan = PairGrid(
         [stubs[s.name] for s in specs_x],
         [stubs[s.name] for s in specs_y] if specs_y is not None else None,
         config,

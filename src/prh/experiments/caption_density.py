@@ -91,7 +91,7 @@ def run(ctx: Context, config: CaptionDensityConfig) -> ExperimentResult:
     """Extract every level, align every language x vision pair per level, plot, write the section."""
     import pandas as pd
 
-    from prh.align import Experiment
+    from prh.align import PairGrid
     from prh.experiments.captions import words
 
     base = ctx.load_dataset()
@@ -114,7 +114,7 @@ def run(ctx: Context, config: CaptionDensityConfig) -> ExperimentResult:
     tables = []
     for index, (level, level_set) in enumerate(levels):
         xs = ctx.features(language, level_set, q=config.q)
-        results = Experiment(xs, ys, config.align_config(ctx.options.seed)).run(progress=ctx.options.progress)
+        results = PairGrid(xs, ys, config.align_config(ctx.options.seed)).run(progress=ctx.options.progress)
         table = results.table.copy()
         lengths = [words(c[0]) for c in level_set.captions]
         table.insert(0, "level", level)
