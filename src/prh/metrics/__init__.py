@@ -26,6 +26,7 @@ from prh.metrics._procrustes import procrustes  # isort: skip
 from prh.metrics._pwcca import pwcca  # isort: skip
 from prh.metrics._rsa import rsa  # isort: skip
 from prh.metrics._rv import rv  # isort: skip
+from prh.metrics._linear_predictivity import linear_predictivity, linear_predictivity_sym  # isort: skip
 from prh.metrics.properties import PROPERTIES, MetricProperties  # isort: skip
 from prh.metrics.registry import DEFAULT_METRIC, MetricSpec, get, names, register, spec  # isort: skip
 
@@ -45,6 +46,8 @@ __all__ = [
     "get",
     "jaccard_knn",
     "lcs_knn",
+    "linear_predictivity",
+    "linear_predictivity_sym",
     "mutual_knn",
     "names",
     "procrustes",

@@ -10,7 +10,8 @@ inputs score 1, and how it behaves under transformations of its inputs. Invarian
 The transformations: ``orthogonal`` (x -> x Q, Q orthogonal: rotations and reflections of the feature space),
 ``isotropic_scaling`` (x -> c x, c > 0), ``invertible_linear`` (x -> x M, M any invertible matrix),
 ``translation`` (x -> x + t, the same vector added to every sample) and ``permutation`` (the same permutation of
-the samples of A and B; every metric is invariant to it).
+the samples of A and B; every metric is invariant to it except the cross-validated ones, whose folds are drawn
+over positions).
 
 docs/metrics.md contains :func:`markdown_table` verbatim, tests/test_metric_properties.py checks every claim here
 (positive ones with hypothesis, negative ones by exhibiting a change), and a test keeps the docs and this table
@@ -238,6 +239,30 @@ _ROWS = [
         null="> 0, grows with D/N (as cka)",
         cost="O(N² D) per layer, O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
         prefer="statistics literature name for linear CKA; center=False gives Escoufier's uncentred RV",
+    ),
+    _p(
+        "linear_predictivity",
+        "mean over B's columns of the held-out R² of ridge regression A → B (intercept), K-fold cross-validated over items, ridge strength by GCV on each training fold",
+        "(-∞, 1]",
+        False,
+        True,
+        (NO, YES, NO, YES),
+        null="≤ 0 (no closed form)",
+        cost="O(K N_tr D r) per layer (one SVD per fold, r = min(N_tr, D)), O(K N r D_B) per pair",
+        prefer="a predictive (encoding-model) score: can A linearly explain B on new items? rotations of A leave it unchanged, of B do not; folds are drawn over positions, so permuting items changes it by fold noise",
+        permutation=NO,
+    ),
+    _p(
+        "linear_predictivity_sym",
+        "(linear_predictivity(A, B) + linear_predictivity(B, A)) / 2",
+        "(-∞, 1]",
+        True,
+        True,
+        (NO, YES, NO, YES),
+        null="≤ 0 (no closed form)",
+        cost="twice linear_predictivity",
+        prefer="a symmetric predictive score for tables and heatmaps",
+        permutation=NO,
     ),
 ]
 
