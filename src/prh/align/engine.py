@@ -8,7 +8,6 @@ saved as CSV + parquet + JSON + safetensors — never pickle.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -470,17 +469,11 @@ class PairGrid:
         return out
 
     def _provenance(self, n: int, seconds: float) -> dict:
-        import platform
-
-        import prh
+        from prh._provenance import run_stamp
 
         models = self.models_x + [m for m in (self.models_y or []) if m not in self.models_x]
         return {
-            "prh_version": prh.__version__,
-            "torch_version": torch.__version__,
-            "python": platform.python_version(),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "wall_time_s": round(seconds, 3),
+            **run_stamp(wall_time_s=seconds),
             "N": n,
             "dataset": (models[0].info.get("dataset") or {}),
             "metrics": {m: {**metric_spec(m).defaults, **self._metric_kwargs(m)} for m in self.metrics},

@@ -176,7 +176,7 @@ def results_key(
     str
         24 hex characters of a sha256 over the above and the prh version.
     """
-    import prh
+    from prh._provenance import VERSION
 
     identity = {
         f.name: [f.info.get("write_id"), (f.info.get("dataset") or {}).get("fingerprint"), f.info.get("pool")]
@@ -188,7 +188,7 @@ def results_key(
             "models_x": list(models_x),
             "models_y": list(models_y) if models_y is not None else None,
             "config": AlignConfig.coerce(config).to_dict(),
-            "prh": prh.__version__,
+            "prh": VERSION,
         },
         sort_keys=True,
         default=str,

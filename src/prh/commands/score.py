@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         """Score two feature arrays: 2-D inputs give one score, 3-D (N, L, D) inputs a sweep over all layer pairs."""
         import numpy as np
 
-        import prh
+        from prh._prepare import prepare as prepare_features
         from prh.arrays import load_array
         from prh.metrics import spec
 
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
             if x.ndim not in (2, 3):
                 raise InputError(f"{name} ({x.shape}) must have shape (N, D) or (N, L, D).")
         if prepare:
-            xa, xb = prh.prepare(xa, q=q), prh.prepare(xb, q=q)
+            xa, xb = prepare_features(xa, q=q), prepare_features(xb, q=q)
         from prh._sweep import cache_layers, sweep_caches
 
         ca = cache_layers(xa, metric, name="A", **options)  # errors name A or B, as the arguments are named

@@ -8,7 +8,6 @@ recomputing, and a re-extraction (new write id) or other labels or options recom
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -332,19 +331,10 @@ def run_competence(
 
 
 def _provenance(dataset: Any, labels: Labels, used: Any, coverage: dict, config: ProbeConfig) -> dict:
-    import platform
-
-    import sklearn
-    import torch
-
-    import prh
+    from prh._provenance import run_stamp
 
     return {
-        "prh_version": prh.__version__,
-        "torch_version": torch.__version__,
-        "sklearn_version": sklearn.__version__,
-        "python": platform.python_version(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **run_stamp(("torch", "sklearn")),
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "n": len(dataset)},
         "labels": {
             **coverage,

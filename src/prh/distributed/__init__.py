@@ -5,7 +5,7 @@
 - :func:`align_ray` — the model-pair grid cut into tiles, one task per tile, each loading its features from the
   store; the merged :class:`~prh.align.Results` equal the local backend's.
 
-Both take the same config as the local backend (:class:`~prh.features._extract.ExtractConfig`,
+Both take the same config as the local backend (:class:`~prh.features.ExtractConfig`,
 :class:`~prh.align.AlignConfig`) plus :class:`RayOptions` (cluster address, retries, tiling).
 
 Ray is an optional extra (``pip install prh[ray]``) and is imported only when one of these runs (a missing Ray

@@ -30,7 +30,7 @@ from prh.distributed.resources import (
     wait_all,
 )
 from prh.errors import InputError, PrhError
-from prh.features._extract import ExtractConfig
+from prh.features import ExtractConfig
 
 __all__ = ["DatasetRef", "extract_ray"]
 
@@ -81,8 +81,7 @@ def _extract_task(spec, ref: DatasetRef, root: str, config: ExtractConfig) -> di
     ``config`` is the driver's, with the device this task was given. Raises :class:`TransientTaskError` (retried
     by Ray) for network/hub errors; every other error becomes a ``"failed"`` row (not retried).
     """
-    from prh.features import extract
-    from prh.features._extract import extract_and_save, summary_row
+    from prh.features import extract, extract_and_save, summary_row
     from prh.features.store import FeatureStore
     from prh.models.base import check_pool
 
@@ -140,8 +139,7 @@ def extract_ray(
         models extracted on the cluster. With ``config.stop_on_error``, models not finished when the first failure
         arrived are cancelled and left out.
     """
-    from prh.features import extract
-    from prh.features._extract import _are_specs, check_pools, summary_row
+    from prh.features import are_specs, check_pools, extract, summary_row
     from prh.features.store import FeatureStore
     from prh.models.registry import resolve_models
 
@@ -149,7 +147,7 @@ def extract_ray(
     options = ray if ray is not None else RayOptions()
     if not isinstance(options, RayOptions):
         raise InputError(f"ray={ray!r} must be a prh.distributed.RayOptions(address=..., max_retries=...).")
-    specs = list(models) if _are_specs(models) else resolve_models(models)
+    specs = list(models) if are_specs(models) else resolve_models(models)
     pools = check_pools(specs, config.pool)
     say = log or (lambda _msg: None)
     store = FeatureStore(Path(store.root).resolve())

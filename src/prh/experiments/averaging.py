@@ -158,7 +158,8 @@ def run(ctx: Context, config: AveragingConfig) -> ExperimentResult:
     """Extract every view and caption set, sweep every averaged pair, fit the curves, write the section."""
     import pandas as pd
 
-    from prh import prepare, sweep
+    from prh._prepare import prepare
+    from prh._sweep import sweep
     from prh.align import shuffled_control
     from prh.experiments.fitting import fit_saturating
     from prh.stats import bootstrap_ci

@@ -340,17 +340,13 @@ class Context:
 
     def provenance(self, config: ConfigFields) -> dict:
         """What identifies this run: experiment, options, config, versions, wall time so far."""
-        import platform
-
-        import prh
+        from prh._provenance import run_stamp
 
         return {
             "experiment": self.spec.name,
             "options": self.options.to_dict() | {"models": self.models, "dataset": self.dataset, "n": self.n},
             "config": config.to_dict(),
-            "prh_version": prh.__version__,
-            "torch_version": torch.__version__,
-            "python": platform.python_version(),
+            **run_stamp(created=False),
             "wall_time_s": round(time.perf_counter() - self.started, 2),
         }
 

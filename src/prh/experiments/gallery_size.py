@@ -149,7 +149,7 @@ def run(ctx: Context, config: GallerySizeConfig) -> ExperimentResult:
     """Extract every model once, score every pair on every subset and pairing mode, write curves and the section."""
     import pandas as pd
 
-    from prh import prepare
+    from prh._prepare import prepare
     from prh._sweep import cache_layers, sweep_caches
     from prh.experiments.averaging import caption_sets
     from prh.stats import calibrate_sweep

@@ -1,4 +1,4 @@
-"""Figures of the experiments (matplotlib, Agg backend, written with :func:`prh.report.figures.save_figure`)."""
+"""Figures of the experiments (matplotlib without pyplot, written with :func:`prh.report.figures.save_figure`)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,18 @@ from typing import Any
 
 import numpy as np
 
+from prh._figure import subplots
 from prh.report.figures import save_figure
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def color_embeddings(
     embeddings: Mapping[str, tuple[np.ndarray, int | None]], hexes: Sequence[str], vs_lab: Mapping, path: Path
 ) -> None:
     """One scatter panel per kernel, every point drawn in its own colour (the paper's colour figure)."""
-    plt = _plt()
     names = list(embeddings)
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows), squeeze=False)
     for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names):
@@ -48,8 +39,7 @@ def color_embeddings(
 
 def agreement_bars(comparisons: Sequence[Any], path: Path) -> None:
     """Bars of each kernel's agreement with CIELAB (mutual kNN, Spearman), with the null mean and the control."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(comparisons) + 1.8))
+    fig, axes = subplots(1, 2, figsize=(11, 0.45 * len(comparisons) + 1.8))
     labels = [f"{c.a} [{c.kind_a}]" for c in comparisons]
     y = np.arange(len(comparisons))
     for ax, stat, title in ((axes[0], "knn", "mutual kNN"), (axes[1], "spearman", "Spearman ρ of distances")):
@@ -72,13 +62,12 @@ def agreement_bars(comparisons: Sequence[Any], path: Path) -> None:
 
 def kernel_matrix(names: Sequence[str], comparisons: Sequence[Any], path: Path) -> None:
     """Heatmap of the mutual kNN of every pair of kernels (best layer pair)."""
-    plt = _plt()
     idx = {n: i for i, n in enumerate(names)}
     m = np.full((len(names), len(names)), np.nan)
     for c in comparisons:
         m[idx[c.a], idx[c.b]] = m[idx[c.b], idx[c.a]] = c.mutual_knn
     np.fill_diagonal(m, 1.0)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(names), 0.8 + 0.6 * len(names)))
+    fig, ax = subplots(figsize=(1.0 + 0.6 * len(names), 0.8 + 0.6 * len(names)))
     im = ax.imshow(
         m, cmap="viridis", vmin=0.0, vmax=float(np.nanmax(m[~np.eye(len(names), dtype=bool)]) or 1.0)
     )
@@ -94,8 +83,7 @@ def kernel_matrix(names: Sequence[str], comparisons: Sequence[Any], path: Path) 
 
 def density_curves(table: Any, chance: float, path: Path) -> None:
     """Alignment (raw with intervals, and calibrated) against mean caption length, one line per model pair."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = subplots(1, 2, figsize=(11, 4.2))
     for (lm, vm), rows in table.groupby(["model_x", "model_y"], sort=True):
         rows = rows.sort_values("mean_words")
         x = rows["mean_words"].to_numpy()
@@ -115,14 +103,13 @@ def density_curves(table: Any, chance: float, path: Path) -> None:
 
 def averaging_curves(curves: Any, fits: Any, chance: float, path: Path) -> None:
     """Alignment against the number of views / captions averaged, with intervals and the fitted saturating curves."""
-    plt = _plt()
     axes_of = ("views", "captions", "both")
     titles = {
         "views": "image views averaged (1 caption)",
         "captions": "captions averaged (1 view)",
         "both": "views = captions averaged",
     }
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
+    fig, axes = subplots(1, 3, figsize=(14, 4.2), sharey=True)
     for ax, axis in zip(axes, axes_of):
         sub = curves[curves["axis"] == axis]
         for (lm, vm), rows in sub.groupby(["model_x", "model_y"], sort=True):
@@ -157,9 +144,8 @@ def averaging_curves(curves: Any, fits: Any, chance: float, path: Path) -> None:
 def gallery_curves(curves: Any, pairings: Sequence[str], path: Path) -> None:
     """Mean score over pairs against gallery size (log axis), per pairing; bands: the pairs' spread; dotted: chance;
     right panel: the calibrated score."""
-    plt = _plt()
     has_cal = curves["calibrated"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_cal else 1, figsize=(11 if has_cal else 6, 4), squeeze=False)
+    fig, axes = subplots(1, 2 if has_cal else 1, figsize=(11 if has_cal else 6, 4), squeeze=False)
     for pairing, colour in zip(pairings, ("C0", "C1", "C2")):
         part = curves[curves["pairing"] == pairing].groupby("size", sort=True)
         for ax, column in zip(axes[0], ("score", "calibrated")):

@@ -1,5 +1,8 @@
 """Features: the extraction loop (:func:`extract`, configured by one :class:`ExtractConfig`) and the feature store.
 
+:func:`extract_and_save`, :func:`summary_row`, :func:`check_pools` and :func:`are_specs` are the steps of that loop
+that other backends (:mod:`prh.distributed`) reuse.
+
 Pooling and bits per byte belong to the adapters that compute them (:mod:`prh.models.pooling`,
 :mod:`prh.models.bpb`); they are re-exported here for convenience.
 
@@ -8,7 +11,14 @@ Pooling and bits per byte belong to the adapters that compute them (:mod:`prh.mo
 
 from __future__ import annotations
 
-from prh.features._extract import ExtractConfig, extract
+from prh.features._extract import (
+    ExtractConfig,
+    are_specs,
+    check_pools,
+    extract,
+    extract_and_save,
+    summary_row,
+)
 from prh.models.bpb import bits_per_byte, sequence_bpb, token_nll
 from prh.models.pooling import last_token, masked_mean, pool_any, pool_tokens, spatial_mean
 
@@ -16,14 +26,18 @@ __all__ = [
     "ExtractConfig",
     "FeatureStore",
     "StoredFeatures",
+    "are_specs",
     "bits_per_byte",
+    "check_pools",
     "extract",
+    "extract_and_save",
     "last_token",
     "masked_mean",
     "pool_any",
     "pool_tokens",
     "sequence_bpb",
     "spatial_mean",
+    "summary_row",
     "token_nll",
 ]
 

@@ -305,7 +305,7 @@ def extract(
     """
     config = ExtractConfig.coerce(config)
     specs = (
-        resolve_models(models) if isinstance(models, str | list) and not _are_specs(models) else list(models)
+        resolve_models(models) if isinstance(models, str | list) and not are_specs(models) else list(models)
     )
     pools = check_pools(specs, config.pool)  # everything is validated before anything is loaded
     say = log or (lambda _msg: None)
@@ -372,5 +372,6 @@ def check_pools(specs: list[ModelSpec], pool: str | None) -> dict[str, str]:
     return pools
 
 
-def _are_specs(models) -> bool:
+def are_specs(models: object) -> bool:
+    """True when ``models`` is a list of :class:`~prh.models.ModelSpec` (resolved already), not names to resolve."""
     return isinstance(models, list) and all(isinstance(m, ModelSpec) for m in models)

@@ -19,7 +19,6 @@ digests were stored is loaded with a one-time :class:`~prh.errors.PrhWarning`.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import math
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from prh._provenance import VERSION, utc_now
 from prh.atomic import atomic_write, atomic_write_text
 from prh.errors import ExtractionError, InputError, MissingFeaturesError, PrhWarning
 from prh.models.result import FeatureResult
@@ -70,23 +70,6 @@ HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
 _VERIFIED: dict[tuple[str, int, int, int], dict[str, str]] = {}
 #: Files whose sidecar has no digests, already warned about in this process.
 _WARNED_UNVERIFIED: set[str] = set()
-
-
-def _prh_version() -> str:
-    try:
-        import prh
-
-        version = getattr(prh, "__version__", None)
-        if version:
-            return str(version)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from importlib.metadata import version
-
-        return version("prh")
-    except Exception:  # pragma: no cover - not installed as a distribution
-        return "unknown"
 
 
 def slug(name: str) -> str:
@@ -314,8 +297,8 @@ class FeatureStore:
                 "storage_dtype": str(layers[0].dtype).replace("torch.", ""),
                 "per_sample": sorted(per_sample),
                 "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "n": n},
-                "prh_version": _prh_version(),
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "prh_version": VERSION,
+                "created": utc_now(),
                 "write_id": write_id,
                 "files": {"safetensors": path.name},
             }

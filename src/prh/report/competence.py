@@ -21,15 +21,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from prh.align.engine import Results  # noqa: E402
-from prh.competence import (  # noqa: E402
+from prh._figure import subplots
+from prh.align.engine import Results
+from prh.competence import (
     CompetenceResults,
     competence_buckets,
     coverage_lines,
@@ -39,8 +36,8 @@ from prh.competence import (  # noqa: E402
     input_layers,
     map_coordinates,
 )
-from prh.report import figures  # noqa: E402
-from prh.report import sections as report_sections  # noqa: E402
+from prh.report import figures
+from prh.report import sections as report_sections
 
 #: Sub-folder of a results folder that holds the competence tables.
 COMPETENCE_DIR = "competence"
@@ -108,7 +105,7 @@ def probe_figure(measured: CompetenceResults, path: Path) -> str | None:
     models = list(dict.fromkeys(best.sort_values(["modality", "model"])["model"]))
     if not models:
         return None
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(models) + 3), 4.2))
+    fig, (ax, bx) = subplots(1, 2, figsize=(max(8.0, 1.6 * len(models) + 3), 4.2))
     pos = np.arange(len(models))
     for offset, probe in ((-0.2, "knn"), (0.2, "linear")):
         sub = best[best["probe"] == probe].set_index("model").loc[models]
@@ -167,7 +164,7 @@ def layer_figure(measured: CompetenceResults, path: Path) -> str | None:
     layers = measured.layers
     if layers.empty:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, modality in zip(axes, ("vision", "language")):
         sub = layers[layers["modality"] == modality]
         for model in dict.fromkeys(sub["model"]):
@@ -231,7 +228,7 @@ def bucket_figure(
             panels.append((mod, models, competence_buckets(pairs, competence, models)))
     if not panels:
         return None, []
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
     for ax, (mod, models, buckets) in zip(axes.flat, panels):
         pos = np.arange(len(buckets))
         ax.bar(pos, buckets["mean_alignment"].fillna(0.0), color=_COLORS.get(mod, "gray"))
@@ -298,7 +295,7 @@ def map_figure(results: Results, measured: CompetenceResults, metric: str, path:
         return None
     values = [v for v in competence.values() if np.isfinite(v)]
     vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.8 * len(panels), 4.4), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(5.8 * len(panels), 4.4), squeeze=False)
     methods = set()
     for ax, (mod, models, xy, method) in zip(axes.flat, panels):
         methods.add(method)
@@ -351,7 +348,7 @@ def downstream_figure(
     groups = list(table.groupby(["task", "metric"], sort=True))[:6]
     cols = min(3, len(groups))
     rows = -(-len(groups) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(5.0 * cols, 4.2 * rows), squeeze=False)
     for ax in axes.flat[len(groups) :]:
         ax.remove()
     target = f"alignment to {reference}" if reference else "mean alignment to the vision models"
@@ -379,7 +376,7 @@ def input_layer_figure(pairs: pd.DataFrame, metric: str, path: Path) -> str | No
     if flagged.empty:
         return None
     labels = [f"{x} × {y}" for x, y in zip(flagged["model_x"], flagged["model_y"])]
-    fig, ax = plt.subplots(figsize=(6.2, 0.5 * len(flagged) + 1.6))
+    fig, ax = subplots(figsize=(6.2, 0.5 * len(flagged) + 1.6))
     pos = np.arange(len(flagged))
     ax.barh(
         pos + 0.2,

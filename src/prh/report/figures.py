@@ -1,31 +1,33 @@
-"""Figures of an alignment run (matplotlib, Agg backend). Each function takes :class:`prh.align.Results`
+"""Figures of an alignment run (matplotlib without pyplot, written as PNG). Each function takes :class:`prh.align.Results`
 and a path, draws one PNG, and returns a short caption — or None when the run has nothing to draw for it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from prh._figure import subplots
+from prh.align.engine import Results
+from prh.atomic import atomic_write
 
-from prh.align.engine import Results  # noqa: E402
-from prh.atomic import atomic_write  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 130
 
 
-def save_figure(fig: plt.Figure, path: Path) -> None:
-    """Lay out ``fig``, write it to ``path`` atomically (format from the suffix, PNG by default) and close it."""
+def save_figure(fig: Figure, path: Path) -> None:
+    """Lay out ``fig`` and write it to ``path`` atomically (format from the suffix, PNG by default).
+
+    ``fig`` is a pyplot-free figure (:func:`prh._figure.subplots`): nothing to close, no backend involved.
+    """
     fmt = Path(path).suffix.lstrip(".") or "png"
-    try:
-        fig.tight_layout()
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format=fmt))
-    finally:
-        plt.close(fig)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format=fmt))
 
 
 def _main(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -75,7 +77,7 @@ def _heatmap(ax, values, rows, cols, significant=None, fmt="{:.2f}"):
             if significant is not None and np.isfinite(significant[i, j]) and not significant[i, j]:
                 label += "\nn.s."
                 ax.add_patch(
-                    plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="white", lw=0)
+                    Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="white", lw=0)
                 )
             color = "black" if v > 0.6 * vmax else "white"
             ax.text(j, i, label, ha="center", va="center", fontsize=7, color=color)
@@ -97,7 +99,7 @@ def cross_modal_heatmap(results: Results, metric: str, path: Path, alpha: float 
     if not lang or not vis:
         return None
     values = pair_matrix(results.table, metric, lang, vis)
-    fig, ax = plt.subplots(figsize=(max(5.5, 2.4 + 0.9 * len(vis)), max(3.2, 1.6 + 0.55 * len(lang))))
+    fig, ax = subplots(figsize=(max(5.5, 2.4 + 0.9 * len(vis)), max(3.2, 1.6 + 0.55 * len(lang))))
     im = _heatmap(ax, values, lang, vis, _significance(results.table, metric, lang, vis, alpha))
     fig.colorbar(im, ax=ax, shrink=0.8, label=metric)
     ax.set_title(f"cross-modal alignment ({metric}, best layer pair)", fontsize=10)
@@ -117,7 +119,7 @@ def within_modality_heatmap(
     if len(names) < 2:
         return None
     values = pair_matrix(results.table, metric, names, names)
-    fig, ax = plt.subplots(figsize=(max(5.0, 2.4 + 0.8 * len(names)), max(3.6, 1.8 + 0.65 * len(names))))
+    fig, ax = subplots(figsize=(max(5.0, 2.4 + 0.8 * len(names)), max(3.6, 1.8 + 0.65 * len(names))))
     im = _heatmap(ax, values, names, names, _significance(results.table, metric, names, names, alpha))
     fig.colorbar(im, ax=ax, shrink=0.8, label=metric)
     ax.set_title(f"{modality} models ({metric})", fontsize=10)
@@ -208,7 +210,7 @@ def competence_panels(panels: list[tuple], metric: str, path: Path) -> None:
     frame's mean cross-modal ``score`` against ``column`` (log10 for parameter counts) with a fit and correlations."""
     cols = min(len(panels), 2)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.remove()
     for ax, (df, col, xlabel, modality) in zip(axes.flat, panels):
@@ -235,7 +237,7 @@ def best_pair_grid(results: Results, metric: str, path: Path) -> str | None:
         return None
     best = sub.loc[sub["score"].idxmax()]
     grid = results.grid(metric, best["model_x"], best["model_y"])
-    fig, ax = plt.subplots(figsize=(5.0, 4.2))
+    fig, ax = subplots(figsize=(5.0, 4.2))
     im = ax.imshow(grid, aspect="auto", cmap="magma", origin="lower")
     i, j = int(best["best_layer_x"]), int(best["best_layer_y"])
     ax.scatter([j], [i], marker="*", s=120, color="cyan", label=f"best ({i}, {j}) = {best['score']:.3f}")
@@ -287,7 +289,7 @@ def model_map(results: Results, metric: str, path: Path) -> str | None:
     dist = np.clip(1.0 - (sim + sim.T) / 2.0, 0.0, None)
     np.fill_diagonal(dist, 0.0)
     xy = classical_mds(dist)
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    fig, ax = subplots(figsize=(5.2, 4.4))
     colors = {"language": "tab:orange", "vision": "tab:blue"}
     for modality in sorted(groups):
         idx = [names.index(n) for n in groups[modality]]
@@ -315,7 +317,7 @@ def control_plot(results: Results, metric: str, path: Path) -> str | None:
     merged = pd.DataFrame({"pair": key(real), "real": real["score"].to_numpy()}).merge(
         pd.DataFrame({"pair": key(shuffled), "shuffled": shuffled["score"].to_numpy()}), on="pair"
     )
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(merged) + 2), 3.8))
+    fig, ax = subplots(figsize=(max(5.0, 0.5 * len(merged) + 2), 3.8))
     pos = np.arange(len(merged))
     ax.bar(pos - 0.2, merged["real"], width=0.4, label="paired captions")
     ax.bar(pos + 0.2, merged["shuffled"], width=0.4, label="captions shuffled (control)")

@@ -1,4 +1,4 @@
-"""Figures of the world experiment (matplotlib, Agg backend): one function per PNG, reading ``world.json`` data.
+"""Figures of the world experiment (matplotlib without pyplot): one function per PNG, reading ``world.json`` data.
 
 Each function takes the dict returned by :func:`prh.world.experiment.run_world` (or loaded from ``world.json``)
 and a path, writes the PNG atomically and returns the path.
@@ -7,13 +7,13 @@ and a path, writes the PNG atomically and returns the path.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
+from prh._figure import subplots
 from prh.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _CURVES = (
     ("mutual_knn", "cross-modal mutual kNN", "tab:blue"),
@@ -22,19 +22,16 @@ _CURVES = (
 )
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png"))
-    finally:
-        plt.close(fig)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png"))
 
 
 def _curve_plot(result: dict, sweep: str, axis: str, xlabel: str, title: str, path: Path) -> Path:
     curve = result["summary"][sweep]
     xs = curve[axis]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = subplots(figsize=(5.5, 3.8))
     for key, label, color in _CURVES:
         means = [p["mean"] for p in curve[key]]
         sds = [p["sd"] for p in curve[key]]
@@ -73,7 +70,7 @@ def plot_scatter(result: dict, path: Path) -> Path:
         ("learned_y", f"learner Y (r = {cap['agree_y']:.3f})", "tab:orange"),
         ("learned_y_lossy", f"lossy Y (r = {result['runs'][0]['lossy']['agree_lossy']:.3f})", "tab:red"),
     )
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), sharex=True)
+    fig, axes = subplots(1, 3, figsize=(11, 3.6), sharex=True)
     for ax, (key, title, color) in zip(axes, panels):
         ax.scatter(sc["pmi"], sc[key], s=3, alpha=0.35, color=color, linewidths=0)
         ax.set_title(title, fontsize=9)
@@ -92,7 +89,7 @@ def plot_lossy(result: dict, path: Path) -> Path:
         ("mutual kNN with X", "mutual_knn_bijective", "mutual_knn_lossy"),
         ("unbiased CKA with X", "unbiased_cka_bijective", "unbiased_cka_lossy"),
     )
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = subplots(figsize=(6.5, 3.8))
     width = 0.38
     for i, (_label, bij, los) in enumerate(groups):
         for j, (key, color, name) in enumerate(
