@@ -364,3 +364,29 @@ def test_prh_models_command_lists_sets(tmp_path):
     assert "my-vit" in res.output and "needs the hub" in res.output and "effnet-lite0" in res.output
     res = CliRunner().invoke(app, ["models", "--no-check"])
     assert res.exit_code == 0 and "paper-val" in res.output and "offline" in res.output
+
+
+def test_a_local_torch_module_never_needs_the_hub(tmp_path):
+    """A torch-module entry is built by code from a local weights file: availability checks those, not the hub."""
+    weights = tmp_path / "w.safetensors"
+    entry = (
+        '[[model]]\nname = "{name}"\nsource = "{name}"\nadapter = "torch-module"\nmodality = "vision"\n'
+        'trust_code = true\n[model.options]\nbuilder = "{builder}"\n{weights}'
+    )
+    cases = {
+        "cnn-here": ("torch.nn:Linear", f'weights = "{weights}"\n'),
+        "cnn-gone": ("torch.nn:Linear", f'weights = "{tmp_path / "missing.safetensors"}"\n'),
+        "cnn-nocode": ("no_such_pkg_xyz.nets:make", ""),
+        "cnn-noweights": ("torch.nn:Linear", ""),
+    }
+    f = tmp_path / "m.toml"
+    f.write_text("\n".join(entry.format(name=k, builder=b, weights=w) for k, (b, w) in cases.items()))
+    weights.write_bytes(b"")
+    with pytest.warns(PrhWarning):
+        load_user_config(f)
+    got = {name: availability(get_model(name)) for name in cases}
+    assert got["cnn-here"] == (True, "local weights (w.safetensors)")
+    assert got["cnn-gone"][0] is False and "does not exist" in got["cnn-gone"][1]
+    assert got["cnn-nocode"][0] is False and "no_such_pkg_xyz.nets" in got["cnn-nocode"][1]
+    assert got["cnn-noweights"][0] is True
+    assert not any("hub" in why for _, why in got.values())

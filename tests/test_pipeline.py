@@ -4,6 +4,7 @@ and the errors a user meets (missing features, features from different data, emp
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
@@ -198,6 +199,7 @@ def test_shuffled_control_falls_to_chance_while_shared_structure_does_not():
 
 def test_alignment_api_scores_a_reference_against_itself_as_one(workspace):
     import prh
+    from prh.align.alignment import ReferenceScore
     from prh.features.store import FeatureStore
     from prh.models import load_user_config
 
@@ -210,8 +212,20 @@ def test_alignment_api_scores_a_reference_against_itself_as_one(workspace):
     feats = FeatureStore(workspace["store"]).load(dataset, "tiny-vit", "cls").layers
     scores = platonic.score(feats, metric="mutual_knn", k=5)
     assert set(scores) == {"tiny-vit", "tiny-vit2"}
-    assert scores["tiny-vit"]["score"] == pytest.approx(1.0)
-    assert scores["tiny-vit"]["layers"][0] == scores["tiny-vit"]["layers"][1]
+    best = scores["tiny-vit"]
+    assert best.score == pytest.approx(1.0) and best.layers[0] == best.layers[1]
+    # one result type in both modes: the reference's (score, (i, j)) tuple, with the dict form's keys readable
+    assert isinstance(best, ReferenceScore) and tuple(best) == (best.score, best.layers)
+    assert (best["score"], best["layers"], best["p_value"], best["calibrated"]) == (*best, None, None)
+    assert best.sweep.best == best.score and best.sweep.best_layers == best.layers
+    with pytest.raises(AttributeError, match="frozen"):
+        best.score = 0.0
+    with pytest.raises(KeyError, match="score"):
+        best["best"]
+    assert copy.deepcopy(best) == best and copy.deepcopy(best).sweep.best == best.score
+    calibrated = platonic.score(feats, metric="mutual_knn", k=5, calibrate=19)["tiny-vit2"]
+    assert 0 < calibrated.p_value <= 1 and calibrated["p_value"] == calibrated.p_value
+    assert calibrated.calibrated == float(calibrated.calibration.calibrated)
     with pytest.raises(InputError, match="N=10 rows"):
         platonic.score([f[:10] for f in feats])
 
@@ -315,13 +329,13 @@ def test_layer_caches_are_keyed_by_content_and_shared_by_real_and_control_pairs(
 
 
 def test_run_alignment_by_dataset_or_name_and_its_cache_keyed_by_the_config(workspace, tmp_path):
-    from prh.align import DatasetName, resolve, run_alignment
+    from prh.align import DatasetName, run_alignment
     from prh.data import load_dataset
     from prh.features.store import FeatureStore
-    from prh.models import load_user_config
+    from prh.models import load_user_config, resolve_models
 
     load_user_config(workspace["models"])
-    specs, store = resolve("tiny-vit,tiny-lm"), FeatureStore(workspace["store"])
+    specs, store = resolve_models("tiny-vit,tiny-lm"), FeatureStore(workspace["store"])
     dataset = load_dataset(str(workspace["data"]), n=N)
     config = AlignConfig(metrics=["mutual_knn"], k=5, calibrate=19)
     by_data = run_alignment(specs, None, store, config, dataset=dataset, progress=False)

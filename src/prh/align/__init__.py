@@ -16,7 +16,7 @@ Layering: this package uses metrics, sweep, stats and the feature store; it neve
 from __future__ import annotations
 
 from prh.align.alignment import Alignment
-from prh.align.config import DEFAULT_METRICS, AlignConfig
+from prh.align.config import AlignConfig
 from prh.align.engine import (
     STATS_COLUMNS,
     TABLE_COLUMNS,
@@ -28,7 +28,6 @@ from prh.align.engine import (
 from prh.align.pipeline import (
     DatasetName,
     open_dataset,
-    resolve,
     results_key,
     run_alignment,
     shuffled_control,
@@ -36,21 +35,29 @@ from prh.align.pipeline import (
 
 
 def __getattr__(name: str):
-    """``Experiment`` is the old name of :class:`PairGrid`; it warns and is removed in the next release."""
-    if name == "Experiment":
-        import warnings
+    """Old names, kept one release with a DeprecationWarning: ``Experiment`` (now :class:`PairGrid`) and
+    ``DEFAULT_METRICS`` (now ``AlignConfig().metrics``; the default single metric is
+    :data:`prh.metrics.DEFAULT_METRIC`)."""
+    import warnings
 
+    if name == "Experiment":
         warnings.warn(
             "prh.align.Experiment is deprecated; use prh.align.PairGrid (same class, new name)",
             DeprecationWarning,
             stacklevel=2,
         )
         return PairGrid
+    if name == "DEFAULT_METRICS":
+        warnings.warn(
+            "prh.align.DEFAULT_METRICS is deprecated; use AlignConfig().metrics (or prh.metrics.DEFAULT_METRIC)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return AlignConfig().metrics
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "DEFAULT_METRICS",
     "STATS_COLUMNS",
     "TABLE_COLUMNS",
     "AlignConfig",
@@ -61,7 +68,6 @@ __all__ = [
     "Results",
     "load_features",
     "open_dataset",
-    "resolve",
     "results_key",
     "run_alignment",
     "shuffled_control",

@@ -32,9 +32,10 @@ from prh._prepare import prepare
 from prh._sweep import LayerCaches, Sweep, as_layers, cache_layers, sweep_caches
 from prh._validation import check_bool, check_choice, check_int, check_quantile
 from prh.align.engine import ModelFeatures, load_features
-from prh.align.pipeline import open_dataset, resolve
+from prh.align.pipeline import open_dataset
 from prh.errors import InputError
 from prh.metrics import spec as metric_spec
+from prh.models import resolve_models
 
 #: dtype names :meth:`Alignment.score` takes for ``dtype=`` (rounding of the clamped features, as the reference's
 #: ``dtype`` argument does; arithmetic stays float32/float64).
@@ -42,10 +43,11 @@ DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ReferenceScore(tuple):
-    """One reference model's result: the reference's ``(score, (i, j))`` tuple, plus prh's detail as attributes.
+    """One reference model's result, the same type in both modes of :meth:`Alignment.score` (frozen).
 
-    It unpacks and compares like the reference's tuple (``score, (i, j) = result["dinov2_l"]``); ``i`` indexes the
-    scored features' layers and ``j`` the reference model's.
+    It unpacks and compares like the reference's ``(score, (i, j))`` tuple (``score, (i, j) = result["dinov2_l"]``);
+    ``i`` indexes the scored features' layers and ``j`` the reference model's. The keys of the older dict form
+    still read: ``result["score"]``, ``result["layers"]``, ``result["p_value"]``, ``result["calibrated"]``.
 
     Attributes
     ----------
@@ -55,25 +57,46 @@ class ReferenceScore(tuple):
     sweep : :class:`prh._sweep.Sweep`, the whole (L_feats, L_reference) grid.
     calibration : :class:`prh.stats._calibrate.CalibrationResult` when ``calibrate=K`` was asked, else None.
     p_value : the calibration's permutation p-value (max over the layer grid), or None.
+    calibrated : the calibrated score of the best layer pair, or None without calibration.
     """
+
+    #: the string keys the result answers (the dict form :meth:`Alignment.score` returned for store references)
+    KEYS = ("score", "layers", "p_value", "calibrated")
 
     def __new__(cls, sweep: Sweep, calibration: Any = None) -> ReferenceScore:
         obj = super().__new__(cls, (sweep.best, sweep.best_layers))
-        obj.sweep = sweep
-        obj.calibration = calibration
+        object.__setattr__(obj, "sweep", sweep)
+        object.__setattr__(obj, "calibration", calibration)
         return obj
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"ReferenceScore is frozen; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ReferenceScore is frozen; cannot delete {name!r}")
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            if key not in self.KEYS:
+                raise KeyError(f"{key!r}: a ReferenceScore has {list(self.KEYS)} (or index it as a tuple)")
+            return getattr(self, key)
+        return super().__getitem__(key)
 
     @property
     def score(self) -> float:
-        return self[0]
+        return tuple.__getitem__(self, 0)
 
     @property
     def layers(self) -> tuple[int, int]:
-        return self[1]
+        return tuple.__getitem__(self, 1)
 
     @property
     def p_value(self) -> float | None:
         return None if self.calibration is None else float(self.calibration.p_value)
+
+    @property
+    def calibrated(self) -> float | None:
+        return None if self.calibration is None else float(self.calibration.calibrated)
 
     def __getnewargs__(self):  # copy/deepcopy rebuild from the sweep
         return (self.sweep, self.calibration)
@@ -115,9 +138,11 @@ class Alignment:
     - the paper's published features (``dataset="minhuh/prh", subset="wit_1024"``, ``models`` = their names, e.g.
       ``["dinov2_l", "llama_7b"]``; ``prh fetch-reference --list`` shows all): like ``platonic.Alignment``. Missing
       ones are fetched into ``store`` first (from ``$PRH_REFERENCE_URL`` or the authors' server; checked, never
-      unpickled), and :meth:`score` returns the reference's ``{model: (score, (i, j))}``;
-    - features prh extracted itself (no ``subset``; ``models`` = registry names or sets, run ``prh extract`` first);
-      :meth:`score` returns ``{model: {"score", "layers"}}``.
+      unpickled);
+    - features prh extracted itself (no ``subset``; ``models`` = registry names or sets, run ``prh extract`` first).
+
+    In both, :meth:`score` returns ``{model: ReferenceScore}``: the reference's ``(score, (i, j))`` tuple with
+    ``.score``, ``.layers``, ``.p_value``, ``.calibrated`` and ``.sweep``.
 
     Parameters
     ----------
@@ -161,7 +186,7 @@ class Alignment:
 
         if not isinstance(models, str):
             models = ",".join(models)
-        specs = resolve(models)
+        specs = resolve_models(models)
         if modality is not None:
             specs = [s for s in specs if s.modality == modality]
             if not specs:
@@ -319,7 +344,7 @@ class Alignment:
         dtype: str | torch.dtype | None = None,
         seed: int = 0,
         **metric_kw: Any,
-    ) -> dict:
+    ) -> dict[str, ReferenceScore]:
         """Best-layer alignment of ``feats`` with every reference model.
 
         Parameters
@@ -339,10 +364,10 @@ class Alignment:
 
         Returns
         -------
-        With published references (``subset=...``): ``{name: ReferenceScore}``, each the reference's
-        ``(score, (i_feats, j_reference))`` tuple with ``.sweep`` (the whole grid), ``.calibration`` and
-        ``.p_value`` attached. Otherwise ``{reference name: {"score": float, "layers": (i_feats, j_reference)}}``
-        (plus ``"p_value"`` and ``"calibrated"`` with ``calibrate``).
+        dict of str to ReferenceScore
+            One per reference model, in both modes: the reference's ``(score, (i_feats, j_reference))`` tuple with
+            ``.score``, ``.layers``, ``.sweep`` (the whole grid), ``.calibration``, ``.p_value`` and
+            ``.calibrated`` (None without ``calibrate``); ``result["score"]`` etc. read as well.
 
         The published references are preprocessed as the reference does: one outlier threshold per model for an
         (N, L, D) tensor, one per layer for a list of layers (also for ``feats`` given as a list).
@@ -375,7 +400,7 @@ class Alignment:
             )
         mine = cache_layers(x, metric, name="feats", device=self.device, **metric_kw)
         refs = self._published_references(normalize, rounding) if published else self.references
-        out: dict[str, Any] = {}
+        out: dict[str, ReferenceScore] = {}
         for name, ref in self._reference_caches(refs, metric, mine.params, (normalize, rounding)):
             result = sweep_caches(mine, ref)
             calibration = None
@@ -383,12 +408,5 @@ class Alignment:
                 from prh.stats import calibrate_sweep
 
                 calibration = calibrate_sweep(mine, ref, metric, K=calibrate, seed=seed, observed=result)
-            if published:
-                out[name] = ReferenceScore(result, calibration)
-            else:
-                out[name] = {"score": result.best, "layers": result.best_layers}
-                if calibration is not None:
-                    out[name].update(
-                        p_value=float(calibration.p_value), calibrated=float(calibration.calibrated)
-                    )
+            out[name] = ReferenceScore(result, calibration)
         return out

@@ -24,9 +24,6 @@ from prh._validation import (
 from prh.errors import InputError
 from prh.models.spec import POOLS
 
-#: The metrics of a run when none are given: the paper's three.
-DEFAULT_METRICS: tuple[str, ...] = ("mutual_knn", "cknna", "unbiased_cka")
-
 
 @dataclass(frozen=True)
 class AlignConfig(ConfigFields):
@@ -82,7 +79,8 @@ class AlignConfig(ConfigFields):
     prh.errors.InputError: k=0 must be at least 1 (neighbours of the kNN metrics and cknna).
     """
 
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    #: the metrics of a run when none are given: the paper's three (the first is :data:`prh.metrics.DEFAULT_METRIC`)
+    metrics: tuple[str, ...] = ("mutual_knn", "cknna", "unbiased_cka")
     k: int = 10
     calibrate: int = 0
     calibrate_metrics: tuple[str, ...] | None = None

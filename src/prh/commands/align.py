@@ -13,6 +13,13 @@ if TYPE_CHECKING:
 from prh.commands.models import TRUST_CODE_HELP
 
 
+def _default_metrics() -> str:
+    """``--metric``'s default, from :class:`~prh.align.AlignConfig` (imported only when the command runs)."""
+    from prh.align.config import AlignConfig
+
+    return ",".join(AlignConfig().metrics)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``align`` command."""
 
@@ -27,7 +34,8 @@ def register(app: typer.Typer) -> None:
         ),
         n: int = typer.Option(None, "--n", help="Number of items the features were extracted on."),
         metric: str = typer.Option(
-            "mutual_knn,cknna,unbiased_cka", "--metric", help="Comma-separated metric names."
+            default_factory=_default_metrics,
+            help="Comma-separated metric names (default: AlignConfig's, the paper's three; `prh score --list`).",
         ),
         k: int = typer.Option(10, "--k", help="Neighbours for kNN metrics and cknna."),
         calibrate: int = typer.Option(
@@ -61,10 +69,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score every model pair (best layer pair per metric) from stored features; write the table and report."""
         from prh._validation import check_choice
-        from prh.align import AlignConfig, DatasetName, open_dataset, resolve, run_alignment
+        from prh.align import AlignConfig, DatasetName, open_dataset, run_alignment
         from prh.commands._summary import check_out_dir, print_summary
         from prh.commands.models import load_models_files
         from prh.features.store import FeatureStore
+        from prh.models import resolve_models
         from prh.report import build_report
 
         if not [name for name in metric.split(",") if name.strip()]:
@@ -88,8 +97,8 @@ def register(app: typer.Typer) -> None:
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
         load_models_files(models_file, trust_code)
         check_out_dir(out)  # writable (and not full) before anything is computed
-        specs_x = resolve(models)
-        specs_y = resolve(models_y) if models_y else None
+        specs_x = resolve_models(models)
+        specs_y = resolve_models(models_y) if models_y else None
         ds = open_dataset(dataset, n)
         data = ds if ds is not None else DatasetName(dataset, n)
         if use_ray:

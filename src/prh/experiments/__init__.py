@@ -48,6 +48,7 @@ __all__ = [
     "get",
     "names",
     "run",
+    "spec",
 ]
 
 
@@ -56,8 +57,8 @@ def names() -> list[str]:
     return list(EXPERIMENTS)
 
 
-def get(name: str) -> ExperimentSpec:
-    """The :class:`ExperimentSpec` of experiment ``name``.
+def spec(name: str) -> ExperimentSpec:
+    """The :class:`ExperimentSpec` of experiment ``name`` (its config class, ``run`` and description).
 
     Raises
     ------
@@ -71,12 +72,16 @@ def get(name: str) -> ExperimentSpec:
             f"unknown experiment {name!r}.{suggest(str(name), EXPERIMENTS)} The experiments are: "
             f"{', '.join(EXPERIMENTS)}."
         )
-    spec = importlib.import_module(EXPERIMENTS[name]).SPEC
-    if spec.name != name:  # pragma: no cover - a registry typo
+    found = importlib.import_module(EXPERIMENTS[name]).SPEC
+    if found.name != name:  # pragma: no cover - a registry typo
         raise InputError(
-            f"experiment module {EXPERIMENTS[name]} defines {spec.name!r}, registered as {name!r}."
+            f"experiment module {EXPERIMENTS[name]} defines {found.name!r}, registered as {name!r}."
         )
-    return spec
+    return found
+
+
+#: ``get(name)``: the registry verb shared with metrics, models and the zoo; here the spec itself (it runs).
+get = spec
 
 
 def run(
@@ -101,7 +106,7 @@ def run(
     -------
     ExperimentResult
     """
-    spec = get(name)
+    found = spec(name)
     options = RunOptions.coerce(options)
-    config = spec.config.coerce(config)
-    return spec.run(Context(spec, options, log), config)
+    config = found.config.coerce(config)
+    return found.run(Context(found, options, log), config)

@@ -75,6 +75,10 @@ def availability(spec: ModelSpec) -> tuple[bool, str]:
         return True, "local path"
     if spec.adapter == "onnx":
         return False, f"ONNX file {spec.source!r} does not exist"
+    if (
+        spec.adapter == "torch-module"
+    ):  # built by code, from local weights: the source is a label, not a hub id
+        return _torch_module_availability(spec)
     repo = spec.source
     if spec.adapter == "timm":
         repo = f"timm/{spec.source}"
@@ -83,3 +87,26 @@ def availability(spec: ModelSpec) -> tuple[bool, str]:
     if hub_offline():
         return False, "needs the hub (HF_HUB_OFFLINE is set and it is not in the local cache)"
     return False, "needs the hub (not in the local Hugging Face cache; downloads on first use)"
+
+
+def _torch_module_availability(spec: ModelSpec) -> tuple[bool, str]:
+    """A ``torch-module`` entry needs its builder's module importable and its ``options.weights`` file present
+    (checked without importing the builder); it never needs the hub."""
+    import importlib.util
+
+    builder = spec.options.get("builder")
+    if builder and ":" in str(builder):
+        module = str(builder).partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return False, f"builder module {module!r} is not importable (install it or fix options.builder)"
+    weights = spec.options.get("weights")
+    if weights:
+        path = Path(os.path.expanduser(str(weights)))
+        if not path.exists():
+            return False, f"weights file {weights} does not exist (options.weights)"
+        return True, f"local weights ({path.name})"
+    return True, "built locally (no weights file)"

@@ -374,6 +374,21 @@ def get_model(name: str) -> ModelSpec:
     )
 
 
+def names() -> list[str]:
+    """Every registered model's name (the registry verb shared with metrics, experiments and the zoo)."""
+    return model_names()
+
+
+def spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered under ``name`` (same as :func:`get_model`)."""
+    return get_model(name)
+
+
+#: ``get(name)``: the registry verb shared with metrics, experiments and the zoo; the spec itself (build it with
+#: :func:`prh.models.build_adapter`).
+get = spec
+
+
 def extras_missing(spec: ModelSpec) -> list[str]:
     """Optional Python modules ``spec`` needs that are not installed (checked without importing them).
 

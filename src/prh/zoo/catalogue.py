@@ -23,10 +23,13 @@ __all__ = [
     "ZOO",
     "ZooEntry",
     "ZooPackage",
+    "get",
     "get_entry",
     "load_catalogue",
     "locate",
+    "names",
     "select",
+    "spec",
     "status",
 ]
 
@@ -212,6 +215,20 @@ def get_entry(name: str) -> ZooEntry:
 
         raise InputError(f"unknown zoo entry {name!r}; known: {', '.join(ZOO)}.{suggest(name, ZOO)}")
     return ZOO[name]
+
+
+def names() -> list[str]:
+    """Every zoo entry's name, in catalogue order."""
+    return list(ZOO)
+
+
+def spec(name: str) -> ZooEntry:
+    """The catalogue entry ``name`` (same as :func:`get`); InputError with close names when there is none."""
+    return get_entry(name)
+
+
+#: ``get(name)``: the registry verb shared with metrics, experiments and models; the entry itself.
+get = spec
 
 
 def select(names: list[str] | None, all_entries: bool = False) -> list[ZooEntry]:
