@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import prh
 from prh.cli import app
+from prh.errors import InputError
 
 N = 32
 runner = CliRunner()
@@ -71,3 +72,20 @@ def test_align_calibrate_succeeds_for_every_metric(stored, metric, tmp_path):
     assert len(cross) >= 1 and set(cross["metric"]) == {metric}
     assert cross["p_value"].notna().all()
     assert ((cross["p_value"] > 0) & (cross["p_value"] <= 1)).all()
+
+
+def test_align_select_held_out_adds_columns(stored, tmp_path):
+    out = tmp_path / "held"
+    args = ["align", "--models", "cal-vis,cal-lang", "--dataset", str(stored["data"]), "--n", str(N)]
+    args += ["--metric", "mutual_knn,linear_predictivity", "--k", "4", "--pool", "mean", "--no-report"]
+    args += ["--select", "held-out", "--select-splits", "5"]
+    args += ["--store", str(stored["store"]), "--out", str(out), "--models-file", str(stored["models"])]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, f"{res.output}\n{res.exception!r}"
+    table = prh.align.Results.load(out).table
+    assert table["held_out"].notna().all()
+    assert (table["held_out_low"] <= table["held_out_high"]).all()
+    assert table["held_out_share"].between(0.2, 1.0).all()
+    assert "held-out" in res.output
+    bad = runner.invoke(app, [*args[:-4], "--select", "best", "--out", str(tmp_path / "x")])
+    assert isinstance(bad.exception, InputError) and "select" in str(bad.exception)

@@ -96,6 +96,8 @@ OTHER_VALUES = {
     "q": 0.9,
     "pool": "mean",
     "shuffle_control": True,
+    "select": "held-out",
+    "select_splits": 5,
 }
 
 

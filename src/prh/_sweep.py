@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prh._validation import check_features
+from prh._validation import check_choice, check_features, check_int
 from prh.errors import InputError
 from prh.metrics import spec as metric_spec
 
@@ -37,6 +37,8 @@ class Sweep:
     metric: str
     params: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
+    #: held-out layer selection (``select="held-out"``), else None
+    held_out: HeldOut | None = None
 
     @property
     def best_layers(self) -> tuple[int, int]:
@@ -60,7 +62,66 @@ class Sweep:
         }
         if self.diagnostics:
             out["diagnostics"] = self.diagnostics
+        if self.held_out is not None:
+            out["held_out"] = self.held_out.to_dict()
         return out
+
+
+#: Layer-selection rules of :func:`sweep`: the best pair scored on the items that chose it, or on other items.
+SELECT_RULES = ("same-items", "held-out")
+
+
+@dataclass
+class HeldOut:
+    """Held-out layer selection: over random half splits of the items, the best layer pair chosen on one half
+    and scored on the other.
+
+    Attributes
+    ----------
+    scores : (S,) float64, the held-out score of each split (the chosen pair scored on the other half).
+    same_items : (S,) float64, the maximum over layer pairs on each selection half (the same-items score at the
+        same N, for comparison).
+    chosen : (Lx, Ly) int64, how often each layer pair was chosen.
+    seed : seed of the splits.
+    """
+
+    scores: np.ndarray
+    same_items: np.ndarray
+    chosen: np.ndarray
+    seed: int
+
+    @property
+    def mean(self) -> float:
+        """Mean held-out score over the splits (the estimate to report)."""
+        return float(self.scores.mean())
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """2.5 % and 97.5 % quantiles of the held-out scores over splits (their spread; the splits share items,
+        so this is not a confidence interval of the mean)."""
+        low, high = np.quantile(self.scores, [0.025, 0.975])
+        return float(low), float(high)
+
+    @property
+    def top_pair(self) -> tuple[tuple[int, int], float]:
+        """The layer pair chosen most often and the fraction of splits that chose it."""
+        i, j = np.unravel_index(int(np.argmax(self.chosen)), self.chosen.shape)
+        return (int(i), int(j)), float(self.chosen[i, j] / self.chosen.sum())
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary: mean, interval, the most chosen pair, the per-split scores and the choice counts."""
+        pair, share = self.top_pair
+        return {
+            "mean": self.mean,
+            "interval": list(self.interval),
+            "same_items_mean": float(self.same_items.mean()),
+            "top_pair": list(pair),
+            "top_pair_share": share,
+            "splits": len(self.scores),
+            "seed": self.seed,
+            "scores": self.scores.tolist(),
+            "chosen": self.chosen.tolist(),
+        }
 
 
 @dataclass
@@ -148,7 +209,57 @@ def sweep_caches(cx: LayerCaches, cy: LayerCaches) -> Sweep:
     return Sweep(scores, cx.metric, dict(cx.params), diagnostics)
 
 
-def sweep(X: object, Y: object, metric: str = "mutual_knn", **metric_kw: Any) -> Sweep:
+def held_out_selection(
+    X: object, Y: object, metric: str = "mutual_knn", splits: int = 20, seed: int = 0, **metric_kw: Any
+) -> HeldOut:
+    """Choose the best layer pair on one random half of the items and score it on the other half, ``splits`` times.
+
+    The same-items maximum of a layer grid is biased upward (the pair is chosen and scored on the same items);
+    the held-out score is not: under independence it centres on the metric's null expectation.
+
+    Parameters
+    ----------
+    X, Y : as for :func:`sweep` (N items each, already prepared).
+    metric : any name in :func:`prh.metrics.names`; its options (``metric_kw``) are validated for N/2 items.
+    splits : S, the number of random half splits (>= 1).
+    seed : seed of the splits.
+
+    Returns
+    -------
+    :class:`HeldOut` (per-split held-out and same-items scores, choice counts).
+    """
+    splits = check_int(splits, "splits", minimum=1, hint="random half splits of the items")
+    seed = check_int(seed, "select_seed")
+    xs, ys = as_layers(X, "X"), as_layers(Y, "Y")
+    n = xs[0].shape[0]
+    if ys[0].shape[0] != n:
+        raise InputError(f"X and Y must describe the same samples: X has N={n}, Y has N={ys[0].shape[0]}.")
+    if n < 4:
+        raise InputError(f"held-out selection splits the items in halves; it needs N >= 4, got N={n}.")
+    ys = [y.to(xs[0].device) for y in ys]
+    rng = np.random.default_rng(seed)
+    held, same = np.empty(splits), np.empty(splits)
+    chosen = np.zeros((len(xs), len(ys)), dtype=np.int64)
+    for s in range(splits):
+        order = torch.as_tensor(rng.permutation(n), device=xs[0].device)
+        pick, score = order[: n // 2], order[n // 2 :]
+        sel = sweep([x[pick] for x in xs], [y[pick] for y in ys], metric, **metric_kw)
+        i, j = sel.best_layers
+        chosen[i, j] += 1
+        same[s] = sel.best
+        held[s] = sweep([xs[i][score]], [ys[j][score]], metric, **metric_kw).best
+    return HeldOut(held, same, chosen, seed)
+
+
+def sweep(
+    X: object,
+    Y: object,
+    metric: str = "mutual_knn",
+    select: str = "same-items",
+    splits: int = 20,
+    select_seed: int = 0,
+    **metric_kw: Any,
+) -> Sweep:
     """Score every pair of layers of X and Y with ``metric`` and return the grid and the best pair.
 
     Parameters
@@ -156,15 +267,22 @@ def sweep(X: object, Y: object, metric: str = "mutual_knn", **metric_kw: Any) ->
     X : (N, Lx, D_x) array or list of Lx (N, D_i) layers, already prepared (:func:`prh.prepare`).
     Y : (N, Ly, D_y) array or list of Ly layers; moved to X's device.
     metric : any name in :func:`prh.metrics.names`.
+    select : ``"same-items"`` (default: the best pair scored on the items that chose it, ``Sweep.best``) or
+        ``"held-out"``: also run :func:`held_out_selection` (``splits`` random half splits seeded by
+        ``select_seed``) and attach it as ``Sweep.held_out``.
     **metric_kw : metric options (``k`` for kNN metrics, ``kernel``/``sigma`` for CKA, ``dim`` for SVCCA).
 
     Returns
     -------
-    :class:`Sweep` with ``scores`` (Lx, Ly), ``best`` and ``best_layers`` (i, j).
+    :class:`Sweep` with ``scores`` (Lx, Ly), ``best`` and ``best_layers`` (i, j), and ``held_out``.
     """
+    select = check_choice(select, "select", SELECT_RULES)
     cx = cache_layers(X, metric, name="X", **metric_kw)
     cy = cx if Y is X else cache_layers(Y, metric, name="Y", device=cx.device, **metric_kw)
-    return sweep_caches(cx, cy)
+    result = sweep_caches(cx, cy)
+    if select == "held-out":
+        result.held_out = held_out_selection(cx.layers, cy.layers, metric, splits, select_seed, **metric_kw)
+    return result
 
 
 def sweep_many(X: object, Ys: Sequence[object], metric: str = "mutual_knn", **metric_kw: Any) -> list[Sweep]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from prh._sweep import SELECT_RULES
 from prh._validation import (
     ConfigFields,
     check_bool,
@@ -61,6 +62,14 @@ class AlignConfig(ConfigFields):
     shuffle_control : bool, default False
         Also score every cross-modal pair with the language model's rows shuffled (one fixed permutation from
         ``seed``): the chance level of each score.
+    select : str, default ``"same-items"``
+        Layer selection: ``"same-items"`` reports the best layer pair scored on the items that chose it (biased
+        upward); ``"held-out"`` also chooses the best pair on one random half of the items and scores it on the
+        other, over ``select_splits`` splits (see :func:`prh._sweep.held_out_selection`; adds ``held_out``,
+        ``held_out_low``, ``held_out_high``, ``same_items_half``, ``held_out_layer_x``, ``held_out_layer_y``,
+        ``held_out_share``).
+    select_splits : int, default 20
+        Random half splits S of held-out selection (>= 1).
 
     Raises
     ------
@@ -91,6 +100,8 @@ class AlignConfig(ConfigFields):
     q: float = 0.95
     pool: str | None = None
     shuffle_control: bool = False
+    select: str = "same-items"
+    select_splits: int = 20
 
     def __post_init__(self) -> None:
         from prh.metrics import names as metric_names
@@ -124,6 +135,13 @@ class AlignConfig(ConfigFields):
             "q": check_quantile(self.q, "q"),
             "pool": None if self.pool is None else check_choice(self.pool, "pool", POOLS),
             "shuffle_control": check_bool(self.shuffle_control, "shuffle_control"),
+            "select": check_choice(self.select, "select", SELECT_RULES),
+            "select_splits": check_int(
+                self.select_splits,
+                "select_splits",
+                minimum=1,
+                hint="random half splits of held-out selection",
+            ),
         }
         if clean["bootstrap"] == 1:
             raise InputError(

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from prh._prepare import prepare
-from prh._sweep import LayerCaches, cache_layers, sweep_caches
+from prh._sweep import LayerCaches, cache_layers, held_out_selection, sweep_caches
 from prh.align.config import AlignConfig
 from prh.atomic import atomic_write_group
 from prh.errors import InputError
@@ -53,6 +53,16 @@ TABLE_COLUMNS = [
     "control",
 ]
 STATS_COLUMNS = ["tau", "p_value", "calibrated_score", "ci_low", "ci_high"]
+#: the columns of held-out layer selection (``AlignConfig(select="held-out")``)
+HELD_OUT_COLUMNS = [
+    "held_out",
+    "held_out_low",
+    "held_out_high",
+    "same_items_half",
+    "held_out_layer_x",
+    "held_out_layer_y",
+    "held_out_share",
+]
 
 
 @dataclass
@@ -402,6 +412,8 @@ class PairGrid:
                     row = self._row(metric, control, x, y, n, result)
                     if self.calibrate or self.bootstrap:
                         row.update(self._statistics(metric, kw, cx, cy, x, y, result))
+                    if self.config.select == "held-out":
+                        row.update(self._held_out(metric, kw, cx, cy))
                     (real_rows if control == "none" else control_rows).append(row)
                     grids = real_grids if control == "none" else control_grids
                     grids[Results.grid_key(metric, control, x.name, y.name)] = result.scores
@@ -415,6 +427,7 @@ class PairGrid:
         rows = real_rows + control_rows
         grids = {**real_grids, **control_grids}
         columns = TABLE_COLUMNS + ([c for c in STATS_COLUMNS] if (self.calibrate or self.bootstrap) else [])
+        columns += HELD_OUT_COLUMNS if self.config.select == "held-out" else []
         table = pd.DataFrame(rows, columns=columns)
         provenance = self._provenance(n, time.perf_counter() - start)
         return Results(table, grids, provenance)
@@ -444,6 +457,21 @@ class PairGrid:
             "imagenet_top1_x": x.imagenet_top1,
             "imagenet_top1_y": y.imagenet_top1,
             "control": control,
+        }
+
+    def _held_out(self, metric: str, kw: dict, cx: LayerCaches, cy: LayerCaches) -> dict:
+        """Held-out layer selection of one pair (best pair chosen on half the items, scored on the other half)."""
+        held = held_out_selection(cx.layers, cy.layers, metric, self.config.select_splits, self.seed, **kw)
+        (li, lj), share = held.top_pair
+        low, high = held.interval
+        return {
+            "held_out": held.mean,
+            "held_out_low": low,
+            "held_out_high": high,
+            "same_items_half": float(held.same_items.mean()),
+            "held_out_layer_x": li,
+            "held_out_layer_y": lj,
+            "held_out_share": share,
         }
 
     def _statistics(self, metric, kw, cx, cy, x, y, result) -> dict:

@@ -51,6 +51,9 @@ def _pair_table(title: str, rows: pd.DataFrame, top: int):
         table.add_column("calib.", justify="right")
     if has_ci:
         table.add_column("95% CI", justify="right")
+    has_held = "held_out" in rows.columns and rows["held_out"].notna().any()
+    if has_held:
+        table.add_column("held-out (spread)", justify="right")
     for _, r in rows.sort_values("score", ascending=False).head(top).iterrows():
         cells = [
             str(r["model_x"]),
@@ -65,6 +68,11 @@ def _pair_table(title: str, rows: pd.DataFrame, top: int):
             ]
         if has_ci:
             cells.append(f"{r['ci_low']:.3f}–{r['ci_high']:.3f}" if r["ci_low"] == r["ci_low"] else "")
+        if has_held:
+            held = r["held_out"]
+            cells.append(
+                f"{held:.3f} ({r['held_out_low']:.3f}–{r['held_out_high']:.3f})" if held == held else ""
+            )
         table.add_row(*cells)
     return table
 

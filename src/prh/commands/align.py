@@ -45,6 +45,14 @@ def register(app: typer.Typer) -> None:
             0, "--bootstrap", help="Resamples for a confidence interval of each best score."
         ),
         alpha: float = typer.Option(0.05, "--alpha", help="Significance level."),
+        select: str = typer.Option(
+            "same-items",
+            "--select",
+            help="Layer selection: same-items, or held-out (choose the pair on half the items, score the other).",
+        ),
+        select_splits: int = typer.Option(
+            20, "--select-splits", help="Random half splits of --select held-out."
+        ),
         shuffle_control: bool = typer.Option(
             False, "--shuffle-control", help="Add cross-modal pairs with captions shuffled."
         ),
@@ -93,6 +101,8 @@ def register(app: typer.Typer) -> None:
             q=q,
             pool=pool,
             shuffle_control=shuffle_control,
+            select=select,
+            select_splits=select_splits,
         )
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
         load_models_files(models_file, trust_code)
