@@ -39,7 +39,8 @@ test-fast: $(VENV)/.dev
 	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/sweep.py

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib
+import os
 import platform
 
 #: prh's version (the distribution's version in pyproject.toml).
@@ -49,4 +50,15 @@ def run_stamp(
     return out
 
 
-__all__ = ["VERSION", "run_stamp", "utc_now"]
+def describe_machine() -> str:
+    """This machine in words, e.g. ``"2-core AMD EPYC 7B13 machine"`` (where a run's times were measured)."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        cpu = platform.processor()
+    return " ".join(filter(None, [f"{os.cpu_count() or '?'}-core", cpu or platform.machine(), "machine"]))
+
+
+__all__ = ["VERSION", "describe_machine", "run_stamp", "utc_now"]

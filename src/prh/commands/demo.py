@@ -45,12 +45,6 @@ def register(app: typer.Typer) -> None:
             None, "--models-file", help="TOML file with your own models/sets."
         ),
         trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
-        write_readme: Path = typer.Option(
-            None,
-            "--write-readme",
-            help="Also rewrite the demo section of this README (between its <!-- DEMO-RESULTS --> and "
-            "<!-- /DEMO-RESULTS --> lines) from this run's results and times.",
-        ),
     ) -> None:
         """Run the main job offline: extract (or reuse) features, align every pair, control, report."""
         from rich.console import Console
@@ -68,10 +62,6 @@ def register(app: typer.Typer) -> None:
 
         load_models_files(models_file, trust_code)
         check_out_dir(out)
-        if write_readme is not None:
-            from prh.report.readme import check_readme
-
-            check_readme(write_readme)  # a README without the markers fails now, not after the run
         started = time.perf_counter()
         n = n or (256 if fast else 1024)
         config = (
@@ -138,6 +128,14 @@ def register(app: typer.Typer) -> None:
             demo_probes(usable, feature_store, dataset, out, seed)
             competence_done = time.perf_counter()
             console.rule("[bold]4/4 report")
+            _save_run_times(
+                out,
+                started,
+                features_done,
+                alignment_done,
+                competence_done,
+                (feature_store, dataset, usable, config.pool, results),
+            )
             report = build_report(out)
         except OSError as err:  # the alignment results are safe in --out: say so, as `prh align` does
             from prh.errors import InputError
@@ -149,25 +147,23 @@ def register(app: typer.Typer) -> None:
             ) from None
         print_summary(results)
         console.print(f"report: [bold]{report}[/bold]   table: {out / 'results.csv'}")
-        if write_readme is not None:
-            from prh.report.competence import COMPETENCE_DIR
-            from prh.report.readme import RunTimes, stored_extraction_seconds
-            from prh.report.readme import write_readme as write_readme_section
 
-            done = time.perf_counter()
-            seconds = {
-                "total": done - started,
-                "features": features_done - started,
-                "alignment": alignment_done - features_done,
-                "competence": competence_done - alignment_done,
-                "report": done - competence_done,
-            }
-            extraction = stored_extraction_seconds(feature_store, dataset, usable, config.pool)
-            write_readme_section(
-                write_readme,
-                results,
-                times=RunTimes(seconds=seconds, extraction=extraction),
-                competence=out / COMPETENCE_DIR,  # the probes of step 3 (absent when they were skipped)
-                source=str(out),
-            )
-            console.print(f"README demo section rewritten from this run: {write_readme}")
+
+def _save_run_times(
+    out: Path, started: float, features: float, alignment: float, competence: float, stored
+) -> None:
+    """Record the demo's wall time per stage and each model's stored extraction time in ``<out>/run_times.json``,
+    where the report's findings quote them (the report's own time is not known yet, so not recorded)."""
+    from prh._provenance import describe_machine
+    from prh.report.findings import RunTimes, stored_extraction_seconds
+
+    feature_store, dataset, specs, pool, results = stored
+    seconds = {
+        "total": competence - started,
+        "features": features - started,
+        "alignment": alignment - features,
+        "competence": competence - alignment,
+    }
+    extraction = stored_extraction_seconds(feature_store, dataset, specs, pool)
+    created = (results.provenance or {}).get("created")
+    RunTimes(seconds, extraction, describe_machine(), created).save(out)

@@ -13,6 +13,7 @@ from prh.atomic import atomic_write_text
 from prh.errors import InputError
 from prh.report import competence as report_competence
 from prh.report import figures
+from prh.report import findings as report_findings
 from prh.report import sections as report_sections
 
 ATTRIBUTION = (
@@ -22,7 +23,8 @@ ATTRIBUTION = (
 
 
 def summary_lines(results: Results, metric: str = "mutual_knn") -> list[str]:
-    """Plain-language findings: best cross-modal pair, the shuffled control, chance level, significance."""
+    """The findings in short lines for the terminal: best cross-modal pair, the shuffled control, chance level,
+    significance (the report's own section is :mod:`prh.report.findings`)."""
     t = results.table
     lines = []
     main = t[(t["metric"] == metric) & (t["control"] == "none")]
@@ -141,7 +143,7 @@ def build_report(
         lambda p: figures.control_plot(results, metric, p),
     )
 
-    findings = summary_lines(results, metric)
+    findings = report_findings.findings_section(results, out, metric)  # (markdown, html) or None
     top = report_competence.flag_input_pairs(_top_table(results, metric), results)
     prov = results.provenance
     dataset = prov.get("dataset") or {}
@@ -158,8 +160,9 @@ def build_report(
         f"fingerprint <code>{html.escape(str(dataset.get('fingerprint', '?'))[:16])}</code>; metrics "
         f"{html.escape(', '.join(metrics))}; k={prov.get('k')}; permutations K={prov.get('calibrate_K')}; "
         f"prh {html.escape(str(prov.get('prh_version')))}, {html.escape(str(prov.get('created')))}</p>",
-        "<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in findings) + "</ul>",
     ]
+    if findings is not None:
+        body.append("<h2>Findings</h2>" + findings[1])
     for title, src, caption in sections:
         body.append(
             f"<h2>{html.escape(title)}</h2><figure><img src='{src}' alt='{html.escape(title)}'>"
@@ -196,7 +199,8 @@ def build_report(
         f"Dataset {dataset.get('name', '?')}, N={prov.get('N')}, metrics {', '.join(metrics)}.",
         "",
     ]
-    md += [f"- {s}" for s in findings] + [""]
+    if findings is not None:
+        md += ["## Findings", "", findings[0]]
     for title, src, caption in sections:
         md += [f"## {title}", "", f"![{title}]({src})", "", caption, ""]
     md += [

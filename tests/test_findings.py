@@ -1,4 +1,5 @@
-"""The README's demo section is generated from a run's results (prh.report.readme), and written atomically."""
+"""The findings section of every report (prh.report.findings): each number it quotes, computed here again from the
+results and the saved tables."""
 
 from __future__ import annotations
 
@@ -8,22 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import prh.atomic
 from prh.align import STATS_COLUMNS, TABLE_COLUMNS, Results
 from prh.competence import CompetenceResults, ProbeConfig
 from prh.competence.runner import PROBE_COLUMNS
 from prh.errors import InputError
-from prh.report.readme import (
-    END_MARKER,
-    START_MARKER,
+from prh.report import build_report
+from prh.report.findings import (
     RunTimes,
-    check_readme,
-    demo_numbers,
+    findings_numbers,
+    findings_section,
     format_duration,
-    render_demo_block,
-    replace_block,
-    write_readme,
-    write_readme_block,
+    markdown_to_html,
+    render_findings,
 )
 
 N, K_NN, K_PERM, B = 512, 10, 99, 50
@@ -104,12 +101,6 @@ def results() -> Results:
     return Results(pd.DataFrame(rows, columns=TABLE_COLUMNS + STATS_COLUMNS), {}, provenance)
 
 
-README = (
-    "# project\n\nintro text that must stay\n\n"
-    f"{START_MARKER}\nold numbers pasted by hand: 0.162, 16.6x chance\n{END_MARKER}\n\n## Using it\n\nmore text\n"
-)
-
-
 def _items(text: str) -> list[str]:
     """Paragraphs and bullet items of the markdown, each on one line (the block is wrapped)."""
     return [" ".join(item.split()) for item in re.split(r"\n(?=- )|\n\n", text)]
@@ -119,27 +110,9 @@ def _numbers(text: str) -> list[float]:
     return [float(v) for v in re.findall(r"\d+\.\d+", text)]
 
 
-def test_block_is_replaced_and_text_outside_the_markers_is_untouched(tmp_path, results):
-    readme = tmp_path / "README.md"
-    readme.write_text(README, encoding="utf-8")
-    times = RunTimes(seconds={"total": 694.2, "features": 600, "alignment": 90, "report": 4.2})
-    write_readme(readme, results, times=times)
-    new = readme.read_text(encoding="utf-8")
-    before, after = README.split(START_MARKER)[0], README.split(END_MARKER)[1]
-    assert new.startswith(before + START_MARKER + "\n") and new.endswith(END_MARKER + after)
-    assert "old numbers pasted by hand" not in new
-    block = new[len(before) + len(START_MARKER) : -len(END_MARKER + after)]
-    assert block == "\n" + render_demo_block(results, times=times)
-    flat = " ".join(block.split())
-    assert "took 11 min 34 s" in flat and "features 10 min 0 s, alignment 1 min 30 s, report 4 s" in flat
-    # running it again changes nothing
-    write_readme(readme, results, times=times)
-    assert readme.read_text(encoding="utf-8") == new
-
-
 def test_numbers_in_the_text_are_the_numbers_of_the_results(results):
     t = results.table
-    text = render_demo_block(results)
+    text = render_findings(results)
     items = _items(text)
     cross = t[(t["control"] == "none") & (t["modality_x"] != t["modality_y"])]
     control = t[t["control"] != "none"]
@@ -180,11 +153,12 @@ def test_numbers_in_the_text_are_the_numbers_of_the_results(results):
     assert "scores above every shuffled one" in ctrl
     assert f"0 of {len(control)} shuffled pairs are significant" in ctrl
     flat = " ".join(items)
-    assert f"chance is k/(N−1) = {chance:.4f}" in flat
-    assert f"pairs {N} OpenMoji images" in flat and f"K = {K_PERM}" in flat and f"{B} half-size" in flat
-    assert "fresh clone" not in flat  # not measured by the run: written only when given
+    assert f"chance (the metric's expected score for unrelated inputs) is {chance:.4f}" in flat
+    assert f"pairs {N} images with captions from `openmoji-n512`" in flat
+    assert f"K = {K_PERM}" in flat and f"{B} half-size" in flat
+    assert "took" not in flat  # no times given, none quoted
 
-    num = demo_numbers(results)
+    num = findings_numbers(results)
     assert num.n_significant == n_sig and num.p_floor == pytest.approx(1 / (K_PERM + 1))
     assert num.competence_counts == {
         "vision ImageNet top-1": 2,
@@ -194,77 +168,92 @@ def test_numbers_in_the_text_are_the_numbers_of_the_results(results):
 
 
 def test_times_come_from_arguments(results):
-    text = render_demo_block(
+    text = render_findings(
         results,
         times=RunTimes(
-            fresh_clone_seconds=694,
+            seconds={"total": 694.2, "features": 600, "alignment": 90, "competence": 4.2},
             machine="2-core test VM",
             extraction={"vis-small": 70.2, "enc-a": 3.1, "lm-b": 500.4},
         ),
     )
     text = " ".join(text.split())
     assert (
-        "On a fresh clone with nothing but Python, `make demo` took 11 min 34 s on a 2-core test VM" in text
+        "The run behind these numbers took 11 min 34 s on a 2-core test VM (features 10 min 0 s, alignment 1 min "
+        "30 s, competence 4 s)" in text
     )
     assert "took 9 min 34 s in all when they were computed" in text and "slowest `lm-b`, 8 min 20 s" in text
     assert format_duration(8.4) == "8 s" and format_duration(3725) == "1 h 2 min"
 
 
-def test_the_write_is_atomic(tmp_path, results, monkeypatch):
-    readme = tmp_path / "README.md"
-    readme.write_text(README, encoding="utf-8")
-
-    def fail(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(prh.atomic.os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
-        write_readme(readme, results)
-    assert readme.read_text(encoding="utf-8") == README
-    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary file left behind
-
-
-@pytest.mark.parametrize(
-    "text, missing",
-    [
-        ("# no markers at all\n", START_MARKER),
-        (f"# only the start\n{START_MARKER}\nold\n", END_MARKER),
-        (f"{START_MARKER}\n{START_MARKER}\n{END_MARKER}\n", START_MARKER),
-    ],
-)
-def test_a_readme_without_markers_is_a_clear_error(tmp_path, results, text, missing):
-    readme = tmp_path / "README.md"
-    readme.write_text(text, encoding="utf-8")
-    with pytest.raises(InputError, match=re.escape(missing)) as err:
-        write_readme_block(readme, render_demo_block(results))
-    assert "put a line" in str(err.value)  # says how to fix it
-    assert readme.read_text(encoding="utf-8") == text
-    with pytest.raises(
-        InputError, match=re.escape(missing)
-    ):  # what `prh demo --write-readme` checks up front
-        check_readme(readme)
+def test_chance_is_the_metric_s_own_null_expectation(results):
+    """Chance comes from the metric's spec at the run's N and options, not from a formula of one metric: with
+    another k in the provenance the quoted chance follows it, and a metric whose null is 0 gets no ratio."""
+    other_k = 7
+    provenance = {**results.provenance, "metrics": {"mutual_knn": {"k": other_k}}}
+    num = findings_numbers(Results(results.table, {}, provenance))
+    assert num.chance == pytest.approx(other_k / (N - 1))
+    assert num.best.times_chance == pytest.approx(0.1611 / (other_k / (N - 1)))
+    t = results.table.copy()
+    t["metric"] = "unbiased_cka"
+    t["k"] = np.nan
+    cka = Results(t, {}, {**results.provenance, "metrics": {"unbiased_cka": {}}})
+    num = findings_numbers(cka, metric="unbiased_cka")
+    assert num.chance == 0.0 and np.isnan(num.best.times_chance)
+    flat = " ".join(render_findings(cka, metric="unbiased_cka").split())
+    assert "is 0.0000" in flat and "× chance" not in flat
+    t["metric"] = "cka"  # biased CKA states no null expectation: no chance is quoted
+    biased = Results(t, {}, {**results.provenance, "metrics": {"cka": {}}})
+    assert findings_numbers(biased, metric="cka").chance is None
+    flat = " ".join(render_findings(biased, metric="cka").split())
+    assert (
+        "expected score for unrelated inputs" not in flat
+        and "× chance" not in flat
+        and "(chance " not in flat
+    )
 
 
-def test_end_marker_before_start_and_missing_file(tmp_path):
-    with pytest.raises(InputError, match="comes before"):
-        replace_block(f"{END_MARKER}\n{START_MARKER}\n", "x")
-    with pytest.raises(InputError, match="no such file"):
-        write_readme_block(tmp_path / "nope.md", "x")
+def test_the_report_has_the_findings_section(tmp_path, results):
+    out = tmp_path / "run"
+    for _, r in results.table.iterrows():  # the report draws the layer grid of the best pair
+        results.grids[Results.grid_key(r.metric, r.control, r.model_x, r.model_y)] = np.full(
+            (10, 12), r.score
+        )
+    results.save(out)
+    build_report(out)
+    md = (out / "report.md").read_text(encoding="utf-8")
+    expected = render_findings(Results.load(out), competence=out / "competence", source=str(out))
+    assert f"## Findings\n\n<!-- findings metric=mutual_knn -->\n{expected}<!-- /findings -->" in md
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Findings</h2>" + markdown_to_html(expected) in page
+    assert "<li>best cross-modal pair: <code>vis-large</code> × <code>enc-a</code>, 0.161" in page
 
 
-def test_crlf_readme_keeps_its_line_endings(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_bytes(README.replace("\n", "\r\n").encode())
-    write_readme_block(readme, "line one\nline two\n")
-    data = readme.read_bytes().decode()
-    assert "\r\nline one\r\nline two\r\n" + END_MARKER in data and "\n" not in data.replace("\r\n", "")
+def test_times_recorded_in_the_folder_are_quoted_only_for_their_own_run(tmp_path, results):
+    out = tmp_path / "run"
+    results.save(out)
+    created = results.provenance["created"]
+    RunTimes({"total": 65.0, "alignment": 20.0}, {"vis-small": 5.0}, "test VM", created).save(out)
+    md, _ = findings_section(Results.load(out), out)
+    assert "The run behind these numbers took 1 min 5 s on a test VM (alignment 20 s)" in " ".join(md.split())
+    RunTimes({"total": 65.0}, None, "test VM", "an earlier run").save(out)  # left by another run: not quoted
+    md, _ = findings_section(Results.load(out), out)
+    assert "1 min 5 s" not in md and "took" not in md
+    wall = Results(results.table, {}, {**results.provenance, "wall_time_s": 125.0})
+    md, _ = findings_section(wall, out)
+    assert "The alignment behind these numbers took 2 min 5 s." in " ".join(md.split())
+
+
+def test_markdown_to_html_escapes_and_keeps_lists():
+    assert markdown_to_html("a <b> `x`\nwraps\n\n- one *two*\n  more\n- three") == (
+        "<p>a &lt;b&gt; <code>x</code> wraps</p>\n<ul><li>one <em>two</em> more</li><li>three</li></ul>"
+    )
 
 
 def test_results_without_a_cross_modal_pair_are_refused(results):
     t = results.table
     within = Results(t[t["modality_x"] == t["modality_y"]].reset_index(drop=True), {}, results.provenance)
     with pytest.raises(InputError, match="no cross-modal"):
-        render_demo_block(within)
+        render_findings(within)
 
 
 # ------------------------------------------------------------------------------------ measured competence
@@ -365,7 +354,7 @@ def _paragraph(text: str) -> str:
 
 
 def _expected(results: Results, folder) -> dict:
-    """The paragraph's numbers computed from the saved files (not from prh.report.readme)."""
+    """The paragraph's numbers computed from the saved files (not from prh.report.findings)."""
     from scipy.stats import spearmanr
 
     t = pd.read_csv(folder / "probes.csv")
@@ -395,7 +384,7 @@ def _expected(results: Results, folder) -> dict:
 
 def test_the_competence_paragraph_quotes_the_saved_probe_tables(tmp_path, wide_results):
     folder = _competence_results(list(PROBES)).save(tmp_path / "competence")
-    text = render_demo_block(wide_results, competence=folder)
+    text = render_findings(wide_results, competence=folder)
     para = _paragraph(text)
     e = _expected(wide_results, folder)
     lin, knn = e["linear"], e["knn"]
@@ -439,7 +428,7 @@ def test_the_competence_paragraph_quotes_the_saved_probe_tables(tmp_path, wide_r
         round(rho_v, 2),
         round(rho_l, 2),
     ]
-    num = demo_numbers(wide_results, competence=CompetenceResults.load(folder))
+    num = findings_numbers(wide_results, competence=CompetenceResults.load(folder))
     assert num.probes.beat_control == tuple(e["beat"])
     # measured competence replaces the reported-figure panel counts (those are the report's panels without it)
     flat = " ".join(text.split())
@@ -448,7 +437,7 @@ def test_the_competence_paragraph_quotes_the_saved_probe_tables(tmp_path, wide_r
 
 def test_too_few_models_for_a_rank_correlation_are_said_plainly(tmp_path, results):
     folder = _competence_results(["vis-small", "vis-large", "enc-a", "lm-b"]).save(tmp_path / "competence")
-    para = _paragraph(render_demo_block(results, competence=folder))
+    para = _paragraph(render_findings(results, competence=folder))
     assert "too few vision models for a rank correlation (2; 3 needed)" in para
     assert "too few language models for a rank correlation (2; 3 needed)" in para
     assert "ρ" not in para and "read the sign" not in para
@@ -462,33 +451,21 @@ def test_too_few_models_for_a_rank_correlation_are_said_plainly(tmp_path, result
         "rows." in para
     )
     assert "Testing the paper's trend itself needs" in " ".join(
-        render_demo_block(results, competence=folder).split()
+        render_findings(results, competence=folder).split()
     )
 
 
 def test_without_competence_tables_there_is_no_probe_paragraph(tmp_path, results):
-    plain = render_demo_block(results)
+    plain = render_findings(results)
     assert "Measured competence" not in plain and "label-shuffled" not in plain
     assert "alignment-vs-competence panels of the report have 2 models each" in " ".join(plain.split())
     # an empty or missing folder (the demo skipped the probes) renders the same block
     (tmp_path / "competence").mkdir()
-    assert render_demo_block(results, competence=tmp_path / "competence") == plain
-    assert render_demo_block(results, competence=tmp_path / "nowhere") == plain
+    assert render_findings(results, competence=tmp_path / "competence") == plain
+    assert render_findings(results, competence=tmp_path / "nowhere") == plain
     # tables measured on other data than the alignment (a folder left from another run) are not quoted
     other = _competence_results(list(PROBES), fingerprint="another dataset")
-    assert render_demo_block(results, competence=other) == plain
-
-
-def test_write_readme_from_a_results_folder_reads_its_competence_tables(tmp_path, wide_results):
-    out = tmp_path / "results"
-    wide_results.save(out)
-    folder = _competence_results(list(PROBES)).save(out / "competence")
-    readme = tmp_path / "README.md"
-    readme.write_text(README, encoding="utf-8")
-    write_readme(readme, out)
-    text = readme.read_text(encoding="utf-8")
-    assert render_demo_block(Results.load(out), competence=folder, source=str(out)) in text
-    assert "Measured competence" in text
+    assert render_findings(results, competence=other) == plain
 
 
 def test_the_reported_imagenet_figure_stays_a_side_remark_that_is_true(tmp_path, wide_results):
@@ -498,7 +475,7 @@ def test_the_reported_imagenet_figure_stays_a_side_remark_that_is_true(tmp_path,
     t.loc[t["model_x"] == "vis-mid", "imagenet_top1_x"] = 78.0  # three rated vision models
     rated = Results(t, {}, wide_results.provenance)
     folder = _competence_results(list(PROBES)).save(tmp_path / "competence")
-    flat = " ".join(render_demo_block(rated, competence=folder).split())
+    flat = " ".join(render_findings(rated, competence=folder).split())
     mean = t.groupby("model_x")["score"].mean()
     top1 = t.groupby("model_x")["imagenet_top1_x"].first()
     rho = spearmanr(mean, top1[mean.index]).statistic

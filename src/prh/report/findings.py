@@ -1,26 +1,29 @@
-"""The README's "What `make demo` shows" section, generated from a saved demo run instead of pasted by hand.
+"""The findings of a run in words, with their numbers: the "Findings" section of every report.
 
-:func:`demo_numbers` reads every figure the section quotes from the demo's :class:`~prh.align.Results` (the table
-with its calibration and interval columns, the shuffled-caption control rows and the provenance);
-:func:`render_demo_block` turns them into the markdown section; :func:`replace_block` / :func:`write_readme_block`
-put it between the ``<!-- DEMO-RESULTS -->`` and ``<!-- /DEMO-RESULTS -->`` markers of a README, atomically.
-`prh demo --write-readme README.md` does all three after the run.
+:func:`findings_numbers` reads every figure the section quotes from a run's :class:`~prh.align.Results` (the table
+with its calibration and interval columns, the shuffled-caption control rows and the provenance): the best
+cross-modal pair, chance (the metric's own null expectation, :attr:`prh.metrics.registry.MetricSpec.null_expectation`,
+at the run's N and options), the control, significance, and the reported-competence trend. :func:`render_findings`
+turns them into markdown paragraphs; :func:`findings_section` gives the report its section (markdown and HTML)
+for a results folder.
 
-When the run also measured competence (the demo's transfer probes, ``<out>/competence/``, read with
+When the run also measured competence (transfer probes, ``<out>/competence/``, read with
 :class:`~prh.competence.CompetenceResults`), :func:`probe_numbers` reads what the probes found and the section gets a
 paragraph on them: what was probed, each model's best-layer probe accuracy, the label-shuffled control, and how the
 models' cross-modal alignment ranks against their measured accuracy.
 
-Only what the results (or the run itself) measured is written. Wall times come from arguments (:class:`RunTimes`):
-the demo passes its own elapsed time per stage; the time of a whole fresh clone (installs included) cannot be known by
-the demo and is written only when given (``fresh_clone_seconds``).
+Only what the run measured is written. Wall times come from :class:`RunTimes`: the run's own record
+(``<out>/run_times.json``, written by `prh demo` with its time per stage and each model's extraction time from the
+feature store), else the alignment's wall time in the provenance.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import math
 import os
-import platform
+import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,14 +33,19 @@ from pathlib import Path
 import pandas as pd
 
 from prh.align.engine import Results
-from prh.atomic import atomic_write
+from prh.atomic import atomic_write_text
 from prh.competence import CompetenceResults
 from prh.errors import InputError
 from prh.report.competence import COMPETENCE_DIR, COMPETENCE_PROBE
 from prh.report.figures import mean_cross_modal, models_by_modality
 
-START_MARKER = "<!-- DEMO-RESULTS -->"
-END_MARKER = "<!-- /DEMO-RESULTS -->"
+#: Lines that enclose the section in report.md (the start line names the metric the findings are about), so that
+#: other tools (the README's demo block) can copy it.
+START_MARKER = "<!-- findings metric={metric} -->"
+END_MARKER = "<!-- /findings -->"
+
+#: The run's own record of its wall times, in the results folder (:meth:`RunTimes.save`).
+RUN_TIMES_FILE = "run_times.json"
 
 #: How the section names the metrics (others are written as their registry name in backticks).
 METRIC_NAMES = {
@@ -54,7 +62,7 @@ METRIC_NAMES = {
 #: Language-model groups compared in the section, by adapter.
 LANGUAGE_GROUPS = {"hf-text-encoder": "sentence encoders", "hf-causal-lm": "causal LMs"}
 
-#: Line width of the generated markdown (the README's own wrapping).
+#: Line width of the generated markdown.
 WIDTH = 116
 
 #: Confidence level of the intervals when the provenance does not record one (the engine's bootstrap default).
@@ -77,14 +85,47 @@ class RunTimes:
         ``alignment``, ``competence``, ``report`` (what `prh demo` measured).
     extraction : each model's extraction time in seconds as recorded when its features were computed
         (:func:`stored_extraction_seconds`).
-    fresh_clone_seconds : time of `make demo` on a fresh clone, installs included (measured outside prh).
-    machine : the machine in words (default: :func:`describe_machine` of this machine).
+    machine : the machine the run used, in words (:func:`prh._provenance.describe_machine`); None leaves it out.
+    created : the ``created`` time of the results these times belong to (their provenance), so that times left in a
+        folder by an earlier run are not quoted for a later one.
     """
 
     seconds: Mapping[str, float] | None = None
     extraction: Mapping[str, float] | None = None
-    fresh_clone_seconds: float | None = None
     machine: str | None = None
+    created: str | None = None
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write these times to ``<out_dir>/run_times.json`` (atomically) for the report to quote."""
+        data = {"seconds": dict(self.seconds or {}), "extraction": dict(self.extraction or {})}
+        data.update(machine=self.machine, created=self.created)
+        return atomic_write_text(Path(out_dir) / RUN_TIMES_FILE, json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> RunTimes | None:
+        """The times :meth:`save` wrote to ``out_dir``; None when there are none (or the file is unreadable)."""
+        try:
+            data = json.loads((Path(out_dir) / RUN_TIMES_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        return cls(
+            data.get("seconds") or None,
+            data.get("extraction") or None,
+            data.get("machine"),
+            data.get("created"),
+        )
+
+    @classmethod
+    def of(cls, results: Results, out_dir: str | os.PathLike | None = None) -> RunTimes:
+        """The run's recorded times (:meth:`load` from ``out_dir``, when they belong to ``results``: same
+        ``created``), else the alignment's wall time from the provenance of ``results``."""
+        saved = cls.load(out_dir) if out_dir is not None else None
+        if saved is not None and saved.created == (results.provenance or {}).get("created"):
+            return saved
+        wall = _num((results.provenance or {}).get("wall_time_s"))
+        return cls(seconds={"alignment": wall}) if wall is not None else cls()
 
 
 @dataclass(frozen=True)
@@ -163,20 +204,22 @@ class GroupRange:
 
 
 @dataclass(frozen=True)
-class DemoNumbers:
-    """Every number the README section quotes, read from one demo run's results.
+class Findings:
+    """Every number the findings section quotes, read from one run's results.
 
     Attributes
     ----------
     dataset, n : dataset name and number of pairs N.
     metric : the metric the section is about (``"mutual_knn"``); ``metrics`` all metrics of the run.
-    k : neighbours (None for metrics without k); ``chance`` = k/(N-1) for mutual kNN, else None.
+    k : neighbours (None for metrics without k).
+    chance : the metric's expected score for unrelated inputs at this N and the run's options
+        (:attr:`~prh.metrics.registry.MetricSpec.null_expectation`); None when the metric does not know it.
     vision, language : model names by modality, smallest first.
     K, B, alpha, ci_level : permutations, subsamples, significance level, interval level (None when off).
     n_cross, n_significant : real cross-modal pairs of ``metric`` and how many have p <= alpha (None: uncalibrated).
     p_min, p_max, p_floor : smallest and largest p of those pairs; 1/(K+1), the smallest a K-permutation test gives.
     calibrated_low, calibrated_high : range of their calibrated scores.
-    best : the best real cross-modal pair.
+    best : the best real cross-modal pair (``times_chance`` is NaN when chance is unknown or zero).
     groups : score ranges of the language-model groups of :data:`LANGUAGE_GROUPS` that the run has.
     control_* : the shuffled-caption control of the cross-modal pairs (None without one): best, mean, number of
         pairs, number significant; ``real_mean`` the mean real score; ``best_over_control`` best real / best control.
@@ -302,14 +345,32 @@ def probe_numbers(
     )
 
 
-def demo_numbers(
+def chance_level(results: Results, metric: str, n: int, k: int | None = None) -> float | None:
+    """The expected score of ``metric`` for unrelated inputs of ``n`` items, with the options the run recorded in
+    its provenance (``k`` from the table when the provenance has none); None when the metric is unknown here or
+    does not state its null expectation."""
+    from prh.metrics.registry import spec as metric_spec
+
+    try:
+        spec = metric_spec(metric)
+    except (KeyError, InputError):
+        return None
+    if spec.null_expectation is None:
+        return None
+    options = {**spec.defaults, **(((results.provenance or {}).get("metrics") or {}).get(metric) or {})}
+    if k is not None and "k" in spec.options():
+        options.setdefault("k", k)
+    return float(spec.null_expectation(n, options))
+
+
+def findings_numbers(
     results: Results, metric: str = "mutual_knn", competence: CompetenceResults | None = None
-) -> DemoNumbers:
-    """Read the numbers of the README section from a demo run's results.
+) -> Findings:
+    """Read the numbers of the findings section from a run's results.
 
     Parameters
     ----------
-    results : :class:`~prh.align.Results` of `prh demo` (or ``Results.load(out_dir)``).
+    results : :class:`~prh.align.Results` of a run (``Results.load(out_dir)``).
     metric : the metric the section reports (default mutual kNN, the paper's main metric).
     competence : the run's measured competence (its transfer probes), or None.
 
@@ -331,13 +392,13 @@ def demo_numbers(
     control = rows[crossing & (rows["control"] != "none")]
     if cross.empty:
         raise InputError(
-            f"these results have no cross-modal {metric} pair (language x vision); the README section needs one. "
+            f"these results have no cross-modal {metric} pair (language x vision); the findings need one. "
             "Run `prh demo` (or `prh align` with models of both modalities)."
         )
     n = int(cross["N"].iloc[0])
     k = _num(cross["k"].iloc[0])
     k = int(k) if k is not None else None
-    chance = k / (n - 1) if (metric == "mutual_knn" and k is not None) else None
+    chance = chance_level(results, metric, n, k)
     alpha = float(prov.get("alpha", 0.05))
     K = int(prov["calibrate_K"]) if prov.get("calibrate_K") else None
     B = int(prov["bootstrap_B"]) if prov.get("bootstrap_B") else None
@@ -351,7 +412,7 @@ def demo_numbers(
         layer_y=int(top["best_layer_y"]),
         ci_low=_num(top.get("ci_low")),
         ci_high=_num(top.get("ci_high")),
-        times_chance=float(top["score"]) / chance if chance else float("nan"),
+        times_chance=float(top["score"]) / chance if chance and chance > 0 else float("nan"),
     )
 
     p = cross["p_value"].dropna() if "p_value" in cross.columns else pd.Series(dtype=float)
@@ -389,7 +450,7 @@ def demo_numbers(
     rated = vis.dropna(subset=["imagenet_top1"])
     trend = _spearman(rated["score"], rated["imagenet_top1"]) if len(rated) >= MIN_MODELS_FOR_RHO else None
 
-    return DemoNumbers(
+    return Findings(
         dataset=str((prov.get("dataset") or {}).get("name") or ""),
         n=n,
         metric=metric,
@@ -439,17 +500,6 @@ def format_duration(seconds: float) -> str:
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
-def describe_machine() -> str:
-    """This machine in words, e.g. ``"2-core AMD EPYC 7B13 machine"`` (where the demo ran)."""
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
-    except OSError:
-        cpu = platform.processor()
-    return " ".join(filter(None, [f"{os.cpu_count() or '?'}-core", cpu or platform.machine(), "machine"]))
-
-
 def _names(names: tuple[str, ...] | list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
@@ -471,12 +521,9 @@ def _p_text(p: float, K: int | None) -> str:
     return f"{p:.3g}"
 
 
-def _intro(num: DemoNumbers, results: Results, source: str) -> str:
+def _intro(num: Findings, results: Results, source: str) -> str:
     prov = results.provenance or {}
-    if "openmoji" in num.dataset:
-        data = f"The demo pairs {num.n:,} OpenMoji images with their Unicode names as captions"
-    else:
-        data = f"The demo pairs {num.n:,} images with captions from `{num.dataset or 'the dataset'}`"
+    data = f"The run pairs {num.n:,} images with captions from `{num.dataset or 'the dataset'}`"
     metric_names = []
     for m in num.metrics:
         name = METRIC_NAMES.get(m, f"`{m}`")
@@ -504,13 +551,13 @@ def _intro(num: DemoNumbers, results: Results, source: str) -> str:
     return ", ".join(parts) + f", and writes `{source}/report.html`."
 
 
-def _findings(num: DemoNumbers) -> list[str]:
+def _findings(num: Findings) -> list[str]:
     b = num.best
     name = METRIC_NAMES.get(num.metric, num.metric)
     interval = ""
     if b.ci_low is not None and b.ci_high is not None:
         interval = f"; {num.ci_level:.0%} subsampling interval {b.ci_low:.3f}–{b.ci_high:.3f} at those layers"
-    chance = f", {b.times_chance:.1f}× chance" if num.chance else ""
+    chance = f", {b.times_chance:.1f}× chance" if not math.isnan(b.times_chance) else ""
     lines = [
         f"best cross-modal pair: `{b.model_x}` × `{b.model_y}`, {b.score:.3f} (layers {b.layer_x} and "
         f"{b.layer_y}{interval}){chance};"
@@ -561,8 +608,8 @@ def _findings(num: DemoNumbers) -> list[str]:
     return lines
 
 
-def _control(num: DemoNumbers) -> str:
-    chance = f" (chance k/(N−1) = {num.chance:.4f})" if num.chance else ""
+def _control(num: Findings) -> str:
+    chance = f" (chance {num.chance:.4f})" if num.chance is not None else ""
     text = (
         "The control: the same models with the captions shuffled (row i of the text features no longer describes "
         f"image i). Over {_count(num.control_pairs, 'pair')}{chance} the control gives best {num.control_best:.3f}, "
@@ -586,17 +633,13 @@ def _control(num: DemoNumbers) -> str:
     return text
 
 
-def _timing(
-    seconds: Mapping[str, float] | None,
-    extraction: Mapping[str, float] | None,
-    fresh_clone_seconds: float | None,
-    machine: str,
-) -> str:
+def _timing(times: RunTimes) -> str:
+    seconds, extraction = times.seconds, times.extraction
+    machine = f" on a {times.machine}" if times.machine else ""
     parts = []
-    if fresh_clone_seconds is not None:
+    if seconds and seconds.get("total") is None and seconds.get("alignment") is not None:
         parts.append(
-            f"On a fresh clone with nothing but Python, `make demo` took {format_duration(fresh_clone_seconds)} "
-            f"on a {machine} (installs included)."
+            f"The alignment behind these numbers took {format_duration(seconds['alignment'])}{machine}."
         )
     if seconds and seconds.get("total") is not None:
         stages = [
@@ -606,7 +649,7 @@ def _timing(
         ]
         detail = f" ({', '.join(stages)})" if stages else ""
         parts.append(
-            f"The `prh demo` run behind these numbers took {format_duration(seconds['total'])} on a {machine}"
+            f"The run behind these numbers took {format_duration(seconds['total'])}{machine}"
             f"{detail}; features and alignment results are cached, so a rerun reuses them."
         )
     if extraction:
@@ -651,7 +694,7 @@ def _trend_text(trend: RankTrend) -> str:
     return f"ρ = {trend.rho:.2f} over the {models}"
 
 
-def _probes(num: DemoNumbers) -> str:
+def _probes(num: Findings) -> str:
     """The paragraph on the demo's measured competence (transfer probes)."""
     pr = num.probes
     what = LABEL_NAMES.get(pr.labels, f"`{pr.labels}` label")
@@ -701,7 +744,7 @@ def _probes(num: DemoNumbers) -> str:
     return text + "."
 
 
-def _competence(num: DemoNumbers) -> str:
+def _competence(num: Findings) -> str:
     paper = (
         "the paper's trend needs its larger model families and the WIT pairs (`prh extract`, then "
         "`prh align`, with `--models paper-val --dataset wit_1024`; that needs internet and, in practice, a GPU)."
@@ -729,179 +772,115 @@ def _competence(num: DemoNumbers) -> str:
     return f"{text} — {paper}"
 
 
-def render_demo_block(
+def render_findings(
     results: Results,
     *,
     metric: str = "mutual_knn",
     times: RunTimes | None = None,
     competence: CompetenceResults | str | os.PathLike | None = None,
-    figures: str | None = "docs/img",
-    source: str = "prh-results",
+    source: str = "the results folder",
 ) -> str:
-    """The markdown of the README's demo section (without the markers).
+    """The findings in markdown: paragraphs and one bullet list, wrapped at :data:`WIDTH` (no heading).
 
     Parameters
     ----------
-    results : the demo run's :class:`~prh.align.Results`.
+    results : the run's :class:`~prh.align.Results`.
     metric : the metric the findings are about.
     times : the wall times to quote (:class:`RunTimes`); None leaves them out.
     competence : the run's measured competence: its competence folder (``<out>/competence``) or the loaded
-        :class:`~prh.competence.CompetenceResults`; with it the section has a paragraph on the transfer probes.
+        :class:`~prh.competence.CompetenceResults`; with it there is a paragraph on the transfer probes.
         None, or a folder without probes.csv, leaves that paragraph out.
-    figures : folder of the figures, relative to the README (None: no figure links).
-    source : the results folder named in the generated-by note.
+    source : the results folder, as the text names it.
 
     Returns
     -------
-    str : the section, ending with a newline.
+    str : the markdown, ending with a newline.
+
+    Raises
+    ------
+    InputError
+        When the results hold no real cross-modal pair of ``metric``.
     """
-    num = demo_numbers(results, metric, load_competence(competence))
-    times = times or RunTimes()
-    machine = times.machine or describe_machine()
-    name = METRIC_NAMES.get(num.metric, num.metric)
+    num = findings_numbers(results, metric, load_competence(competence))
     wrap = partial(textwrap.fill, width=WIDTH, break_long_words=False, break_on_hyphens=False)
-    out = [
-        f"<!-- generated from {source} ({num.created or 'unknown date'}) by prh.report.readme, as "
-        "`prh demo --write-readme README.md` does; edit that module, not this block -->",
-        "### What `make demo` shows",
-        "",
-        wrap(_intro(num, results, source)),
-        "",
-    ]
-    if figures is not None:
-        out += [f"![cross-modal {name}]({figures}/cross_modal_{num.metric}.png)", ""]
+    out = [wrap(_intro(num, results, source)), ""]
     read = (
-        "How to read it: each cell is the best score over all layer pairs of a language model (row) and a vision "
-        "model (column)"
+        "How to read it: each cell of the cross-modal figure is the best score over all layer pairs of a language "
+        "model (row) and a vision model (column)"
     )
     if num.chance is not None:
-        read += f"; chance is k/(N−1) = {num.chance:.4f}"
-    out += [wrap(read + ". Measured in the run that made this figure:"), ""]
+        read += f"; chance (the metric's expected score for unrelated inputs) is {num.chance:.4f}"
+    out += [wrap(read + ". Measured in this run:"), ""]
     out += [wrap(f"- {line}", subsequent_indent="  ") for line in _findings(num)]
     out.append("")
     if num.control_pairs:
-        if figures is not None:
-            out += [f"![real vs shuffled captions]({figures}/control_{num.metric}.png)", ""]
         out += [wrap(_control(num)), ""]
     if num.probes is not None:
         out += [wrap(_probes(num)), ""]
-    tail = " ".join(
-        filter(
-            None,
-            [
-                _timing(times.seconds, times.extraction, times.fresh_clone_seconds, machine),
-                _competence(num),
-            ],
-        )
-    )
+    tail = " ".join(filter(None, [_timing(times or RunTimes()), _competence(num)]))
     if tail:
         out += [wrap(tail), ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-# --------------------------------------------------------------------------------------------------- writing
+def _inline_html(text: str) -> str:
+    """One paragraph of the findings' markdown as HTML: escaped, with `code` and *emphasis*."""
+    text = html.escape(" ".join(text.split()), quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
 
 
-def replace_block(text: str, block: str, where: str = "README") -> str:
-    """``text`` with everything between :data:`START_MARKER` and :data:`END_MARKER` replaced by ``block``.
+def markdown_to_html(markdown: str) -> str:
+    """The findings' markdown (paragraphs and ``- `` bullet lists, no other markup) as HTML."""
+    out = []
+    for block in re.split(r"\n\s*\n", markdown.strip()):
+        if block.startswith("- "):
+            items = re.split(r"\n(?=- )", block)
+            out.append("<ul>" + "".join(f"<li>{_inline_html(i[2:])}</li>" for i in items) + "</ul>")
+        elif block.strip():
+            out.append(f"<p>{_inline_html(block)}</p>")
+    return "\n".join(out)
 
-    The marker lines themselves and everything outside them stay byte for byte.
 
-    Raises
-    ------
-    InputError
-        When a marker is missing, repeated, or the end marker comes before the start marker.
+def findings_section(
+    results: Results, out_dir: str | os.PathLike, metric: str = "mutual_knn"
+) -> tuple[str, str] | None:
+    """The report's "Findings" section of the results folder ``out_dir``: ``(markdown, html)``.
+
+    The markdown sits between :data:`START_MARKER` and :data:`END_MARKER` lines; the competence tables
+    (``<out_dir>/competence``) and the run's times (:meth:`RunTimes.of`) are read from the folder. None when the
+    results hold no cross-modal pair of ``metric`` (nothing to find across modalities).
     """
-    fix = (
-        f"put a line `{START_MARKER}` before the demo section of {where} and a line `{END_MARKER}` after it, "
-        "then run again"
-    )
-    for marker in (START_MARKER, END_MARKER):
-        count = text.count(marker)
-        if count != 1:
-            what = "has no" if count == 0 else f"has {count} copies of the"
-            raise InputError(f"{where} {what} marker {marker!r}; {fix}.")
-    start = text.index(START_MARKER) + len(START_MARKER)
-    end = text.index(END_MARKER)
-    if end < start:
-        raise InputError(f"{where}: {END_MARKER!r} comes before {START_MARKER!r}; {fix}.")
-    newline = "\r\n" if "\r\n" in text else "\n"
-    body = block.replace("\r\n", "\n").strip("\n").replace("\n", newline)
-    return text[:start] + newline + body + newline + text[end:]
-
-
-def check_readme(readme: str | os.PathLike) -> Path:
-    """Raise now, before a long run, unless ``readme`` is a file with one demo block between the two markers.
-
-    Raises
-    ------
-    InputError
-        The file is missing, or a marker is missing, repeated or out of order.
-    """
-    path = Path(readme)
-    if not path.is_file():
-        raise InputError(
-            f"--write-readme {path}: no such file; give the README that holds the {START_MARKER} block."
+    out = Path(out_dir)
+    try:
+        text = render_findings(
+            results,
+            metric=metric,
+            times=RunTimes.of(results, out),
+            competence=out / COMPETENCE_DIR,
+            source=str(out_dir),
         )
-    replace_block(path.read_text(encoding="utf-8"), "", where=str(path))
-    return path
-
-
-def write_readme_block(readme: str | os.PathLike, block: str) -> Path:
-    """Replace the demo block of the file ``readme`` with ``block``, atomically (see :func:`replace_block`).
-
-    Raises
-    ------
-    InputError
-        When ``readme`` does not exist or lacks the markers (the file is left untouched).
-    """
-    path = check_readme(readme)
-    with open(path, encoding="utf-8", newline="") as fh:
-        text = fh.read()
-    new = replace_block(text, block, where=str(path))
-    if new != text:
-
-        def write(tmp: str) -> None:  # no newline translation: the README keeps its own line endings
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                fh.write(new)
-
-        atomic_write(path, write)
-    return path
-
-
-def write_readme(
-    readme: str | os.PathLike,
-    results: Results | str | os.PathLike,
-    **render_kw,
-) -> Path:
-    """Render the demo section from ``results`` (a :class:`Results` or a results folder) into ``readme``.
-
-    ``render_kw`` go to :func:`render_demo_block`; given a results folder, its ``competence/`` tables are read too
-    unless ``competence`` is given. Returns the README's path.
-    """
-    if not isinstance(results, Results):
-        render_kw.setdefault("source", str(results))
-        render_kw.setdefault("competence", Path(results) / COMPETENCE_DIR)
-        results = Results.load(results)
-    return write_readme_block(readme, render_demo_block(results, **render_kw))
+    except InputError:
+        return None
+    markdown = f"{START_MARKER.format(metric=metric)}\n{text}{END_MARKER}\n"
+    return markdown, markdown_to_html(text)
 
 
 __all__ = [
     "END_MARKER",
+    "RUN_TIMES_FILE",
     "START_MARKER",
-    "DemoNumbers",
+    "Findings",
     "ProbeNumbers",
     "RankTrend",
     "RunTimes",
-    "check_readme",
-    "demo_numbers",
-    "describe_machine",
+    "chance_level",
+    "findings_numbers",
+    "findings_section",
     "format_duration",
     "load_competence",
+    "markdown_to_html",
     "probe_numbers",
-    "render_demo_block",
-    "replace_block",
+    "render_findings",
     "stored_extraction_seconds",
-    "write_readme",
-    "write_readme_block",
 ]
