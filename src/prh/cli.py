@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "prh.commands.models",
     "prh.commands.zoo",
     "prh.commands.extract",
+    "prh.commands.import_",
     "prh.commands.align",
     "prh.commands.report",
     "prh.commands.demo",

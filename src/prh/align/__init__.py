@@ -7,6 +7,8 @@
   over all layer pairs, with calibration, bootstrap and controls) and :class:`Results` (table, grids, provenance).
 - :mod:`prh.align.pipeline` — :func:`run_alignment`, what `prh align`, `prh demo` and the Ray backend run: resolve
   models, load their stored features, run the :class:`PairGrid`, cache the results under :func:`results_key`.
+- :func:`resolve_names` — model specs of registry names / sets and of models imported into a feature store
+  (`prh import`).
 - :mod:`prh.align.alignment` — :class:`Alignment`, scoring your own features against stored reference models.
 
 Layering: this package uses metrics, sweep, stats and the feature store; it never imports :mod:`prh.report` or
@@ -15,6 +17,7 @@ Layering: this package uses metrics, sweep, stats and the feature store; it neve
 
 from __future__ import annotations
 
+from prh.align._imported import resolve_names
 from prh.align.alignment import Alignment
 from prh.align.config import AlignConfig
 from prh.align.engine import (
@@ -68,6 +71,7 @@ __all__ = [
     "Results",
     "load_features",
     "open_dataset",
+    "resolve_names",
     "results_key",
     "run_alignment",
     "shuffled_control",

@@ -30,12 +30,12 @@ import torch.nn.functional as F
 
 from prh._prepare import prepare
 from prh._sweep import LayerCaches, Sweep, as_layers, cache_layers, sweep_caches
-from prh._validation import check_bool, check_choice, check_int, check_quantile
+from prh._validation import check_bool, check_choice, check_int, check_quantile, check_str
+from prh.align._imported import import_declared, resolve_names
 from prh.align.engine import ModelFeatures, load_features
 from prh.align.pipeline import open_dataset
 from prh.errors import InputError
 from prh.metrics import spec as metric_spec
-from prh.models import resolve_models
 
 #: dtype names :meth:`Alignment.score` takes for ``dtype=`` (rounding of the clamped features, as the reference's
 #: ``dtype`` argument does; arithmetic stays float32/float64).
@@ -152,7 +152,8 @@ class Alignment:
         comma-separated registry model and/or set names (see `prh models`), e.g. ``"offline"``.
     n : number of items the features were extracted on (with ``subset``: the published set's, 1024, if given).
     store : feature store folder (default ``prh-cache/features``).
-    modality : keep only ``"language"`` or ``"vision"`` references (default: all).
+    modality : keep only the references of one modality label (``"language"``, ``"vision"``, or an imported
+        model's label such as ``"brain"``; default: all).
     q : outlier clamp quantile of :func:`prh.prepare` (0 < q <= 1, default 0.95; the same field as
         :attr:`prh.align.AlignConfig.q`), applied to references and to scored features alike.
     device : where to compute (default CPU; ``"cuda"`` keeps caches on the GPU).
@@ -173,7 +174,9 @@ class Alignment:
     ) -> None:
         q = check_quantile(q, "q")  # the same check as AlignConfig.q, before anything is loaded
         if modality is not None:
-            modality = check_choice(modality, "modality", ["language", "vision"])
+            modality = check_str(
+                modality, "modality", allow_empty=False
+            )  # a label: language, vision, brain, ...
         self.q = q
         self.device = device
         self.subset = subset
@@ -186,12 +189,13 @@ class Alignment:
 
         if not isinstance(models, str):
             models = ",".join(models)
-        specs = resolve_models(models)
+        specs = resolve_names(models, FeatureStore(store))  # registry names, sets and imported models
         if modality is not None:
             specs = [s for s in specs if s.modality == modality]
             if not specs:
                 raise InputError(f"none of the models {models!r} is a {modality} model.")
         self.dataset = open_dataset(dataset, n)
+        import_declared(specs, self.dataset, FeatureStore(store))  # models-file entries adapter = "imported"
         self.references: list[ModelFeatures] = load_features(
             [s.name for s in specs],
             FeatureStore(store),

@@ -27,6 +27,7 @@ from prh._sweep import LayerCaches, cache_layers, held_out_selection, sweep_cach
 from prh.align.config import AlignConfig
 from prh.atomic import atomic_write_group
 from prh.errors import InputError
+from prh.features import shared_items
 from prh.metrics import spec as metric_spec
 
 TABLE_COLUMNS = [
@@ -76,6 +77,8 @@ class ModelFeatures:
     name: str
     layers: list[torch.Tensor]
     info: dict
+    #: R repeated measurements (each (N, D), as stored, not prepared) of an imported recording; else empty
+    repeats: list[torch.Tensor] = field(default_factory=list, repr=False)
 
     @property
     def modality(self) -> str:
@@ -129,10 +132,15 @@ def load_features(
     pools = {name: (pools or {}).get(name, "mean") for name in models}
     # every missing model and any disagreement of the data are reported from the sidecars, before any tensor is read
     store.find_many(list(models), pools, dataset=dataset, dataset_name=dataset_name, n=n)
+    stored = [store.load(dataset, name, pools[name], dataset_name=dataset_name, n=n) for name in models]
+    rows = shared_items(stored)  # imported subsets: every model is restricted to the items all of them have
     out = []
-    for name in models:
-        stored = store.load(dataset, name, pools[name], dataset_name=dataset_name, n=n)
-        out.append(ModelFeatures(name, prepare(stored.layers, q=q), {**stored.meta, "model": name}))
+    for name, s in zip(models, stored):
+        layers, repeats, info = s.layers, s.repeats, {**s.meta, "model": name}
+        if rows is not None:
+            layers, repeats = [t[rows] for t in layers], [t[rows] for t in repeats]
+            info["items"] = {"n": int(rows.numel()), "shared": int(rows.sum())}
+        out.append(ModelFeatures(name, prepare(layers, q=q), info, repeats))
     return out
 
 
@@ -335,13 +343,14 @@ class PairGrid:
         return {"k": self.k} if "k" in metric_spec(metric).defaults else {}
 
     def control_pairs(self, metric: str) -> list[tuple[str, ModelFeatures, ModelFeatures]]:
-        """``(control, x, y)`` of every control pair for ``metric``: the cross-modal pairs of :meth:`pairs` with
-        the language side's rows permuted by each control's permutation (needs the models' tensors). Each
+        """``(control, x, y)`` of every control pair for ``metric``: the cross-modal pairs of :meth:`pairs` (models
+        with different modality labels: language, vision, brain, audio, ...) with one side's rows permuted by each
+        control's permutation -- the language side when there is one, else ``y`` (needs the models' tensors). Each
         language model is permuted once per control (:meth:`run` reuses the copy for every metric and partner)."""
         out = []
         for control, perm in self.controls.items():
             for x, y in self.pairs(metric):
-                if x.modality == y.modality or "language" not in (x.modality, y.modality):
+                if x.modality == y.modality:
                     continue
                 if x.modality == "language":
                     out.append((control, self._shuffle(x, perm), y))
@@ -366,7 +375,7 @@ class PairGrid:
         for metric in self.metrics:
             for control in self.controls:
                 for x, y in self.pairs(metric):
-                    if x.modality != y.modality and "language" in (x.modality, y.modality):
+                    if x.modality != y.modality:
                         jobs.append((metric, control, x.name, y.name))
         return jobs
 
@@ -528,6 +537,9 @@ class PairGrid:
                         "competence",
                         "layer_names",
                         "dtype",
+                        "citation",
+                        "items",
+                        "repeats",
                     )
                 }
                 for m in models

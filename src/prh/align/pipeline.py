@@ -14,16 +14,10 @@ from typing import Any
 import torch
 
 from prh._validation import check_int
+from prh.align._imported import import_declared, noise_ceilings
 from prh.align.config import AlignConfig
 from prh.align.engine import ModelFeatures, PairGrid, Results, load_features
 from prh.errors import InputError, OfflineError
-
-
-def resolve(models: str) -> list[Any]:
-    """Model specs for a comma-separated list of names and/or set names (see `prh models`)."""
-    from prh.models import resolve_models
-
-    return resolve_models(models)
 
 
 @dataclass(frozen=True)
@@ -124,6 +118,7 @@ def run_alignment(
     if not models_x:
         raise InputError("models_x is empty; give at least one model.")
     specs = list(models_x) + [m for m in (models_y or []) if m not in models_x]
+    import_declared(specs, lookup["dataset"], store)  # models-file entries with adapter = "imported"
     pools = {s.name: config.pool or s.pool for s in specs}
     features = load_features([s.name for s in specs], store, pools=pools, q=config.q, **lookup)
     by_name = {f.name: f for f in features}
@@ -148,6 +143,9 @@ def run_alignment(
     controls = shuffled_control(n_samples, config.seed) if config.shuffle_control else {}
     results = PairGrid(xs, ys, config, controls=controls).run(progress=progress)
     results.provenance["config"] = config.to_dict()
+    ceilings = noise_ceilings(features, config)  # models with repeated measurements (imported recordings)
+    if ceilings:
+        results.provenance["noise_ceilings"] = ceilings
     if key is not None:
         results.provenance["cache_key"] = key
         results.save(Path(cache_dir) / key)

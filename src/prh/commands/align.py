@@ -77,11 +77,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score every model pair (best layer pair per metric) from stored features; write the table and report."""
         from prh._validation import check_choice
-        from prh.align import AlignConfig, DatasetName, open_dataset, run_alignment
+        from prh.align import AlignConfig, DatasetName, open_dataset, resolve_names, run_alignment
         from prh.commands._summary import check_out_dir, print_summary
         from prh.commands.models import load_models_files
         from prh.features.store import FeatureStore
-        from prh.models import resolve_models
         from prh.report import build_report
 
         if not [name for name in metric.split(",") if name.strip()]:
@@ -107,8 +106,8 @@ def register(app: typer.Typer) -> None:
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
         load_models_files(models_file, trust_code)
         check_out_dir(out)  # writable (and not full) before anything is computed
-        specs_x = resolve_models(models)
-        specs_y = resolve_models(models_y) if models_y else None
+        specs_x = resolve_names(models, FeatureStore(store))  # registry names, sets and imported models
+        specs_y = resolve_names(models_y, FeatureStore(store)) if models_y else None
         ds = open_dataset(dataset, n)
         data = ds if ds is not None else DatasetName(dataset, n)
         if use_ray:

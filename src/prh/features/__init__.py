@@ -6,6 +6,9 @@ that other backends (:mod:`prh.distributed`) reuse.
 Pooling and bits per byte belong to the adapters that compute them (:mod:`prh.models.pooling`,
 :mod:`prh.models.bpb`); they are re-exported here for convenience.
 
+:func:`import_features` (configured by :class:`ImportConfig`) stores embeddings computed elsewhere (API models,
+another framework, neural recordings) like extracted features, matched to the items by id.
+
 ``FeatureStore`` / ``StoredFeatures`` are re-exported lazily from :mod:`prh.features.store`.
 """
 
@@ -19,18 +22,32 @@ from prh.features._extract import (
     extract_and_save,
     summary_row,
 )
+from prh.features._import import (
+    ImportConfig,
+    ImportReport,
+    ensure_imported,
+    import_features,
+    imported_specs,
+    shared_items,
+)
 from prh.models.bpb import bits_per_byte, sequence_bpb, token_nll
 from prh.models.pooling import last_token, masked_mean, pool_any, pool_tokens, spatial_mean
 
 __all__ = [
     "ExtractConfig",
     "FeatureStore",
+    "ImportConfig",
+    "ImportReport",
     "StoredFeatures",
     "are_specs",
     "bits_per_byte",
     "check_pools",
     "extract",
     "extract_and_save",
+    "ensure_imported",
+    "import_features",
+    "imported_specs",
+    "shared_items",
     "last_token",
     "masked_mean",
     "pool_any",

@@ -186,6 +186,15 @@ def extract_and_save(
     pool = check_pool(spec, config.pool)
     row = summary_row(spec, pool)
     start = time.perf_counter()
+    if spec.adapter == "imported":  # a models-file entry of embeddings computed elsewhere: import its files
+        from prh.features._import import config_of_spec, import_features, spec_files
+
+        report = import_features(
+            spec.name, spec_files(spec), dataset, store, config_of_spec(spec).replace(pool=pool)
+        )
+        row.update(status="imported", time_s=round(time.perf_counter() - start, 3), path=str(report.path))
+        row.update(layers=len(report.dims), dim=_dims(report.dims))
+        return row
     adapter = None
     try:
         adapter = build_adapter(

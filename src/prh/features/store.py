@@ -2,7 +2,7 @@
 
 Layout::
 
-    <root>/<dataset slug>-n<N>/<model slug>__<pool>.safetensors   # tensors "layer.000", ..., "sample.<name>"
+    <root>/<dataset slug>-n<N>/<model slug>__<pool>.safetensors   # "layer.000", ..., "sample.<name>", "repeat.000"
     <root>/<dataset slug>-n<N>/<model slug>__<pool>.json          # sidecar: model, layers, dataset fingerprint, ...
 
 Writes are atomic: each file is written to a temporary file in the same folder and moved into place with
@@ -57,6 +57,7 @@ RESERVED_KEYS = (
     "n",
     "storage_dtype",
     "per_sample",
+    "repeats",
     "dataset",
     "prh_version",
     "created",
@@ -120,7 +121,14 @@ def _jsonable(value: Any) -> Any:
 
 class StoredFeatures(FeatureResult):
     """Features of one model on one dataset, as read back from the store: a :class:`FeatureResult` (layers,
-    layer_names, per_sample, ``n``, ``dims``) whose ``meta`` is the JSON sidecar, plus :meth:`stacked`."""
+    layer_names, per_sample, ``n``, ``dims``) whose ``meta`` is the JSON sidecar, plus :meth:`stacked`.
+
+    ``repeats`` holds the R repeated measurements (each (N, D), float32) of an imported recording whose first layer
+    is their mean (see :func:`prh.features.import_features`); empty for every other entry."""
+
+    def __init__(self, *args: Any, repeats: Sequence[torch.Tensor] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.repeats: list[torch.Tensor] = list(repeats or [])
 
     def stacked(self) -> torch.Tensor:
         """All layers as one (N, L, D) tensor; InputError when the layers have different widths."""
@@ -225,6 +233,8 @@ class FeatureStore:
         layer_names: list[str],
         per_sample: dict[str, torch.Tensor] | None,
         meta: dict,
+        *,
+        repeats: Sequence[torch.Tensor] | None = None,
     ) -> Path:
         """Write features atomically and return the safetensors path.
 
@@ -239,6 +249,9 @@ class FeatureStore:
         meta : dict
             Provenance from the extractor (model id, revision, adapter, dtype, params, competence, wall time...).
             The store adds ``dataset`` (name, fingerprint, n), ``prh_version``, ``created`` and the layout keys.
+        repeats : sequence of torch.Tensor, optional
+            R repeated measurements of the first layer, each (N, D_0), finite floats (an imported recording's
+            trials or subjects; the first layer is their mean). Stored as ``repeat.000``, ...; sidecar ``repeats``: R.
 
         Raises
         ------
@@ -278,6 +291,19 @@ class FeatureStore:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise InputError(f"per-sample array {key!r} must have shape (N={n},), got {shape}.")
             tensors[f"sample.{key}"] = _own_storage(t)
+        repeats = list(repeats or [])
+        for r, t in enumerate(repeats):
+            want = (n, int(layers[0].shape[1]))
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != want or not torch.is_floating_point(t):
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise InputError(
+                    f"repeat {r} of model {model!r} must be a float tensor of shape {want}, got {shape}."
+                )
+            if not bool(torch.isfinite(t).all()):
+                raise ExtractionError(
+                    f"repeat {r} of model {model!r} holds NaN/Inf values; nothing was saved."
+                )
+            tensors[f"repeat.{r:03d}"] = _own_storage(t)
 
         path = self.path(dataset, model, pool)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,6 +322,7 @@ class FeatureStore:
                 "n": n,
                 "storage_dtype": str(layers[0].dtype).replace("torch.", ""),
                 "per_sample": sorted(per_sample),
+                "repeats": len(repeats),
                 "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "n": n},
                 "prh_version": VERSION,
                 "created": utc_now(),
@@ -559,6 +586,10 @@ class FeatureStore:
             raise corrupt("its sidecar is malformed (layer_names, layer_dims, n or per_sample)")
         expected = {f"layer.{i:03d}": (n, dims[i] if dims else None) for i in range(len(names))}
         expected.update({f"sample.{k}": (n,) for k in per_sample_names})
+        n_repeats = meta.get("repeats", 0)
+        if not isinstance(n_repeats, int) or n_repeats < 0:
+            raise corrupt("its sidecar's repeats is not a count")
+        expected.update({f"repeat.{r:03d}": (n, dims[0] if dims else None) for r in range(n_repeats)})
         digests = meta.get("sha256")
         stat = path.stat()
         key = (str(path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
@@ -605,7 +636,8 @@ class FeatureStore:
             _VERIFIED[key] = dict(digests or {})
         layers = [tensors[f"layer.{i:03d}"].to(torch.float32) for i in range(len(names))]
         per_sample = {k[len("sample.") :]: t for k, t in tensors.items() if k.startswith("sample.")}
-        return StoredFeatures(layers=layers, layer_names=list(names), per_sample=per_sample, meta=meta)
+        repeats = [tensors[f"repeat.{r:03d}"].to(torch.float32) for r in range(n_repeats)]
+        return StoredFeatures(layers, list(names), per_sample, meta, repeats=repeats)
 
 
 def _check_header(fh: Any, expected: dict[str, tuple], names: list[str], corrupt: Any) -> None:
@@ -623,7 +655,9 @@ def _check_header(fh: Any, expected: dict[str, tuple], names: list[str], corrupt
         shape = tuple(fh.get_slice(name).get_shape())
         if len(shape) != len(want) or any(w is not None and s != w for s, w in zip(shape, want)):
             label = (
-                f"layer {names[int(name[6:])]!r}" if name.startswith("layer.") else f"per-sample {name[7:]!r}"
+                f"layer {names[int(name[6:])]!r}"
+                if name.startswith("layer.")
+                else (f"repeat {name[7:]}" if name.startswith("repeat.") else f"per-sample {name[7:]!r}")
             )
             wanted = (
                 "("

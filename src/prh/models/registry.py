@@ -208,6 +208,10 @@ def spec_from_dict(entry: dict, where: str = "", trust_code: bool = False) -> Mo
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"{at}a [[model]] entry has no `name` (a non-empty string): {entry}")
     label = f"{at}model {name!r}"
+    if entry.get("adapter") == "imported":  # embeddings computed elsewhere: their own fields (path, ids, ...)
+        from prh.models.imported import imported_spec
+
+        return imported_spec(entry, label, Path(where).parent if where else None)
     try:
         values = _typed(
             entry, MODEL_FIELDS, "", "a [[model]] entry (put adapter settings under [model.options])"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ADAPTERS = ("hf-causal-lm", "hf-text-encoder", "hf-vision", "torch-module", "timm", "onnx")
+ADAPTERS = ("hf-causal-lm", "hf-text-encoder", "hf-vision", "torch-module", "timm", "onnx", "imported")
 MODALITIES = ("language", "vision")
 POOLS = ("mean", "last", "cls")
 
@@ -18,6 +18,7 @@ ADAPTER_POOLS: dict[str, tuple[str, ...]] = {
     "torch-module": ("mean", "cls"),
     "timm": ("cls", "mean"),
     "onnx": ("cls", "mean"),
+    "imported": ("mean", "cls", "last"),  # embeddings computed elsewhere: the name they are stored under
 }
 
 #: Modality implied by an adapter, where it is unambiguous.
@@ -42,7 +43,8 @@ class ModelSpec:
     adapter : str
         One of :data:`ADAPTERS`.
     modality : str
-        ``"language"`` (reads captions) or ``"vision"`` (reads images).
+        ``"language"`` (reads captions) or ``"vision"`` (reads images); an imported model (adapter
+        ``"imported"``, :mod:`prh.models.imported`) has a free label (``"brain"``, ``"audio"``, ...).
     family : str
         Model family, e.g. ``"llama"``, ``"vit-dinov2"``.
     params : int or None

@@ -15,6 +15,7 @@ from prh.report import competence as report_competence
 from prh.report import figures
 from prh.report import findings as report_findings
 from prh.report import sections as report_sections
+from prh.report._imported import imported_section
 
 ATTRIBUTION = (
     "OpenMoji images: the open-source emoji and icon project, https://openmoji.org, licence CC BY-SA 4.0. "
@@ -169,6 +170,9 @@ def build_report(
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
     body.append(f"<h2>All model pairs ({html.escape(metric)})</h2>" + _table_html(top))
+    imported = imported_section(results)  # imported models: sources, shared items, noise ceilings
+    if imported is not None:
+        body.append(imported[0])
     body += [f.html for f in fragments]
     if world_link is not None:
         body.append(
@@ -209,6 +213,8 @@ def build_report(
         top.to_markdown(index=False, floatfmt=".4g"),
         "",
     ]
+    if imported is not None:
+        md.append(imported[1])
     md += [f.markdown for f in fragments if f.markdown]
     atomic_write_text(out / "report.md", "\n".join(md))
     return out / "report.html"

@@ -3,6 +3,7 @@
 * :func:`calibrate` / :func:`calibrate_sweep` — permutation null of a score or of a layer-sweep aggregate:
   τ, p-value, calibrated score (:class:`CalibrationResult`). Reuses per-layer caches, re-indexed per permutation.
 * :func:`bootstrap_ci` — interval for a score or a sweep aggregate (subsampling without replacement by default).
+* :func:`noise_ceiling` — split-half reliability of a repeated measurement's kernel, Spearman–Brown corrected.
 * :func:`correlation` — Pearson/Spearman across models with a bootstrap interval and a permutation p-value.
 
 See docs/statistics.md for the definitions and the choices made.
@@ -22,6 +23,7 @@ from prh.stats._calibrate import (
     permutation_threshold,
 )
 from prh.stats._correlation import CorrelationResult, correlation
+from prh.stats._noise_ceiling import NoiseCeiling, noise_ceiling, spearman_brown
 from prh.stats.bootstrap import BootstrapResult, bootstrap_ci
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "BootstrapResult",
     "CorrelationResult",
     "CalibrationResult",
+    "NoiseCeiling",
     "aggregate_grids",
     "calibrate",
     "calibrate_sweep",
@@ -36,6 +39,8 @@ __all__ = [
     "calibrated_score",
     "correlation",
     "min_permutations",
+    "noise_ceiling",
     "permutation_p_value",
     "permutation_threshold",
+    "spearman_brown",
 ]
