@@ -34,6 +34,7 @@ import torch
 from prh._prepare import prepare
 from prh._validation import check_choice, check_float, check_int
 from prh.errors import InputError
+from prh.metrics import DEFAULT_METRIC
 from prh.metrics import get as metric_fn
 from prh.metrics import names as metric_names
 from prh.metrics import spec as metric_spec
@@ -115,7 +116,7 @@ def _splits(
 
 def noise_ceiling(
     repeats: torch.Tensor | np.ndarray | list,
-    metric: str = "mutual_knn",
+    metric: str = DEFAULT_METRIC,
     *,
     splits: int = 100,
     seed: int = 0,
@@ -130,7 +131,7 @@ def noise_ceiling(
     repeats : (R, N, D) array or a list of R (N, D) arrays
         The repeated measurements, R >= 2, finite.
     metric : str
-        Any metric of :func:`prh.metrics.names`.
+        Any metric of :func:`prh.metrics.names` (default :data:`prh.metrics.DEFAULT_METRIC`).
     splits : int, default 100
         At most this many splits (all distinct ones when there are fewer), >= 1.
     seed : int
