@@ -40,8 +40,80 @@ COMMON = (
 )
 
 
+def summary_of(name: str) -> str:
+    """The one-line help of experiment ``name``: its ``SPEC``'s summary, read from the module's source when it is a
+    string literal (so that listing the experiments imports none of them, nor torch), else from the imported spec."""
+    import ast
+    import importlib.util
+
+    from prh.experiments import EXPERIMENTS, get
+
+    found = importlib.util.find_spec(EXPERIMENTS[name])
+    try:
+        with open(found.origin, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (AttributeError, OSError, TypeError, SyntaxError):
+        return get(name).summary
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["SPEC"]
+            and isinstance(node.value, ast.Call)
+        ):
+            for keyword in node.value.keywords:
+                if keyword.arg == "summary" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+    return get(name).summary
+
+
+def _build(name: str):
+    """The click command of experiment ``name`` (imports the experiment)."""
+    from prh.experiments import get
+
+    spec = get(name)
+    single = typer.Typer(add_completion=False)
+    single.command(name=name, help=spec.summary)(make_command(spec))
+    return typer.main.get_command(single)
+
+
 class ExperimentGroup(TyperGroup):
-    """The `prh experiment` group: an unknown name is an :class:`~prh.errors.InputError` suggesting the closest."""
+    """The `prh experiment` group, built lazily from the registry :data:`prh.experiments.EXPERIMENTS`.
+
+    Listing the commands (``prh experiment --help``) shows each experiment's summary (:func:`summary_of`) without
+    importing any experiment; a command is built, and its experiment imported, when it is run or its own help is
+    asked for. An unknown name is an :class:`~prh.errors.InputError` suggesting the closest.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._built: dict[str, Any] = {}
+        self._listing = False
+
+    def list_commands(self, ctx) -> list[str]:  # noqa: D102 - click's hook
+        from prh.experiments import names
+
+        return names()
+
+    def get_command(self, ctx, cmd_name: str):  # noqa: D102 - click's hook
+        import click
+
+        from prh.experiments import EXPERIMENTS
+
+        if cmd_name not in EXPERIMENTS:
+            return None
+        if self._listing:  # a help listing: name and summary only
+            text = summary_of(cmd_name)
+            return click.Command(cmd_name, help=text, short_help=text)
+        if cmd_name not in self._built:
+            self._built[cmd_name] = _build(cmd_name)
+        return self._built[cmd_name]
+
+    def format_help(self, ctx, formatter) -> None:  # noqa: D102 - click's hook
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def resolve_command(self, ctx, args):  # noqa: D102 - click's hook
         if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
@@ -132,16 +204,11 @@ def _run(spec: Any, kwargs: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``experiment`` command group, one sub-command per registered experiment."""
-    from prh.experiments import get, names
-
+    """Add the ``experiment`` command group, one sub-command per registered experiment (built on first use)."""
     group = typer.Typer(
         cls=ExperimentGroup,
         help="Run one of the paper's other experiments (colours, caption density, test-time averaging); it writes "
         "results, figures and a section of the report into --out.",
         no_args_is_help=True,
     )
-    for name in names():
-        spec = get(name)
-        group.command(name=name, help=spec.summary)(make_command(spec))
     app.add_typer(group, name="experiment")

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prh.errors import InputError
-from prh.experiments.base import Context, ExperimentResult, ExperimentSpec, RunOptions
+
+if TYPE_CHECKING:
+    from prh.experiments.base import Context, ExperimentResult, ExperimentSpec, RunOptions
 
 #: Every experiment: command-line name -> module defining ``SPEC``. One line per experiment.
 EXPERIMENTS: dict[str, str] = {
@@ -50,6 +52,18 @@ __all__ = [
     "run",
     "spec",
 ]
+
+
+_BASE_NAMES = ("Context", "ExperimentResult", "ExperimentSpec", "RunOptions")
+
+
+def __getattr__(name: str):
+    """The building blocks of :mod:`.base`, imported on first use (so that listing the experiments loads no torch)."""
+    if name in _BASE_NAMES:
+        from prh.experiments import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'prh.experiments' has no attribute {name!r}")
 
 
 def names() -> list[str]:
@@ -106,6 +120,8 @@ def run(
     -------
     ExperimentResult
     """
+    from prh.experiments.base import Context, RunOptions
+
     found = spec(name)
     options = RunOptions.coerce(options)
     config = found.config.coerce(config)
