@@ -67,6 +67,7 @@ def run(n: int, case: str, threads: int, timeout: float) -> dict | None:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout:.0f} s"}

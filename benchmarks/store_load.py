@@ -22,6 +22,7 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -63,7 +64,7 @@ def main() -> None:
         t0 = time.perf_counter()
         tensor_digests({f"layer.{i:03d}": t for i, t in enumerate(layers)})
         hash_s = time.perf_counter() - t0
-        size_mb = os.path.getsize(path) / 1e6
+        size_mb = Path(path).stat().st_size / 1e6
         del layers
 
         def raw() -> None:

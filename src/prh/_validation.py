@@ -43,9 +43,7 @@ def as_tensor(x: object, name: str) -> torch.Tensor:
             f"{name} has complex dtype {t.dtype}; alignment metrics need real features. Pass the real part "
             "(x.real), the magnitude (abs(x)) or both as separate columns, explicitly."
         )
-    if not torch.is_floating_point(t):
-        t = t.to(torch.float32)
-    elif t.dtype in (torch.float16, torch.bfloat16):
+    if not torch.is_floating_point(t) or t.dtype in (torch.float16, torch.bfloat16):
         t = t.to(torch.float32)
     return t
 

@@ -7,7 +7,6 @@ Nothing here imports Ray at module import time; :func:`require_ray` does, with a
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -194,7 +193,7 @@ def weight_bytes(spec, dtype: str = "float32") -> int | None:
     per_param = BYTES_PER_PARAM.get(str(dtype), 4)
     if spec.params:
         return int(spec.params) * per_param
-    source = Path(os.path.expanduser(str(spec.source)))
+    source = Path(str(spec.source)).expanduser()
     suffixes = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".gguf")
     try:
         if source.is_file():

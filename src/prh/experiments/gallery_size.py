@@ -43,8 +43,7 @@ def parse_sizes(text: str, n: int) -> list[int]:
         A size that is not an integer, below 16, above N, or repeated.
     """
     if text.strip().lower() == "auto":
-        sizes = [m for m in (128 * 2**i for i in range(20)) if m < n] + [n]
-        return sizes
+        return [m for m in (128 * 2**i for i in range(20)) if m < n] + [n]
     out: list[int] = []
     for part in text.split(","):
         try:

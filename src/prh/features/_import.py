@@ -441,8 +441,7 @@ def read_file(path: str | Path, config: ImportConfig | None = None) -> _Read:
         "safetensors": _read_safetensors,
         "hdf5": _read_hdf5,
     }
-    read = _read_table(path, config, fmt) if fmt in ("csv", "parquet") else readers[fmt](path, config)
-    return read
+    return _read_table(path, config, fmt) if fmt in ("csv", "parquet") else readers[fmt](path, config)
 
 
 # -- checking and matching ---------------------------------------------------------------------------------------

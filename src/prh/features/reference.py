@@ -554,9 +554,13 @@ def stored_published(store: FeatureStore, catalogue: ReferenceCatalogue) -> dict
     for meta in store.entries():
         entry = by_model.get(meta.get("model"))
         data = meta.get("dataset") or {}
-        if entry is not None and meta.get("pool") == entry.pool and data.get("name") == ds.name:
-            if data.get("n") == ds.n:
-                out[entry.name] = meta
+        if (
+            entry is not None
+            and meta.get("pool") == entry.pool
+            and data.get("name") == ds.name
+            and data.get("n") == ds.n
+        ):
+            out[entry.name] = meta
     return out
 
 

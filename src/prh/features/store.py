@@ -349,9 +349,13 @@ class FeatureStore:
             ds = entry.get("dataset", {})
             folder = Path(entry["path"]).parent.name
             named = ds.get("name") == dataset_name or folder == dataset_name
-            if named and entry.get("model") == model and entry.get("pool") == pool:
-                if n is None or ds.get("n") == n:
-                    hits.append(entry)
+            if (
+                named
+                and entry.get("model") == model
+                and entry.get("pool") == pool
+                and (n is None or ds.get("n") == n)
+            ):
+                hits.append(entry)
         if not hits:
             return None
         ns = sorted({h["dataset"]["n"] for h in hits})

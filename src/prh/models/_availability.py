@@ -70,7 +70,7 @@ def availability(spec: ModelSpec) -> tuple[bool, str]:
                 f"zoo lookup failed ({type(err).__name__}: {err}); run `prh zoo install {spec.zoo_name}`",
             )
         return True, f"installed (offline zoo: {Path(path).name})"
-    src = Path(os.path.expanduser(spec.source))
+    src = Path(spec.source).expanduser()
     if src.exists():
         return True, "local path"
     if spec.adapter == "onnx":
@@ -105,7 +105,7 @@ def _torch_module_availability(spec: ModelSpec) -> tuple[bool, str]:
             return False, f"builder module {module!r} is not importable (install it or fix options.builder)"
     weights = spec.options.get("weights")
     if weights:
-        path = Path(os.path.expanduser(str(weights)))
+        path = Path(str(weights)).expanduser()
         if not path.exists():
             return False, f"weights file {weights} does not exist (options.weights)"
         return True, f"local weights ({path.name})"

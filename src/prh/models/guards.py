@@ -5,7 +5,6 @@ hub/offline/remote-code failures at load time (:func:`loading`) and out-of-memor
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from prh.models.spec import ModelSpec
 
 def is_local_path(source: str) -> bool:
     """True when ``source`` names an existing file or folder (not a hub id)."""
-    return bool(source) and Path(os.path.expanduser(source)).exists()
+    return bool(source) and Path(source).expanduser().exists()
 
 
 def translate_load_error(err: BaseException, spec: ModelSpec, what: str = "model") -> Exception:

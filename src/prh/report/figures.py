@@ -88,8 +88,7 @@ def _significance(table, metric, rows, cols, alpha):
     if "p_value" not in table.columns:
         return None
     p = pair_matrix(table, metric, rows, cols, "p_value")
-    sig = np.where(np.isfinite(p), p <= alpha, np.nan)
-    return sig
+    return np.where(np.isfinite(p), p <= alpha, np.nan)
 
 
 def cross_modal_heatmap(results: Results, metric: str, path: Path, alpha: float = 0.05) -> str | None:
