@@ -9,7 +9,7 @@ longest caption, uses bigger batches and pools each layer as it comes out.
 Both run the same model object on the same captions; the table gives samples/s of both, the ratio, and the largest
 absolute difference of the mean-pooled features of every layer and of bits per byte.
 
-With ``--floor`` it measures instead how close prh's whole extraction comes to the model alone (issue 13): for a
+With ``--floor`` it measures instead how close prh's whole extraction comes to the model alone: for a
 vision model (EfficientNet-Lite0) and a language model (MiniLM-L6) from the offline zoo, the *forward-only floor* is
 the model's forward pass over the same batches built beforehand (pixels already decoded, transformed and stacked in
 the model's memory format; captions already tokenized, length-sorted and padded) -- no decoding, transform, copy,

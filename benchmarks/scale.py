@@ -1,4 +1,4 @@
-"""Gallery-size stress test: time and peak memory of layer sweeps as N grows (issue 13).
+"""Gallery-size stress test: time and peak memory of layer sweeps as N grows.
 
 Model X: 4 layers x 768-d, model Y: 4 layers x 384-d (seeded data with shared structure, L2-normalised rows), the
 shapes of a ViT-B vs a MiniLM. For each N and each case the sweep runs in a fresh subprocess, so its peak resident

@@ -1,4 +1,4 @@
-"""What the feature store's integrity checks cost on a load (issue 14).
+"""What the feature store's integrity checks cost on a load.
 
 Writes one store entry of L layers x N x D float32 (default 25 x 1024 x 4096 = 420 MB, a 7B-class language model
 on the paper's 1,024 pairs) and times, with the file in the page cache (best of R):

@@ -4,7 +4,7 @@ All timings come from one run on the same random data: N=1024 samples, model X w
 (an LLM), model Y with 13 layers of 768-d (a ViT), prepared with prh.prepare.
 
 * ours  : prh.sweep (per-layer caches, batched grid), median of 3 runs
-* loop  : tests/reference_impl.compute_score, the reference's algorithm (normalise both layers, recompute Gram matrices,
+* loop  : oracles/reference_impl.compute_score, the reference's algorithm (normalise both layers, recompute Gram matrices,
           full argsort / dense HSIC for every one of the 25 x 13 pairs)
 * floor : the 38 Gram matrices X_i X_i^T alone, the least any exact sweep must compute; timed both with torch.mm
           and with prh.metrics.kernels.inner_products (symmetric rank-k update, half the multiply-adds), and the
@@ -33,8 +33,8 @@ import torch
 
 import prh
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import reference_impl as reference  # noqa: E402  (test-only oracle: the reference's per-pair loop)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "oracles"))
+import reference_impl as reference  # noqa: E402  (the oracle shared with the tests: the reference's per-pair loop)
 from prh.metrics.kernels import inner_products
 
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+#: Independent re-implementations the tests compare prh with (shared with benchmarks/, not part of the package).
+ORACLES = Path(__file__).resolve().parents[1] / "oracles"
+if str(ORACLES) not in sys.path:
+    sys.path.insert(0, str(ORACLES))
 
 #: The paper's eight metrics, in the order prh.metrics registers them (a literal, so tests can catch a change).
 REFERENCE_EIGHT = [

@@ -1,5 +1,5 @@
 """Bad input, table-driven: every case gives one clear error that names the argument or file — never a silent
-number, never a traceback (issue 14). Python API cases assert the exception type and message; CLI cases run the
+number, never a traceback. Python API cases assert the exception type and message; CLI cases run the
 real entry point (``prh.cli.main``) and assert exit status 2, one ``error:`` line naming the culprit, no traceback.
 """
 
@@ -154,7 +154,7 @@ def test_prh_score_list_is_an_option():
     assert all({"options", "range", "description"} <= set(r) for r in rows)
 
 
-# ------------------------------------------------------------------------------------------ models files (issue 14)
+# ------------------------------------------------------------------------------------------ models files -------------
 
 _MODEL = '[[model]]\nname = "x"\nsource = "y"\nadapter = "hf-vision"\n'
 _CODE = (

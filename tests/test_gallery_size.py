@@ -1,4 +1,4 @@
-"""`prh experiment gallery-size` (issue 13): sizes, subsets and pairing layouts by hand, and the experiment end to end
+"""`prh experiment gallery-size`: sizes, subsets and pairing layouts by hand, and the experiment end to end
 on tiny random models (real loading code, feature store and folder dataset with three captions per item)."""
 
 from __future__ import annotations

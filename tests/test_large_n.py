@@ -1,4 +1,4 @@
-"""The large-N paths give the same numbers as the (N, N) paths and stay in bounded memory (issue 13)."""
+"""The large-N paths give the same numbers as the (N, N) paths and stay in bounded memory."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_debiased_shared_columns_feature_path_equals_gram_path():
 
 
 def test_feature_path_closed_forms():
-    """Unbiased HSIC from products equals Song et al.'s estimator term by term (tests/reference_impl.py)."""
+    """Unbiased HSIC from products equals Song et al.'s estimator term by term (oracles/reference_impl.py)."""
     from reference_impl import hsic_unbiased
 
     x, y = _layers(n=30, lx=1, ly=1)
@@ -203,7 +203,7 @@ def test_approximate_neighbours_report_their_measured_recall(metric):
     approx = prh.sweep(x, y, metric, k=10, neighbors="approximate")
     assert approx.params == {"k": 10, "neighbors": "approximate"} and exact.params == {"k": 10}
     recalls = [d["recall"] for side in ("x", "y") for d in approx.diagnostics[side]]
-    assert len(recalls) == 2 and min(recalls) >= 0.95  # the option's defaults reach the issue's target
+    assert len(recalls) == 2 and min(recalls) >= 0.95  # the option's defaults reach 0.95 recall
     assert abs(approx.best - exact.best) < 0.02
     assert not exact.diagnostics and "diagnostics" not in exact.to_dict()
 

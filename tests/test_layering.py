@@ -16,6 +16,7 @@ checkout.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,3 +242,39 @@ def test_the_checker_sees_private_imports_across_packages(
     source: str, module: tuple[str, ...], crossing: bool
 ):
     assert bool(_private_crossings(_imports(source, module), module)) is crossing
+
+
+BENCHMARKS = SRC.parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("path", sorted(BENCHMARKS.glob("*.py")), ids=lambda p: p.name)
+def test_benchmarks_do_not_import_the_tests(path: Path):
+    """Benchmarks share oracles with the tests through ``oracles/``, never by importing ``tests/``."""
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    modules = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    modules += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in modules if m.split(".")[0] in ("tests", "conftest")]
+    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    assert "tests" not in literals, f"{path.name} puts tests/ on the path; import the oracle from oracles/"
+
+
+#: Process notes that belong in the tracker, not in the code or docs (spelled in pieces so this file passes itself).
+PROCESS_NOTES = re.compile(
+    r"\b" + "iss" + r"ue\s*#?\d+|" + "iss" + r"ue's target|" + "never " + "grow", re.IGNORECASE
+)
+
+
+def test_no_issue_numbers_or_process_notes():
+    root = SRC.parents[1]
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for folder in ("src", "tests", "benchmarks", "scripts", "oracles"):
+        files += sorted((root / folder).rglob("*.py"))
+    found = [
+        f"{path.relative_to(root)}:{i}"
+        for path in files
+        if path.is_file()
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if PROCESS_NOTES.search(line)
+    ]
+    assert not found, f"issue numbers or process notes in: {found}"

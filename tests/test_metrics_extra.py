@@ -1,4 +1,4 @@
-"""Closed forms, invariances and sweep consistency of the extra metrics (issue 7)."""
+"""Closed forms, invariances and sweep consistency of the extra metrics."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """stats/ does statistics only: it never names a metric or a metric's cache class (the MetricSpec is the only
-place a metric is defined; issue 15)."""
+place a metric is defined)."""
 
 from __future__ import annotations
 

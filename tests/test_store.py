@@ -250,7 +250,7 @@ def test_find_many_sizes_and_fingerprints(tmp_path):
         store.find_many(["a", "b"], "mean", dataset_name="toy", n=6)
 
 
-# ------------------------------------------------------------------------------------------ integrity (issue 14)
+# ------------------------------------------------------------------------------------------ integrity ----------------
 
 
 def test_sidecar_holds_a_sha256_of_every_tensor(tmp_path):

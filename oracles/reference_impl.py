@@ -1,6 +1,6 @@
 """A slow, literal re-implementation of the reference code's algorithms (platonic-rep ``metrics.py`` and
-``measure_alignment.compute_score``), written from their definitions for parity tests and benchmarks (test-only: it is not part of the package;
-``benchmarks/sweep.py`` imports it from here).
+``measure_alignment.compute_score``), written from their definitions for parity tests and benchmarks. It lives in ``oracles/``, outside the installed
+package: ``tests/conftest.py`` and the benchmarks that compare against it put this folder on ``sys.path``.
 
 Everything here is deliberately naive: dense masks, a full ``argsort`` for every neighbour list, per-sample Python
 loops for LCS / edit distance, and a layer sweep that recomputes everything for every layer pair. It keeps the
