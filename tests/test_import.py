@@ -423,3 +423,54 @@ def test_models_file_entry_imports_declaratively(world, tmp_path):
         assert set(res.table.modality_x) | set(res.table.modality_y) == {"audio", "vision"}
     finally:
         reset_registry()
+
+
+def test_alignment_scores_on_the_shared_items_of_an_imported_subset(world, tmp_path):
+    import prh
+    from prh.metrics import mutual_knn
+
+    keep = np.arange(N) % 4 != 1
+    arr = _view(world["z"], 6, 50)
+    ids = np.array(world["ids"])
+    np.savez(tmp_path / "part.npz", ids=ids[keep], feats=arr[keep])
+    store = tmp_path / "store"
+    import_features(
+        "part", tmp_path / "part.npz", world["ds"], FeatureStore(store), {"modality": "brain", "subset": True}
+    )
+    align = prh.Alignment(dataset=str(world["data"]), models="part", store=str(store))
+    assert align.n == N and int(align.item_mask.sum()) == int(keep.sum())
+    mine = _view(world["z"], 5, 51)
+    score = align.score(torch.from_numpy(mine), metric="mutual_knn", topk=3)["part"].score
+    want = mutual_knn(prepare_t(mine[keep]), prepare_t(arr[keep]), k=3)
+    assert score == pytest.approx(want, abs=1e-6)
+    with pytest.raises(InputError, match="N=30"):
+        align.score(torch.from_numpy(mine[:10]), metric="mutual_knn", topk=3)
+
+
+def prepare_t(a):
+    from prh import prepare
+
+    return prepare(torch.from_numpy(np.ascontiguousarray(a)))
+
+
+def test_prh_extract_imports_a_declared_entry(world, tmp_path, monkeypatch, capsys):
+    from prh.cli import main
+    from prh.models.registry import reset_registry
+
+    np.savez(tmp_path / "d.npz", ids=np.array(world["ids"]), feats=_view(world["z"], 4, 60))
+    (tmp_path / "m.toml").write_text(
+        '[[model]]\nname = "decl"\nadapter = "imported"\npath = "d.npz"\nmodality = "brain"\n'
+    )
+    argv = ["prh", "extract", "--models", "decl", "--models-file", str(tmp_path / "m.toml"), "--dataset"]
+    monkeypatch.setattr(
+        sys, "argv", [*argv, str(world["data"]), "--store", str(tmp_path / "s"), "--no-progress"]
+    )
+    try:
+        try:
+            main()
+        except SystemExit as exc:
+            assert exc.code in (0, None), capsys.readouterr().err
+    finally:
+        reset_registry()
+    meta = FeatureStore(tmp_path / "s").meta(world["ds"], "decl", "mean")
+    assert meta is not None and meta["adapter"] == "imported" and meta["modality"] == "brain"

@@ -182,6 +182,7 @@ class Alignment:
         self.subset = subset
         self.catalogue = None
         self._caches: dict[tuple, list[tuple[str, LayerCaches]]] = {}
+        self.item_mask: torch.Tensor | None = None
         if subset is not None:
             self._init_published(dataset, subset, models, n, store, modality)
             return
@@ -206,7 +207,11 @@ class Alignment:
             q=q,
         )
         self.models = [ref.name for ref in self.references]
-        self.n = self.references[0].layers[0].shape[0]
+        #: (N,) bool mask of the items every reference has (imported with --subset), else None
+        self.item_mask = self.references[0].info.get("item_mask")
+        self.n = (
+            self.references[0].layers[0].shape[0] if self.item_mask is None else int(self.item_mask.numel())
+        )
 
     # -- the paper's published features ---------------------------------------------------------------------
     def _init_published(
@@ -388,6 +393,13 @@ class Alignment:
                 "dtype= and normalize=False apply to the published references (subset=...) only; features from "
                 "your store are kept clamped and normalised in float32."
             )
+        if self.item_mask is not None:  # references restricted to shared items: score feats on the same items
+            layers = as_layers(feats, "feats")
+            if layers[0].shape[0] != self.n:
+                raise InputError(
+                    f"feats has N={layers[0].shape[0]} rows but the dataset has N={self.n}; use get_data() items."
+                )
+            feats = [t[self.item_mask.to(t.device)] for t in layers]
         if not prepare_features:
             x: Any = feats
             if rounding is not None:
@@ -398,7 +410,7 @@ class Alignment:
         else:
             x = prepare(feats, q=self.q)
         rows = as_layers(x, "feats")[0].shape[0]
-        if rows != self.n:
+        if rows != self.n and self.item_mask is None:
             raise InputError(
                 f"feats has N={rows} rows but the references have N={self.n}; use get_data() items."
             )

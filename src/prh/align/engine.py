@@ -140,6 +140,7 @@ def load_features(
         if rows is not None:
             layers, repeats = [t[rows] for t in layers], [t[rows] for t in repeats]
             info["items"] = {"n": int(rows.numel()), "shared": int(rows.sum())}
+            info["item_mask"] = rows  # (N,) bool: the dataset items kept (not in provenance: a tensor)
         out.append(ModelFeatures(name, prepare(layers, q=q), info, repeats))
     return out
 
