@@ -328,19 +328,12 @@ def test_noise_ceiling_of_a_simulated_recording_matches_the_simulation():
 def test_imported_models_run_through_align_calibrate_report_and_alignment(
     world, tmp_path, monkeypatch, capsys
 ):
+    from import_cases import write_cases  # the files docs/import.md walks through
     from prh.cli import main
 
-    data, ids, z = world["data"], np.array(world["ids"]), world["z"]
+    data, z = world["data"], world["z"]
     store, out = tmp_path / "store", tmp_path / "results"
-    perm = np.random.default_rng(2).permutation(N)
-    text = _view(z, 12, 21)
-    pd.DataFrame({"id": ids[perm], **{f"e{j}": text[perm, j] for j in range(12)}}).to_csv(
-        tmp_path / "api.csv", index=False
-    )
-    np.savez(tmp_path / "net.npz", ids=ids, stage1=_view(z, 6, 22, noise=1.0), stage2=_view(z, 8, 23))
-    rng = np.random.default_rng(3)
-    signal = _view(z, 10, 24, noise=0.0)
-    np.save(tmp_path / "brain.npy", _recording(signal, 4, 0.5, rng).astype(np.float32))
+    cases = write_cases(tmp_path / "cases", world["ids"])
 
     def cli(*args):
         monkeypatch.setattr(sys, "argv", ["prh", *args])
@@ -351,12 +344,10 @@ def test_imported_models_run_through_align_calibrate_report_and_alignment(
         return capsys.readouterr().out
 
     base = ["--dataset", str(data), "--store", str(store)]
-    printed = cli("import", "api-text", str(tmp_path / "api.csv"), "--modality", "language", *base)
+    printed = cli("import", "api-text", str(cases["api"]), "--modality", "language", *base)
     assert f"{N} of the dataset's {N} items found" in printed
-    cli("import", "other-net", str(tmp_path / "net.npz"), "--modality", "vision", "--family", "jax", *base)
-    printed = cli(
-        "import", "my-brain", str(tmp_path / "brain.npy"), "--modality", "brain", "--repeats", *base
-    )
+    cli("import", "other-net", str(cases["framework"]), "--modality", "vision", "--family", "jax", *base)
+    printed = cli("import", "my-brain", str(cases["recording"]), "--modality", "brain", "--repeats", *base)
     assert "trusting the row order" in printed and "noise ceiling (unbiased_cka)" in printed
     printed = cli(
         "align",
