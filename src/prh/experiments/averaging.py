@@ -281,31 +281,21 @@ def run(ctx: Context, config: AveragingConfig) -> ExperimentResult:
 
 
 def _section(ctx: Context, fig: Any, lines: list[str], fits: Any) -> None:
-    from prh.report.sections import Figure, Section, Table
-
-    ctx.write_section(
-        Section(
-            name="test-time-averaging",
-            title=SPEC.title,
-            order=SPEC.order,
-            paragraphs=[
-                "Features averaged over more augmented views of each image and more captions of each item; "
-                "mutual kNN of the averaged features (best layer pair) with 95% subsampling intervals, a fitted "
-                "saturating curve s(n) = s_inf - (s_inf - s_1) n^(-exponent) per curve, and the shuffled pairing "
-                "as a control."
-            ],
-            findings=lines,
-            figures=[
-                Figure(
-                    ctx.relative(fig),
-                    "Alignment against the number of views (left), captions (middle) and both (right) averaged; "
-                    "points with intervals, lines the fitted saturating curves, dotted the shuffled pairing.",
-                    "Test-time averaging",
-                )
-            ],
-            tables=[Table("Saturating fits", fits)],
-            files=[(p.name, ctx.relative(p)) for p in ctx.files if p.suffix in (".json", ".csv")],
-        )
+    ctx.write_report_section(
+        "Features averaged over more augmented views of each image and more captions of each item; "
+        "mutual kNN of the averaged features (best layer pair) with 95% subsampling intervals, a fitted "
+        "saturating curve s(n) = s_inf - (s_inf - s_1) n^(-exponent) per curve, and the shuffled pairing "
+        "as a control.",
+        lines,
+        [
+            (
+                fig,
+                "Alignment against the number of views (left), captions (middle) and both (right) averaged; "
+                "points with intervals, lines the fitted saturating curves, dotted the shuffled pairing.",
+                "Test-time averaging",
+            )
+        ],
+        [("Saturating fits", fits)],
     )
 
 

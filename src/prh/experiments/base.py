@@ -338,6 +338,40 @@ class Context:
         self.files.append(path)
         return path
 
+    def write_report_section(
+        self,
+        description: str,
+        findings: Sequence[str],
+        figures: Sequence[tuple[Path, str, str]],
+        tables: Sequence[tuple[str, Any]],
+    ) -> Path:
+        """Write the experiment's report section the way every experiment lays it out.
+
+        Parameters
+        ----------
+        description : one paragraph on what the experiment measures.
+        findings : one line per finding (the run's printed lines).
+        figures : ``(path, caption, title)`` of each figure written by this run.
+        tables : ``(title, DataFrame)`` of each table.
+
+        The name, title and order come from the experiment's spec; the section links every JSON and CSV file the
+        run wrote so far.
+        """
+        from prh.report.sections import Figure, Section, Table
+
+        return self.write_section(
+            Section(
+                name=self.spec.name,
+                title=self.spec.title,
+                order=self.spec.order,
+                paragraphs=[description],
+                findings=list(findings),
+                figures=[Figure(self.relative(path), caption, title) for path, caption, title in figures],
+                tables=[Table(title, frame) for title, frame in tables],
+                files=[(p.name, self.relative(p)) for p in self.files if p.suffix in (".json", ".csv")],
+            )
+        )
+
     def provenance(self, config: ConfigFields) -> dict:
         """What identifies this run: experiment, options, config, versions, wall time so far."""
         from prh._provenance import run_stamp

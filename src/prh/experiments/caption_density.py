@@ -199,30 +199,20 @@ def run(ctx: Context, config: CaptionDensityConfig) -> ExperimentResult:
 
 
 def _section(ctx: Context, fig: Any, lines: list[str], wide: Any, examples: Any) -> None:
-    from prh.report.sections import Figure, Section, Table
-
-    ctx.write_section(
-        Section(
-            name="caption-density",
-            title=SPEC.title,
-            order=SPEC.order,
-            paragraphs=[
-                "The same images with captions of increasing density; each language model reads each level, and "
-                "is aligned with each vision model (mutual kNN, best layer pair, calibrated against a permutation "
-                "null, 95% subsampling intervals)."
-            ],
-            findings=lines,
-            figures=[
-                Figure(
-                    ctx.relative(fig),
-                    "Alignment against the mean caption length of each level: raw score with its interval (left), "
-                    "calibrated score (right); one line per language x vision pair.",
-                    "Alignment vs caption density",
-                )
-            ],
-            tables=[Table("Mutual kNN per level", wide), Table("The levels", examples)],
-            files=[(p.name, ctx.relative(p)) for p in ctx.files if p.suffix in (".json", ".csv")],
-        )
+    ctx.write_report_section(
+        "The same images with captions of increasing density; each language model reads each level, and "
+        "is aligned with each vision model (mutual kNN, best layer pair, calibrated against a permutation "
+        "null, 95% subsampling intervals).",
+        lines,
+        [
+            (
+                fig,
+                "Alignment against the mean caption length of each level: raw score with its interval (left), "
+                "calibrated score (right); one line per language x vision pair.",
+                "Alignment vs caption density",
+            )
+        ],
+        [("Mutual kNN per level", wide), ("The levels", examples)],
     )
 
 

@@ -276,31 +276,21 @@ def run(ctx: Context, config: GallerySizeConfig) -> ExperimentResult:
 
 
 def _section(ctx: Context, fig: Any, lines: list[str], curves: Any) -> None:
-    from prh.report.sections import Figure, Section, Table
-
-    ctx.write_section(
-        Section(
-            name="gallery-size",
-            title=SPEC.title,
-            order=SPEC.order,
-            paragraphs=[
-                "Cross-modal mutual kNN (best layer pair) of every vision x language pair on random galleries of "
-                "growing size, with the chance level and the permutation-calibrated score; where items have several "
-                "captions, one caption per image, features averaged over captions, or every image-caption pair as "
-                "its own row (many-to-many)."
-            ],
-            findings=lines,
-            figures=[
-                Figure(
-                    ctx.relative(fig),
-                    "Mean over model pairs against gallery size, per pairing mode; bands span the pairs' subset "
-                    "means; dotted lines are chance.",
-                    "Gallery size",
-                )
-            ],
-            tables=[Table("Per pair and size (mean over subsets; min-max range)", curves)],
-            files=[(p.name, ctx.relative(p)) for p in ctx.files if p.suffix in (".json", ".csv")],
-        )
+    ctx.write_report_section(
+        "Cross-modal mutual kNN (best layer pair) of every vision x language pair on random galleries of "
+        "growing size, with the chance level and the permutation-calibrated score; where items have several "
+        "captions, one caption per image, features averaged over captions, or every image-caption pair as "
+        "its own row (many-to-many).",
+        lines,
+        [
+            (
+                fig,
+                "Mean over model pairs against gallery size, per pairing mode; bands span the pairs' subset "
+                "means; dotted lines are chance.",
+                "Gallery size",
+            )
+        ],
+        [("Per pair and size (mean over subsets; min-max range)", curves)],
     )
 
 
