@@ -59,3 +59,18 @@ def test_one_default_metric_name_and_the_old_align_names_go():
     assert "DEFAULT_METRICS" not in prh.align.__all__
     with pytest.warns(DeprecationWarning, match="AlignConfig"):
         assert prh.align.DEFAULT_METRICS == AlignConfig().metrics
+
+
+def test_the_dataset_says_what_it_has_instead_of_its_name_being_checked():
+    from prh.data import PairedDataset, builtin_class, credit, load_dataset
+    from prh.data.openmoji import OpenMojiDataset
+
+    assert builtin_class("openmoji") is OpenMojiDataset and builtin_class("wit_1024") is None
+    assert credit("openmoji") == OpenMojiDataset.credit and "CC BY-SA 4.0" in credit("openmoji")
+    assert credit("openmoji+density=3") == credit("openmoji")  # views of it, as the experiments name them
+    assert credit("folder:/data/openmoji-like") is None and credit("minhuh/prh@wit_1024") is None
+    assert PairedDataset.credit is None and PairedDataset.emoji_ids is False
+    data = load_dataset("openmoji", n=4)
+    assert data.emoji_ids and data.credit == OpenMojiDataset.credit  # a subset view answers like its parent
+    renamed = data.with_captions([["x"]] * 4, "renamed")
+    assert renamed.emoji_ids and renamed.credit == data.credit

@@ -159,13 +159,13 @@ def open_labelled(dataset: str, n: int | None, labels: str, emoji_test: Path | N
     """The dataset and its labels for ``prh competence``: a labelled set's own labels, the emoji groups of
     OpenMoji, or a labels CSV file. ``hub`` is (split, label_column, text_column) for hub datasets."""
     from prh.competence import emoji_labels, labels_from_file, load_labelled
-    from prh.data import load_dataset
+    from prh.data import builtin_class, load_dataset
     from prh.errors import InputError
 
     split, label_column, text_column = hub
     file_labels = labels not in ("group", "subgroup")
     data = None
-    if dataset != "openmoji" and not (file_labels and dataset.startswith("hf:")):
+    if builtin_class(dataset) is None and not (file_labels and dataset.startswith("hf:")):
         data = load_labelled(dataset, n, split, label_column, text_column)  # None for a paired set
     if data is None:
         data = load_dataset(dataset, n=n)
@@ -174,7 +174,7 @@ def open_labelled(dataset: str, n: int | None, labels: str, emoji_test: Path | N
     own = getattr(data, "labels", None)
     if own is not None:
         return data, own
-    if data.name == "openmoji":
+    if data.emoji_ids:
         return data, emoji_labels(data.ids, level=labels, source=emoji_test)
     raise InputError(
         f"--dataset {dataset!r} has no labels of its own; give them with --labels FILE.csv (columns id,label), use "

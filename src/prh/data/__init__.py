@@ -22,7 +22,10 @@ from pathlib import Path
 from prh.data.base import PairedDataset
 from prh.errors import InputError
 
-__all__ = ["PairedDataset", "load_dataset"]
+__all__ = ["BUILTIN", "PairedDataset", "builtin_class", "credit", "load_dataset"]
+
+#: The datasets known by a fixed name: name -> "module:Class" (imported when asked for).
+BUILTIN: dict[str, str] = {"openmoji": "prh.data.openmoji:OpenMojiDataset"}
 
 _PAPER_ALIASES = ("wit_1024", "minhuh/prh", "minhuh/prh@wit_1024")
 
@@ -58,11 +61,10 @@ def load_dataset(name: str, n: int | None = None, **options: object) -> PairedDa
         raise InputError(f"n must be a positive integer number of items (or None for all), got {n!r}.")
     spec = name.strip()
 
-    if spec == "openmoji":
-        from prh.data.openmoji import OpenMojiDataset
-
+    if spec in BUILTIN:
+        cls = builtin_class(spec)
         _check_options(options, {"image_size", "cache"}, spec)
-        dataset: PairedDataset = OpenMojiDataset(**options)  # type: ignore[arg-type]
+        dataset: PairedDataset = cls(**options)  # type: ignore[arg-type, call-arg]
     elif spec in _PAPER_ALIASES or spec.startswith("hf:"):
         from prh.data.hf import PAPER_REPO, PAPER_REVISION, HFDataset
 
@@ -95,6 +97,24 @@ def load_dataset(name: str, n: int | None = None, **options: object) -> PairedDa
     if n is not None:
         dataset = dataset.subset(n)
     return dataset
+
+
+def builtin_class(name: str) -> type[PairedDataset] | None:
+    """The class of the built-in dataset known by ``name`` (e.g. ``"openmoji"``), else None; nothing is opened."""
+    import importlib
+
+    target = BUILTIN.get(str(name).strip())
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def credit(name: str) -> str | None:
+    """The credit line of the data behind the stored dataset name ``name`` (a built-in dataset, or a view of one
+    such as ``"openmoji+density=3"``), for reports written from saved results; None when there is none to give."""
+    cls = builtin_class(str(name).split("+", 1)[0])
+    return None if cls is None else cls.credit
 
 
 def _check_options(options: dict, allowed: set[str], name: str) -> None:

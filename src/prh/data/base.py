@@ -95,6 +95,11 @@ class PairedDataset:
     name: str
     ids: list[str]
     captions: list[list[str]]
+    #: One line crediting the source (authors, licence) for reports built on this data; None: nothing to credit.
+    credit: str | None = None
+    #: True when the item ids are Unicode emoji code points in hex (``"1F436"``): the emoji annotations (caption
+    #: variants) and the Unicode emoji groups (competence labels) apply to the items.
+    emoji_ids: bool = False
 
     def __init__(self, name: str, ids: Sequence[str], captions: Sequence[Sequence[str]]) -> None:
         self.name = str(name)
@@ -219,6 +224,16 @@ class DerivedDataset(PairedDataset):
         self.parent = parent
         self.indices = list(indices)
         super().__init__(name, [parent.ids[j] for j in self.indices], captions)
+
+    @property
+    def credit(self) -> str | None:  # type: ignore[override]
+        """The parent's credit line (a view shows the parent's images)."""
+        return self.parent.credit
+
+    @property
+    def emoji_ids(self) -> bool:  # type: ignore[override]
+        """The parent's: a view keeps the parent's ids."""
+        return self.parent.emoji_ids
 
     def _load_image(self, i: int) -> Image.Image:
         return self.parent._load_image(self.indices[i])

@@ -109,6 +109,14 @@ class OpenMojiDataset(PairedDataset):
     (whose compression may vary between zlib versions).
     """
 
+    #: The name :func:`prh.data.load_dataset` knows it by.
+    NAME = "openmoji"
+    credit = (
+        "OpenMoji images: the open-source emoji and icon project, https://openmoji.org, licence CC BY-SA 4.0. "
+        "Captions are the Unicode character names."
+    )
+    emoji_ids = True
+
     def __init__(self, image_size: int = 224, cache: bool = True) -> None:
         if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 4096:
             raise InputError(
@@ -122,7 +130,7 @@ class OpenMojiDataset(PairedDataset):
             )
         self.image_size = image_size
         items = single_codepoint_items(self.data_dir)
-        super().__init__("openmoji", [h for h, _ in items], [[c] for _, c in items])
+        super().__init__(self.NAME, [h for h, _ in items], [[c] for _, c in items])
         self._cache_dir: Path | None = self._render_cache_dir() if cache else None
         self._digests: dict[str, str] | None = None
         self._dirty = False

@@ -71,8 +71,8 @@ def _join(words: list[str]) -> str:
 
 
 def is_emoji_dataset(dataset: PairedDataset) -> bool:
-    """True for OpenMoji (and its subsets): ids are the emoji's hexcodes."""
-    return dataset.name == "openmoji"
+    """True when the dataset says its ids are emoji code points (OpenMoji and its subsets)."""
+    return bool(dataset.emoji_ids)
 
 
 def emoji_annotation(hexcode: str, unicode_name: str) -> EmojiAnnotation:

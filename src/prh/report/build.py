@@ -10,17 +10,13 @@ import pandas as pd
 
 from prh.align.engine import Results
 from prh.atomic import atomic_write_text
+from prh.data import credit as data_credit
 from prh.errors import InputError
 from prh.report import competence as report_competence
 from prh.report import figures
 from prh.report import findings as report_findings
 from prh.report import sections as report_sections
 from prh.report._imported import imported_section
-
-ATTRIBUTION = (
-    "OpenMoji images: the open-source emoji and icon project, https://openmoji.org, licence CC BY-SA 4.0. "
-    "Captions are the Unicode character names."
-)
 
 
 def summary_lines(results: Results, metric: str = "mutual_knn") -> list[str]:
@@ -184,8 +180,9 @@ def build_report(
         " · <a href='grids.safetensors'>grids.safetensors</a> · <a href='provenance.json'>provenance.json</a>"
         " · <a href='report.md'>report.md</a></p>"
     )
-    if "openmoji" in str(dataset.get("name", "")):
-        body.append(f"<p class='meta'>{html.escape(ATTRIBUTION)}</p>")
+    credit = data_credit(str(dataset.get("name", "")))
+    if credit:
+        body.append(f"<p class='meta'>{html.escape(credit)}</p>")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>prh report</title><style>"
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
