@@ -16,11 +16,10 @@ if TYPE_CHECKING:
 
 def print_summary(results: Results, metric: str = "mutual_knn", top: int = 12) -> None:
     """Rich tables of the best pairs for ``metric`` (cross-modal first, then within modality) plus the findings."""
-    from rich.console import Console
-
+    from prh.commands._console import plain_console
     from prh.report import summary_lines
 
-    console = Console()
+    console = plain_console()
     t = results.table
     if metric not in set(t["metric"]):
         metric = str(t["metric"].iloc[0])

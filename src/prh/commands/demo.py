@@ -47,9 +47,8 @@ def register(app: typer.Typer) -> None:
         trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
     ) -> None:
         """Run the main job offline: extract (or reuse) features, align every pair, control, report."""
-        from rich.console import Console
-
         from prh.align import AlignConfig, run_alignment
+        from prh.commands._console import plain_console, styled
         from prh.commands._summary import check_out_dir, print_summary
         from prh.data import load_dataset
         from prh.features import ExtractConfig, extract
@@ -57,7 +56,7 @@ def register(app: typer.Typer) -> None:
         from prh.models import availability, resolve_models
         from prh.report import build_report
 
-        console = Console()
+        console = plain_console()
         from prh.commands.models import load_models_files
 
         load_models_files(models_file, trust_code)
@@ -82,7 +81,7 @@ def register(app: typer.Typer) -> None:
             if ok:
                 usable.append(spec)
             else:
-                console.print(f"[yellow]skipping {spec.name}: {why}[/yellow]")
+                console.print(f"skipping {spec.name}: {why}", style="yellow")
         if len({s.modality for s in usable}) < 2:
             from prh.errors import ModelLoadError
 
@@ -90,7 +89,9 @@ def register(app: typer.Typer) -> None:
                 "the demo needs at least one language and one vision model from the offline zoo; "
                 "run `prh zoo install --all` (or `make demo`, which does it)."
             )
-        console.rule(f"[bold]1/4 features: {len(usable)} models on {n} OpenMoji image–caption pairs")
+        console.rule(
+            styled(f"1/4 features: {len(usable)} models on {n} OpenMoji image–caption pairs", "bold")
+        )
         dataset = load_dataset("openmoji", n=n)
         feature_store = FeatureStore(store)
         summaries = extract(
@@ -103,13 +104,15 @@ def register(app: typer.Typer) -> None:
         )
         failed = [s for s in summaries if s["status"] == "failed"]
         for s in failed:
-            console.print(f"[red]{s['model']} failed: {s['error']}[/red]")
+            console.print(f"{s['model']} failed: {s['error']}", style="red")
         usable = [spec for spec, s in zip(usable, summaries) if s["status"] != "failed"]
         features_done = time.perf_counter()
         console.rule(
-            f"[bold]2/4 alignment: every pair over all layer pairs, K={config.calibrate} permutations, "
-            f"B={config.bootstrap} subsamples, "
-            "shuffled control"
+            styled(
+                f"2/4 alignment: every pair over all layer pairs, K={config.calibrate} permutations, "
+                f"B={config.bootstrap} subsamples, shuffled control",
+                "bold",
+            )
         )
         results = run_alignment(
             usable, None, feature_store, config, dataset=dataset, cache_dir=Path(store).parent / "alignment"
@@ -120,14 +123,17 @@ def register(app: typer.Typer) -> None:
         save_results(results, out)
         alignment_done = time.perf_counter()
         console.rule(
-            "[bold]3/4 competence: k-NN and linear probes on the emoji groups, labels shuffled as control"
+            styled(
+                "3/4 competence: k-NN and linear probes on the emoji groups, labels shuffled as control",
+                "bold",
+            )
         )
         from prh.commands.competence import demo_probes
 
         try:
             demo_probes(usable, feature_store, dataset, out, seed)
             competence_done = time.perf_counter()
-            console.rule("[bold]4/4 report")
+            console.rule(styled("4/4 report", "bold"))
             _save_run_times(
                 out,
                 started,
@@ -146,7 +152,7 @@ def register(app: typer.Typer) -> None:
                 f"options (features, alignment and probes are cached), or `prh report {out}` for the report alone."
             ) from None
         print_summary(results)
-        console.print(f"report: [bold]{report}[/bold]   table: {out / 'results.csv'}")
+        console.print("report: ", styled(report, "bold"), f"   table: {out / 'results.csv'}", sep="")
 
 
 def _save_run_times(

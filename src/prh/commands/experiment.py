@@ -17,6 +17,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from prh.commands._console import help_text
+
 #: The common options: (parameter, type, default, flag(s), help). ``None`` defaults mean "the experiment's own".
 COMMON = (
     ("models", str, None, ("--models", "-m"), "Model names/sets (default: the experiment's)."),
@@ -72,7 +74,7 @@ def _build(name: str):
 
     spec = get(name)
     single = typer.Typer(add_completion=False)
-    single.command(name=name, help=spec.summary)(make_command(spec))
+    single.command(name=name, help=help_text(spec.summary))(make_command(spec))
     return typer.main.get_command(single)
 
 
@@ -102,7 +104,7 @@ class ExperimentGroup(TyperGroup):
         if cmd_name not in EXPERIMENTS:
             return None
         if self._listing:  # a help listing: name and summary only
-            text = summary_of(cmd_name)
+            text = help_text(summary_of(cmd_name))
             return click.Command(cmd_name, help=text, short_help=text)
         if cmd_name not in self._built:
             self._built[cmd_name] = _build(cmd_name)
@@ -143,7 +145,7 @@ def config_parameters(config_cls: type) -> list[inspect.Parameter]:
     params = []
     for f in dataclasses.fields(config_cls):
         annotation = _optional(hints[f.name])
-        option = typer.Option(f.default, _flag(f.name, annotation), help=f.metadata.get("help"))
+        option = typer.Option(f.default, _flag(f.name, annotation), help=help_text(f.metadata.get("help")))
         params.append(
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
         )
@@ -163,28 +165,27 @@ def make_command(spec: Any):
         _run(spec, kwargs)
 
     params = []
-    for name, annotation, default, flags, help_text in COMMON:
+    for name, annotation, default, flags, text in COMMON:
         if name == "dataset":
-            help_text = spec.dataset_help + (f" Default: {spec.dataset}." if spec.dataset else "")
-        option = typer.Option(default, *flags, help=help_text)
+            text = spec.dataset_help + (f" Default: {spec.dataset}." if spec.dataset else "")
+        option = typer.Option(default, *flags, help=help_text(text))
         params.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
         )
     params += config_parameters(spec.config)
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__name__ = spec.name.replace("-", "_")
-    command.__doc__ = spec.summary
+    command.__doc__ = help_text(spec.summary)
     return command
 
 
 def _run(spec: Any, kwargs: dict[str, Any]) -> None:
-    from rich.console import Console
-
+    from prh.commands._console import plain_console, styled
     from prh.commands._summary import check_out_dir
     from prh.commands.models import load_models_files
     from prh.experiments import RunOptions, run
 
-    console = Console()
+    console = plain_console()
     load_models_files(kwargs.pop("models_file"), kwargs.pop("trust_code"))
     report = kwargs.pop("report")
     check_out_dir(kwargs["out"])
@@ -192,7 +193,7 @@ def _run(spec: Any, kwargs: dict[str, Any]) -> None:
     common["store"], common["out"] = str(common["store"]), str(common["out"])
     options = RunOptions(**common)
     config = spec.config.from_dict(kwargs)
-    console.rule(f"[bold]prh experiment {spec.name}")
+    console.rule(styled(f"prh experiment {spec.name}", "bold"))
     result = run(spec.name, options, config, log=lambda msg: console.print(f"  {msg}"))
     for line in result.lines:
         console.print(f"• {line}")
@@ -200,15 +201,17 @@ def _run(spec: Any, kwargs: dict[str, Any]) -> None:
     if report:
         from prh.report import build_report
 
-        console.print(f"report: [bold]{build_report(options.out)}[/bold]")
+        console.print("report: ", styled(build_report(options.out), "bold"), sep="")
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``experiment`` command group, one sub-command per registered experiment (built on first use)."""
+    from prh.experiments import names
+
     group = typer.Typer(
         cls=ExperimentGroup,
-        help="Run one of the paper's other experiments (colours, caption density, test-time averaging); it writes "
-        "results, figures and a section of the report into --out.",
+        help=f"Run one of the paper's other experiments ({', '.join(names())}); it writes results, figures and a "
+        "section of the report into --out.",
         no_args_is_help=True,
     )
     app.add_typer(group, name="experiment")

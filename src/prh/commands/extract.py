@@ -102,10 +102,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Extract per-layer pooled features of models on a paired dataset (language models read captions, vision
         models read images). Stored features with a matching dataset fingerprint are reused."""
-        from rich.console import Console
         from rich.table import Table
 
         from prh._validation import check_choice
+        from prh.commands._console import plain_console, styled
         from prh.commands.models import load_models_files
         from prh.data import load_dataset
         from prh.errors import ExtractionError
@@ -126,9 +126,9 @@ def register(app: typer.Typer) -> None:
             shard_size=shard_size,
         )
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
-        console = Console()
+        console = plain_console()
         if not console.is_terminal:
-            console = Console(width=140)
+            console = plain_console(width=140)
         load_models_files(models_file, trust_code)
         specs = resolve_models(models)
         ds = load_dataset(dataset, n=n)
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"extracting {len(specs)} model(s) on {ds.name} (N={len(ds)}) into {root}")
 
         def log(msg: str) -> None:
-            console.print(msg, markup=False, highlight=False)
+            console.print(msg, highlight=False)
 
         if use_ray:
             from prh.distributed import RayOptions, extract_ray
@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             table.add_row(
                 r["model"],
-                f"[{colour.get(r['status'], 'white')}]{r['status']}[/]",
+                styled(r["status"], colour.get(r["status"], "white")),
                 r["pool"],
                 f"{r['time_s']:.1f}" if r["time_s"] is not None else "",
                 f"{r['samples_per_s']:.1f}" if r["samples_per_s"] else "",

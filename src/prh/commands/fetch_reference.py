@@ -20,17 +20,17 @@ def _size(n: int | None) -> str:
 
 def _list(store: Path) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
+    from prh.commands._console import plain_console
     from prh.features.reference import load_catalogue, stored_published
     from prh.features.store import FeatureStore
 
     catalogue = load_catalogue()
     stored = stored_published(FeatureStore(store), catalogue)
-    console = Console()
+    console = plain_console()
     if not console.is_terminal:
-        console = Console(width=160)
+        console = plain_console(width=160)
     table = Table(
         title=f"published features of {catalogue.dataset.name}", box=box.SIMPLE_HEAD, pad_edge=False
     )
@@ -51,8 +51,7 @@ def _list(store: Path) -> None:
     console.print(
         f"selections: all ({len(catalogue.features)}), platonic ({len(catalogue.members('platonic'))}, the "
         f"reference's list), verified ({len(catalogue.members('verified'))}), language, vision. "
-        f"sha256 source: {catalogue.hash_source}",
-        markup=False,
+        f"sha256 source: {catalogue.hash_source}"
     )
 
 
@@ -102,8 +101,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Download the paper's published WIT-1024 features into the feature store: resumable, checked
         (size + sha256 where known), loaded without unpickling, converted to safetensors with provenance."""
-        from rich.console import Console
-
+        from prh.commands._console import plain_console, styled
         from prh.errors import InputError
         from prh.features.download import DownloadOptions
         from prh.features.reference import FetchConfig, fetch_reference, load_catalogue
@@ -128,16 +126,15 @@ def register(app: typer.Typer) -> None:
             from prh.data import load_dataset
 
             dataset = load_dataset(catalogue.dataset.revision)
-        console = Console(stderr=True)
+        console = plain_console(stderr=True)
         outcomes = fetch_reference(",".join(names), store, config, dataset=dataset, catalogue=catalogue)
         for outcome in outcomes:
             check = "sha256 verified" if outcome.verified else "sha256 recorded (not in the catalogue)"
             what = "fetched" if outcome.status == "fetched" else "already stored"
-            console.print(
-                f"{outcome.name}: {what}, {_size(outcome.size)}, {check} -> {outcome.path}", markup=False
-            )
+            console.print(f"{outcome.name}: {what}, {_size(outcome.size)}, {check} -> {outcome.path}")
         fetched = sum(o.status == "fetched" for o in outcomes)
         console.print(
-            f"[green]done[/green]: {fetched} fetched, {len(outcomes) - fetched} already in {store}. Score against "
-            f'them with prh.Alignment(dataset="minhuh/prh", subset="wit_1024", models=[...], store="{store}").'
+            styled("done", "green"),
+            f": {fetched} fetched, {len(outcomes) - fetched} already in {store}. Score against "
+            f'them with prh.Alignment(dataset="minhuh/prh", subset="wit_1024", models=[...], store="{store}").',
         )

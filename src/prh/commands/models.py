@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from prh.commands._console import help_text
+
 #: Help of the ``--trust-code`` flag of every command that loads models files.
 TRUST_CODE_HELP = (
     "Allow models-file / PRH_MODELS entries to import the Python code they name (options.builder = "
@@ -46,7 +48,9 @@ def register(app: typer.Typer) -> None:
             None, "--set", "-s", help="Only the models of this set (offline, paper-val, ...)."
         ),
         models_file: list[Path] = typer.Option(
-            None, "--models-file", help="TOML file with your own [[model]] entries and [sets] (repeatable)."
+            None,
+            "--models-file",
+            help=help_text("TOML file with your own [[model]] entries and [sets] (repeatable)."),
         ),
         check: bool = typer.Option(
             True, "--check/--no-check", help="Check whether each model is usable offline now."
@@ -54,16 +58,16 @@ def register(app: typer.Typer) -> None:
         trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_CODE_HELP),
     ) -> None:
         """List the model registry and model sets; say which models are usable offline right now and why not."""
-        from rich.console import Console
         from rich.table import Table
 
+        from prh.commands._console import plain_console, styled
         from prh.models import all_models, availability, model_set, set_info, set_names
 
         load_models_files(models_file, trust_code)
         specs = model_set(set_name) if set_name else all_models()
-        console = Console()
+        console = plain_console()
         if not console.is_terminal:
-            console = Console(width=180)
+            console = plain_console(width=180)
         title = f"models in set {set_name!r}" if set_name else "registered models"
         table = Table(title=title, show_lines=False)
         for col in (
@@ -83,7 +87,7 @@ def register(app: typer.Typer) -> None:
             ok, why = availability(spec) if check else (None, "")
             usable[spec.name] = ok
             comp = ", ".join(f"{k}={v}" for k, v in spec.competence.items())
-            mark = "" if ok is None else ("[green]yes[/green]" if ok else "[red]no[/red]")
+            mark = "" if ok is None else (styled("yes", "green") if ok else styled("no", "red"))
             table.add_row(
                 spec.name,
                 spec.modality,

@@ -33,6 +33,19 @@ def parse_options(pairs: list[str]) -> dict:
     return out
 
 
+#: Metric options with a flag of their own in `prh score`; every other option is given as ``-O key=value``.
+FLAG_OPTIONS = ("k", "dim", "kernel", "sigma")
+
+
+def option_usage(name: str, value: object = None) -> str:
+    """How `prh score` takes metric option ``name`` (with ``value`` as the example): ``--k 10`` for the options
+    that have a flag (:data:`FLAG_OPTIONS`), ``-O rdm=euclidean`` for the others. The one source of the
+    option syntax that ``--list`` and the error messages print."""
+    if name in FLAG_OPTIONS:
+        return f"--{name}" if value is None else f"--{name} {value}"
+    return f"-O {name}=VALUE" if value is None else f"-O {name}={value}"
+
+
 def _print_metrics(as_json: bool) -> None:
     """``prh score --list``: every registered metric, its options (defaults) and range."""
     from prh.metrics import names, spec
@@ -52,7 +65,7 @@ def _print_metrics(as_json: bool) -> None:
         typer.echo(json.dumps(rows))
         return
     for row in rows:
-        opts = ", ".join(f"--{k} {v}" for k, v in row["options"].items()) or "no options"
+        opts = ", ".join(option_usage(k, v) for k, v in row["options"].items()) or "no options"
         low, high = row["range"]
         typer.echo(f"{row['metric']:<20} [{low:g}, {high:g}]  {opts}\n{'':<20} {row['description']}")
 
@@ -105,14 +118,14 @@ def register(app: typer.Typer) -> None:
                 "give two feature files, e.g. `prh score A.npy B.npy --metric mutual_knn`, or `prh score --list`."
             )
         metric_spec = spec(metric)
-        given = {"k": k, "dim": dim, "kernel": kernel, "sigma": sigma}
+        given = dict(zip(FLAG_OPTIONS, (k, dim, kernel, sigma), strict=True))
         options = {name: value for name, value in given.items() if value is not None}
         options.update(parse_options(option or []))
         unknown = sorted(set(options) - set(metric_spec.options()))
         if unknown:
-            allowed = ", ".join(f"--{o}" for o in metric_spec.options()) or "none"
+            allowed = ", ".join(option_usage(o) for o in metric_spec.options()) or "none"
             raise InputError(
-                f"{', '.join('--' + u for u in unknown)} is not an option of {metric} (its options: {allowed})."
+                f"{', '.join(option_usage(u) for u in unknown)} is not an option of {metric} (its options: {allowed})."
             )
         xa, xb = load_array(a, key_a, key_flag="--key-a"), load_array(b, key_b, key_flag="--key-b")
         for name, x in (("A", xa), ("B", xb)):

@@ -34,10 +34,10 @@ def register(app: typer.Typer) -> None:
         bijective random renderings (and one lossy one), sweeps capacity and data, and writes world.json plus
         world_capacity.png, world_data.png, world_kernel_scatter.png and world_lossy.png into --out.
         """
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
+        from prh.commands._console import plain_console
         from prh.errors import InputError
         from prh.world.experiment import DEFAULT, FAST, run_world
         from prh.world.plots import plot_all
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         if out.exists() and not out.is_dir():
             raise InputError(f"--out {out} exists and is not a folder; pass a folder path.")
         settings = FAST if fast else DEFAULT
-        console = Console(stderr=True)
+        console = plain_console(stderr=True)
         total = settings.n_trainings() * n_seeds
         with Progress(
             TextColumn("[bold]world[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -85,5 +85,5 @@ def register(app: typer.Typer) -> None:
             "mutual kNN X-Y: bijective / lossy",
             f"{lossy['mutual_knn_bijective']['mean']:.3f} / {lossy['mutual_knn_lossy']['mean']:.3f}",
         )
-        Console().print(table)
+        plain_console().print(table)
         typer.echo(f"wrote {json_path} and {len(figures)} figures in {out}")

@@ -19,15 +19,18 @@ matrices, layer-maximised, with label-permutation p-values and a label-shuffled 
 as a 2-D MDS embedding with every point in its own colour. Colours that the images barely show (fewer than
 ``min_pixels`` pixels) have no co-occurrence statistics; with the pixel kernel on, every kernel uses the colours
 that the images cover.
+
+The parts live in private modules by job: the vocabulary (:mod:`._color_vocabulary`), colour science (sRGB ->
+CIELAB, ΔE: :mod:`._color_science`) and the pixel statistics (quantisation, co-occurrence, PMI:
+:mod:`._color_pixels`); this module holds the config, the swatch dataset, the run and its report section, and
+re-exports the parts' public functions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,28 +39,50 @@ import torch
 from prh._validation import ConfigFields, check_bool, check_choice, check_float, check_int, check_str
 from prh.data.base import PairedDataset
 from prh.errors import InputError
-from prh.experiments.base import Context, ExperimentResult, ExperimentSpec, require
-
-#: Photographs that scikit-image ships inside its wheel (read from ``skimage.data.data_dir``, never downloaded).
-SKIMAGE_PHOTOS = (
-    "astronaut.png",
-    "chelsea.png",
-    "coffee.png",
-    "rocket.jpg",
-    "motorcycle_left.png",
-    "hubble_deep_field.jpg",
-    "retina.jpg",
-    "ihc.png",
+from prh.experiments._color_pixels import (
+    IMAGE_SUFFIXES,
+    MAX_SIDE,
+    SKIMAGE_PHOTOS,
+    cooccurrence,
+    load_images,
+    pmi,
+    quantize,
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-#: Longest image side used for the co-occurrence counts (larger images are downscaled first).
-MAX_SIDE = 512
+from prh.experiments._color_science import DELTA_E, lab_distances, srgb_to_lab
+from prh.experiments._color_vocabulary import (
+    MIN_COLORS,
+    VOCABULARIES,
+    Vocabulary,
+    load_vocabulary,
+    parse_color,
+)
+from prh.experiments.base import Context, ExperimentResult, ExperimentSpec
+
+__all__ = [
+    "DELTA_E",
+    "IMAGE_SUFFIXES",
+    "MAX_SIDE",
+    "MIN_COLORS",
+    "SKIMAGE_PHOTOS",
+    "SPEC",
+    "SWATCH_SIZE",
+    "VOCABULARIES",
+    "ColorDataset",
+    "ColorsConfig",
+    "Vocabulary",
+    "cooccurrence",
+    "lab_distances",
+    "load_images",
+    "load_vocabulary",
+    "parse_color",
+    "pmi",
+    "quantize",
+    "run",
+    "srgb_to_lab",
+]
+
 #: Side of the solid swatches shown to vision models (each adapter resizes them to its input size).
 SWATCH_SIZE = 64
-#: Fewest colours a comparison is made on.
-MIN_COLORS = 16
-VOCABULARIES = ("xkcd", "css4")
-DELTA_E = ("cie76", "ciede2000")
 
 
 @dataclass(frozen=True)
@@ -143,264 +168,6 @@ class ColorsConfig(ConfigFields):
         }
         for name, value in clean.items():
             object.__setattr__(self, name, value)
-
-
-# -- the colour vocabulary ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Vocabulary:
-    """Named colours: ``names`` (unique) and ``rgb`` ((N, 3) uint8 sRGB), plus the names dropped as duplicates of an
-    earlier colour's sRGB value."""
-
-    source: str
-    names: tuple[str, ...]
-    rgb: np.ndarray
-    dropped: tuple[str, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def hex(self, i: int) -> str:
-        return "#" + "".join(f"{int(c):02x}" for c in self.rgb[i])
-
-
-_HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
-
-
-def parse_color(value: object, where: str) -> tuple[int, int, int]:
-    """sRGB of ``value``: ``"#rrggbb"`` / ``"#rgb"`` hex, or three integers 0..255 (a list or ``"r,g,b"``).
-
-    Raises
-    ------
-    InputError
-        Anything else; the message names ``where`` (the colour) and the value.
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        match = _HEX.fullmatch(text)
-        if match:
-            h = match.group(1)
-            h = "".join(c * 2 for c in h) if len(h) == 3 else h
-            return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
-        parts = [p.strip() for p in text.split(",")]
-        if len(parts) == 3 and all(re.fullmatch(r"\d{1,3}", p) for p in parts):
-            value = [int(p) for p in parts]
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == 3
-        and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)
-    ):
-        return (int(value[0]), int(value[1]), int(value[2]))
-    raise InputError(
-        f"colour {where}: {value!r} is not an sRGB value; write '#rrggbb' (hex) or three integers 0..255 "
-        f"('r,g,b')."
-    )
-
-
-def _builtin(name: str) -> list[tuple[str, object]]:
-    from matplotlib import _color_data
-
-    if name == "xkcd":  # matplotlib keeps the survey's order, least common first
-        items = list(_color_data.XKCD_COLORS.items())[::-1]
-        return [(key[len("xkcd:") :], value) for key, value in items]
-    return list(_color_data.CSS4_COLORS.items())
-
-
-def _read_file(path: Path) -> list[tuple[str, object]]:
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise InputError(f"vocabulary file {path} is not readable JSON ({err}).") from err
-        if isinstance(data, dict):
-            return [(str(k), v) for k, v in data.items()]
-        if isinstance(data, list) and all(isinstance(r, dict) and "name" in r for r in data):
-            return [(str(r["name"]), r.get("hex", r.get("rgb"))) for r in data]
-        raise InputError(
-            f"vocabulary file {path} must hold {{name: '#rrggbb'}} or a list of {{'name': ..., 'hex': ...}}."
-        )
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"vocabulary file {path} is not a readable CSV ({err}).") from err
-    cols = [c.strip().lower() for c in frame.columns]
-    frame.columns = cols
-    if "name" not in cols or not ({"hex"} <= set(cols) or {"r", "g", "b"} <= set(cols)):
-        raise InputError(
-            f"vocabulary file {path} needs a 'name' column and a 'hex' column (or 'r', 'g', 'b'); found {cols}."
-        )
-    if "hex" in cols:
-        return [(r["name"], r["hex"]) for r in frame.to_dict(orient="records")]
-    return [(r["name"], f"{r['r']},{r['g']},{r['b']}") for r in frame.to_dict(orient="records")]
-
-
-def load_vocabulary(spec: str) -> Vocabulary:
-    """The colour vocabulary ``spec``: ``"xkcd"``, ``"css4"`` or a CSV/JSON file (see :class:`ColorsConfig`).
-
-    Names must be unique and non-empty and every value a valid sRGB colour (one :class:`InputError` naming the
-    first bad entry); a colour whose sRGB value repeats an earlier one is dropped (listed in ``dropped``).
-    """
-    if spec in VOCABULARIES:
-        entries, source = _builtin(spec), spec
-    else:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            from prh._validation import suggest
-
-            raise InputError(
-                f"vocabulary {spec!r} is neither one of {list(VOCABULARIES)} nor a file.{suggest(spec, VOCABULARIES)}"
-            )
-        entries, source = _read_file(path), path.stem
-    names: list[str] = []
-    rgb: list[tuple[int, int, int]] = []
-    dropped: list[str] = []
-    seen_names: set[str] = set()
-    seen_rgb: set[tuple[int, int, int]] = set()
-    for row, (name, value) in enumerate(entries, start=1):
-        name = str(name).strip()
-        if not name:
-            raise InputError(f"vocabulary {spec!r}: entry {row} has an empty name.")
-        if name in seen_names:
-            raise InputError(f"vocabulary {spec!r}: the name {name!r} appears twice; give each colour once.")
-        color = parse_color(value, f"{name!r} (entry {row} of {spec!r})")
-        seen_names.add(name)
-        if color in seen_rgb:
-            dropped.append(name)
-            continue
-        seen_rgb.add(color)
-        names.append(name)
-        rgb.append(color)
-    if len(names) < MIN_COLORS:
-        raise InputError(
-            f"vocabulary {spec!r} has {len(names)} distinct colours; the kernels need at least {MIN_COLORS}."
-        )
-    return Vocabulary(source, tuple(names), np.asarray(rgb, dtype=np.uint8), tuple(dropped))
-
-
-# -- the perceptual kernel ------------------------------------------------------------------------------------
-def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """CIELAB (D65) of sRGB values: (..., 3) uint8 (0..255) or float (0..1) -> (..., 3) float64, by scikit-image."""
-    color = require("skimage.color", "scikit-image")
-    x = np.asarray(rgb)
-    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
-    return np.asarray(color.rgb2lab(x), dtype=np.float64)
-
-
-def lab_distances(lab: np.ndarray, formula: str = "cie76") -> np.ndarray:
-    """(N, N) perceptual distances ΔE of (N, 3) CIELAB values: ``"cie76"`` (Euclidean) or ``"ciede2000"``."""
-    formula = check_choice(formula, "delta_e", DELTA_E)
-    lab = np.asarray(lab, dtype=np.float64)
-    if formula == "cie76":
-        d = np.sqrt(((lab[:, None, :] - lab[None, :, :]) ** 2).sum(-1))
-    else:
-        color = require("skimage.color", "scikit-image")
-        n = lab.shape[0]
-        d = color.deltaE_ciede2000(np.repeat(lab[:, None, :], n, 1), np.repeat(lab[None, :, :], n, 0))
-        d = 0.5 * (d + d.T)
-    np.fill_diagonal(d, 0.0)
-    return d
-
-
-# -- the pixel co-occurrence kernel ---------------------------------------------------------------------------
-def _as_rgb_array(img: Any) -> np.ndarray:
-    from PIL import Image
-
-    if not isinstance(img, Image.Image):
-        img = Image.fromarray(np.asarray(img))
-    img = img.convert("RGB")
-    scale = MAX_SIDE / max(img.size)
-    if scale < 1:
-        img = img.resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), Image.BOX)
-    return np.asarray(img, dtype=np.uint8)
-
-
-def load_images(source: str | None, folder: str | None, max_images: int) -> list[tuple[str, np.ndarray]]:
-    """Natural images for the co-occurrence counts, as ``(name, (H, W, 3) uint8)``.
-
-    ``source``: ``"skimage"`` (the photographs of :data:`SKIMAGE_PHOTOS`), ``"none"`` or ``None`` (none) or any name
-    :func:`prh.data.load_dataset` accepts (its first ``max_images`` images); ``folder``: every image file under it.
-    """
-    from PIL import Image
-
-    out: list[tuple[str, np.ndarray]] = []
-    if source == "skimage":
-        data = require("skimage.data", "scikit-image")
-        root = Path(data.data_dir)
-        for name in SKIMAGE_PHOTOS:
-            if (root / name).is_file():
-                with Image.open(root / name) as img:
-                    out.append((f"skimage:{name}", _as_rgb_array(img)))
-    elif source not in (None, "none"):
-        from prh.data import load_dataset
-
-        dataset = load_dataset(source)
-        for i in range(min(len(dataset), max_images)):
-            out.append((f"{dataset.name}:{dataset.ids[i]}", _as_rgb_array(dataset.image(i))))
-    if folder is not None:
-        root = Path(folder).expanduser()
-        if not root.is_dir():
-            raise InputError(f"--images {folder!r} is not a folder; give a folder of image files.")
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise InputError(f"--images {folder!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
-        for path in files:
-            try:
-                with Image.open(path) as img:
-                    out.append((str(path), _as_rgb_array(img)))
-            except OSError as err:
-                raise InputError(
-                    f"image {str(path)!r} cannot be read ({err}); remove or replace it."
-                ) from err
-    return out
-
-
-def quantize(image: np.ndarray, palette_lab: np.ndarray) -> np.ndarray:
-    """(H, W) index of the nearest palette colour (Euclidean in CIELAB) of every pixel of an (H, W, 3) image."""
-    from scipy.spatial import cKDTree
-
-    lab = srgb_to_lab(image).reshape(-1, 3)
-    _, idx = cKDTree(palette_lab).query(lab)
-    return idx.reshape(image.shape[:2]).astype(np.int64)
-
-
-def cooccurrence(
-    index_maps: list[np.ndarray], n_colors: int, radius: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel counts and symmetric co-occurrence counts of colour-index maps.
-
-    Every unordered pair of distinct pixels p, q of one image with max(|Δrow|, |Δcol|) <= ``radius`` adds 1 to
-    C[c(p), c(q)] and 1 to C[c(q), c(p)] (2 on the diagonal when both have the same colour).
-
-    Returns
-    -------
-    pixels : (V,) int64 — how many pixels have each colour
-    counts : (V, V) float64 — C, symmetric
-    """
-    pixels = np.zeros(n_colors, dtype=np.int64)
-    counts = np.zeros(n_colors * n_colors, dtype=np.float64)
-    offsets = [(0, dx) for dx in range(1, radius + 1)]
-    offsets += [(dy, dx) for dy in range(1, radius + 1) for dx in range(-radius, radius + 1)]
-    for idx in index_maps:
-        h, w = idx.shape
-        pixels += np.bincount(idx.ravel(), minlength=n_colors)
-        for dy, dx in offsets:
-            if dy >= h or abs(dx) >= w:
-                continue
-            x0, x1 = max(0, -dx), w - max(0, dx)  # p = (y, x), q = (y + dy, x + dx), both inside
-            a = idx[: h - dy, x0:x1]
-            b = idx[dy:h, x0 + dx : x1 + dx]
-            counts += np.bincount((a * n_colors + b).ravel(), minlength=n_colors * n_colors)
-    c = counts.reshape(n_colors, n_colors)
-    return pixels, c + c.T
-
-
-def pmi(counts: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
-    """Pointwise mutual information of a symmetric co-occurrence table: log (C'_ab T') / (R'_a R'_b) with
-    C' = C + ``smoothing``, R' its row sums and T' its total."""
-    c = np.asarray(counts, dtype=np.float64) + float(smoothing)
-    rows = c.sum(axis=1)
-    return np.log(c) + np.log(c.sum()) - np.log(rows)[:, None] - np.log(rows)[None, :]
 
 
 # -- the dataset of prompts and swatches ----------------------------------------------------------------------

@@ -7,7 +7,11 @@ Datasets bigger than ``ExtractConfig.shard_size`` are extracted in resumable sha
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
+import importlib.util
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -277,6 +281,49 @@ def extract_sharded(adapter, dataset, pool: str, config: ExtractConfig, shards: 
     )
 
 
+@contextlib.contextmanager
+def library_bars_off():
+    """Switch off the progress bars that libraries draw while loading weights -- transformers' "Loading weights",
+    huggingface_hub's downloads and the GGUF reader's de-quantisation -- and restore them afterwards."""
+    undo: list[Callable[[], object]] = []
+    try:
+        if importlib.util.find_spec("transformers") is not None:
+            from transformers.utils import logging as hf_logging
+
+            if hf_logging.is_progress_bar_enabled():
+                hf_logging.disable_progress_bar()
+                undo.append(hf_logging.enable_progress_bar)
+            gguf = sys.modules.get("transformers.modeling_gguf_pytorch_utils")
+            if gguf is None and importlib.util.find_spec("gguf") is not None:
+                import transformers.modeling_gguf_pytorch_utils as gguf
+            if gguf is not None and hasattr(gguf, "tqdm"):  # it calls tqdm(...) without a switch of its own
+                original = gguf.tqdm
+                gguf.tqdm = functools.partial(original, disable=True)
+                undo.append(lambda: setattr(gguf, "tqdm", original))
+        if importlib.util.find_spec("huggingface_hub") is not None:
+            from huggingface_hub import utils as hub_utils
+
+            if not hub_utils.are_progress_bars_disabled():
+                hub_utils.disable_progress_bars()
+                undo.append(hub_utils.enable_progress_bars)
+        yield
+    finally:
+        for step in reversed(undo):
+            step()
+
+
+def _library_bars_follow_progress(func: Callable) -> Callable:
+    """``progress=False`` also silences the libraries' own loading bars (:func:`library_bars_off`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, progress: bool = True, **kwargs: Any) -> Any:
+        with contextlib.nullcontext() if progress else library_bars_off():
+            return func(*args, progress=progress, **kwargs)
+
+    return wrapper
+
+
+@_library_bars_follow_progress
 def extract(
     models: list[ModelSpec] | str,
     dataset,
@@ -302,7 +349,7 @@ def extract(
         (background image workers), ``shard_size`` (rows per resumable shard); default ``ExtractConfig()`` (a
         mapping of its fields is accepted too).
     progress : bool, default True
-        Show a tqdm progress bar per model.
+        Show a tqdm progress bar per model; False also silences the libraries' weight-loading bars.
     log : callable, optional
         Receives one line per event (skips, failures).
 
