@@ -214,6 +214,8 @@ def test_kernel_comparison_refuses_mismatched_items():
 class _Emoji(PairedDataset):
     """A few OpenMoji-like items (hexcode ids, Unicode names) without the openmoji package."""
 
+    emoji_ids = True  # what the emoji caption levels need, said by the dataset (not by its name)
+
     def __init__(self):
         import unicodedata
 

@@ -45,7 +45,10 @@ def register(app: typer.Typer) -> None:
     @app.command("models")
     def models_command(
         set_name: str = typer.Option(
-            None, "--set", "-s", help="Only the models of this set (offline, paper-val, ...)."
+            None,
+            "--set",
+            "-s",
+            help="Only the models of this set (the sets are listed at the end of `prh models`).",
         ),
         models_file: list[Path] = typer.Option(
             None,
