@@ -170,3 +170,15 @@ def test_no_progress_also_silences_the_libraries_loading_bars(monkeypatch):
     with pytest.raises(RuntimeError, match="probe"):
         extract_module.extract([], None, None, progress=True)
     assert (seen["transformers"], seen["hub"]) == (before[0], not before[1])
+
+
+def test_commands_print_through_the_plain_console():
+    """Every rich console of the commands has markup off (prh.commands._console), so printed text keeps "[...]"."""
+    for path in sorted((ROOT / "src" / "prh" / "commands").glob("*.py")):
+        if path.name == "_console.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "Console(" not in text, f"{path.name} makes its own rich Console; use plain_console()"
+        assert not re.search(r"\[/?(bold|green|red|yellow|cyan)\]", text), (
+            f"{path.name} prints rich markup tags"
+        )

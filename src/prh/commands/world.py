@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         console = plain_console(stderr=True)
         total = settings.n_trainings() * n_seeds
         with Progress(
-            TextColumn("[bold]world[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TextColumn("world", style="bold"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
             TimeElapsedColumn(), console=console,
         ) as bar:  # fmt: skip
             task = bar.add_task("training learners", total=total)

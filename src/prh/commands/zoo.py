@@ -29,11 +29,10 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Less output from pip."),
     ) -> None:
         """Install zoo packages (idempotent: what is installed already is skipped)."""
-        from rich.console import Console
-
         from prh import zoo
+        from prh.commands._console import plain_console, styled
 
-        console = Console(stderr=True)
+        console = plain_console(stderr=True)
         if dry_run:
             constraints = zoo.find_constraints()
             commands = zoo.install_commands(names or None, all_entries=all_entries, constraints=constraints)
@@ -46,7 +45,7 @@ def register(app: typer.Typer) -> None:
             names or None,
             quiet=quiet,
             all_entries=all_entries,
-            echo=lambda msg: console.print(msg, markup=False),
+            echo=lambda msg: console.print(msg),
         )
         rows = zoo.status([n for n in (names or [])] or None)
         wanted = {e.name for e in zoo.select(names or None, all_entries)}
@@ -56,8 +55,9 @@ def register(app: typer.Typer) -> None:
 
             raise PrhError(f"zoo entries still missing after pip ran: {', '.join(missing)}.")
         console.print(
-            f"[green]zoo ready[/green]: {', '.join(sorted(wanted))}"
-            + ("" if commands else " (nothing to do)")
+            styled("zoo ready", "green"),
+            f": {', '.join(sorted(wanted))}" + ("" if commands else " (nothing to do)"),
+            sep="",
         )
 
     @zoo_app.command("status")
@@ -73,10 +73,11 @@ def register(app: typer.Typer) -> None:
 
             typer.echo(json.dumps(rows, indent=2))
             return
-        from rich.console import Console
         from rich.table import Table
 
-        console = Console()
+        from prh.commands._console import plain_console, styled
+
+        console = plain_console()
         wide = console.width >= 120
         from rich import box
 
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
         for col in ("name", "installed", "version", "size", "licence", *(("what",) if wide else ())):
             table.add_column(col, no_wrap=col not in ("what", "licence"), overflow="fold")
         for r in rows:
-            installed = "[green]yes[/green]" if r["installed"] else "[red]no[/red]"
+            installed = styled("yes", "green") if r["installed"] else styled("no", "red")
             size = f"{r['size_mb']:.0f} MB" if r["installed"] else f"~{r['size_mb']:.0f} MB"
             name = r["name"] if r["default"] else f"{r['name']}*"
             cells = [name, installed, r["version"] or "-", size, r["licence"]]
@@ -95,7 +96,7 @@ def register(app: typer.Typer) -> None:
         console.print("* optional: installed by `prh zoo install --all` or by name")
         for r in rows:
             if not r["installed"]:
-                console.print(f"{r['name']}: missing {', '.join(r['missing'])}", markup=False)
+                console.print(f"{r['name']}: missing {', '.join(r['missing'])}")
         n_missing = sum(not r["installed"] and r["default"] for r in rows)
         if n_missing:
             console.print(
