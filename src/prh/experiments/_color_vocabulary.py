@@ -56,9 +56,12 @@ def parse_color(value: object, where: str) -> tuple[int, int, int]:
         parts = [p.strip() for p in text.split(",")]
         if len(parts) == 3 and all(re.fullmatch(r"\d{1,3}", p) for p in parts):
             value = [int(p) for p in parts]
-    if isinstance(value, (list, tuple)) and len(value) == 3:
-        if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= 255 for c in value):
-            return (int(value[0]), int(value[1]), int(value[2]))
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)
+    ):
+        return (int(value[0]), int(value[1]), int(value[2]))
     raise InputError(
         f"colour {where}: {value!r} is not an sRGB value; write '#rrggbb' (hex) or three integers 0..255 "
         f"('r,g,b')."
