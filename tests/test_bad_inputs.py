@@ -577,7 +577,9 @@ def test_disk_full_after_compute_keeps_the_results(work, monkeypatch, capsys, tm
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
     code, err = _cli(monkeypatch, capsys, *work["args"], "--out", str(work["out"]))
-    err = "\n".join(line for line in err.splitlines() if "pair/s]" not in line)  # the compute's progress bar
+    err = "\n".join(  # the compute's progress bars and memory estimate
+        line for line in err.splitlines() if "/s]" not in line and not line.startswith(("memory: ", "stage "))
+    )
     _assert_one_error_line(code, err, ["--out", "No space left on device", "kept in", str(spare)])
     assert _snapshot(work["out"]) == before  # all files as they were, no temporary left
     from prh.align import Results

@@ -14,13 +14,23 @@ from prh.features import ensure_imported, imported_specs
 
 
 def resolve_names(models: str | Sequence[str], store: Any = None) -> list[Any]:
-    """Model specs for comma-separated registry model / set names, and names of models imported into ``store``
-    (`prh import`); a registered name wins over an imported one, the order is kept, duplicates are dropped."""
+    """Model specs for comma-separated registry model / set names, names of models imported into ``store``
+    (`prh import`), and the paper's published features (``published``, ``published-language``,
+    ``published-vision``, ``platonic``, ``published/<entry>``: :mod:`prh.features.published`); a registered name
+    wins over an imported one, the order is kept, duplicates are dropped."""
+    from prh.features.published import is_published, published_specs
     from prh.models import resolve_models
     from prh.models.registry import model_names, set_names
 
     parts = models if isinstance(models, (list, tuple)) else str(models).split(",")
     parts = [p.strip() for p in parts if p and p.strip()]
+    if any(is_published(part) for part in parts):
+        out_published: dict[str, Any] = {}
+        for part in parts:
+            found = published_specs(part) if is_published(part) else resolve_names(part, store)
+            for spec in found:
+                out_published.setdefault(spec.name, spec)
+        return list(out_published.values())
     imported = imported_specs(store) if store is not None else {}
     if not parts or not imported:
         return resolve_models(models if isinstance(models, str) else list(models))

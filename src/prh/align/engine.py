@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prh._prepare import prepare
 from prh._sweep import LayerCaches, cache_layers, held_out_selection, sweep_caches
+from prh.align._loading import clamp_scope, prepare_all
 from prh.align.config import AlignConfig
 from prh.atomic import atomic_write_group
 from prh.errors import InputError
@@ -141,7 +141,7 @@ def load_features(
             layers, repeats = [t[rows] for t in layers], [t[rows] for t in repeats]
             info["items"] = {"n": int(rows.numel()), "shared": int(rows.sum())}
             info["item_mask"] = rows  # (N,) bool: the dataset items kept (not in provenance: a tensor)
-        out.append(ModelFeatures(name, prepare(layers, q=q), info, repeats))
+        out.append(ModelFeatures(name, prepare_all(layers, q, clamp_scope(info)), info, repeats))
     return out
 
 
@@ -484,27 +484,39 @@ class PairGrid:
             "held_out_share": share,
         }
 
+    def wants_statistics(self, metric: str, x: ModelFeatures, y: ModelFeatures) -> bool:
+        """Whether the pair gets calibration / bootstrap (``calibrate_metrics``, ``calibrate_within``)."""
+        wanted = self.calibrate_metrics is None or metric in self.calibrate_metrics
+        return wanted and (self.calibrate_within or x.modality != y.modality)
+
     def _statistics(self, metric, kw, cx, cy, x, y, result) -> dict:
         """Permutation calibration of the layer-maximised score (reusing the observed sweep ``result`` and the
         caches ``cx``, ``cy``) and a bootstrap CI of the best layer pair's score."""
-        from prh import stats
-
         out = dict.fromkeys(STATS_COLUMNS, float("nan"))
-        wanted = self.calibrate_metrics is None or metric in self.calibrate_metrics
-        if not wanted or not (self.calibrate_within or x.modality != y.modality):
+        if not self.wants_statistics(metric, x, y):
             return out
         if self.calibrate:
-            cal = stats.calibrate_sweep(
-                cx, cy, metric, K=self.calibrate, alpha=self.alpha, seed=self.seed, observed=result, **kw
-            )
-            out.update(tau=cal.tau, p_value=cal.p_value, calibrated_score=cal.calibrated)
+            out.update(self.calibration(metric, kw, cx, cy, result))
         if self.bootstrap:
             bx, by = result.best_layers
-            ci = stats.bootstrap_ci(
-                x.layers[bx], y.layers[by], metric, B=self.bootstrap, seed=self.seed, **kw
-            )
-            out.update(ci_low=ci.ci_low, ci_high=ci.ci_high)
+            out.update(self.interval(metric, kw, x.layers[bx], y.layers[by]))
         return out
+
+    def calibration(self, metric: str, kw: dict, cx: LayerCaches, cy: LayerCaches, result: Any) -> dict:
+        """``tau``, ``p_value``, ``calibrated_score`` of one pair from its caches and observed sweep."""
+        from prh import stats
+
+        cal = stats.calibrate_sweep(
+            cx, cy, metric, K=self.calibrate, alpha=self.alpha, seed=self.seed, observed=result, **kw
+        )
+        return {"tau": cal.tau, "p_value": cal.p_value, "calibrated_score": cal.calibrated}
+
+    def interval(self, metric: str, kw: dict, x_layer: torch.Tensor, y_layer: torch.Tensor) -> dict:
+        """``ci_low``, ``ci_high``: the bootstrap interval of the score of one layer pair."""
+        from prh import stats
+
+        ci = stats.bootstrap_ci(x_layer, y_layer, metric, B=self.bootstrap, seed=self.seed, **kw)
+        return {"ci_low": ci.ci_low, "ci_high": ci.ci_high}
 
     def _provenance(self, n: int, seconds: float) -> dict:
         from prh._provenance import run_stamp

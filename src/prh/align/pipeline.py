@@ -15,9 +15,33 @@ import torch
 
 from prh._validation import check_int
 from prh.align._imported import import_declared, noise_ceilings
+from prh.align._loading import clamp_scope, prepared_layers
 from prh.align.config import AlignConfig
 from prh.align.engine import ModelFeatures, PairGrid, Results, load_features
+from prh.align.stream import LayerSource, StreamedGrid
 from prh.errors import InputError, OfflineError
+
+
+def published_dataset(specs: Sequence[Any], dataset: Any) -> Any:
+    """The dataset of a run: ``dataset`` as given, or — when ``specs`` hold published features — the catalogue's
+    dataset by name and N (published features are bound to it; another dataset is refused, naming both)."""
+    from prh.features.published import ADAPTER, check_dataset
+    from prh.features.reference import load_catalogue
+
+    if not any(getattr(s, "adapter", None) == ADAPTER for s in specs):
+        if dataset is None:
+            raise InputError("dataset is required: the dataset the features were extracted on.")
+        return dataset
+    catalogue = load_catalogue()
+    if dataset is None:
+        name = None
+    elif isinstance(dataset, str):
+        name = dataset
+    elif isinstance(dataset, DatasetName):
+        name = dataset.name
+    else:
+        name = str(getattr(dataset, "name", dataset))
+    return DatasetName(check_dataset(name, catalogue), catalogue.dataset.n)
 
 
 @dataclass(frozen=True)
@@ -83,11 +107,13 @@ def run_alignment(
     store: Any,
     config: AlignConfig | Mapping[str, Any] | None = None,
     *,
-    dataset: Any,
+    dataset: Any = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
 ) -> Results:
-    """Load prepared features of both model sets from ``store`` and score every pair (see :class:`PairGrid`).
+    """Score every pair of both model sets from the features in ``store`` (see :class:`PairGrid`), streaming:
+    one model's raw features are in memory at a time (:class:`~prh.align.stream.StreamedGrid`; the same numbers
+    as loading them all). Models with imported item subsets or repeated measurements are loaded all at once.
 
     Parameters
     ----------
@@ -100,7 +126,8 @@ def run_alignment(
     dataset : dataset, DatasetName or str
         The data the features were extracted on: the dataset object (each model's stored fingerprint is checked
         against it), or only its name, as ``DatasetName(name, n)`` or a plain string, when it cannot be opened
-        here (features are then matched by name and N and must agree among themselves).
+        here (features are then matched by name and N and must agree among themselves). None with published
+        models: their catalogue's dataset (any other is refused).
     progress : bool, default True
         Show a progress bar.
     cache_dir : path, optional
@@ -113,14 +140,25 @@ def run_alignment(
     Results
         The table, every layer grid, and the provenance (with ``"config"``: ``config.to_dict()``).
     """
+    from prh.features.published import ADAPTER, require_fetched
+
     config = AlignConfig.coerce(config)
-    lookup = dataset_lookup(dataset)
+    if dataset is not None:
+        dataset_lookup(dataset)  # a malformed dataset argument is refused first
     if not models_x:
         raise InputError("models_x is empty; give at least one model.")
     specs = list(models_x) + [m for m in (models_y or []) if m not in models_x]
+    dataset = published_dataset(specs, dataset)
+    lookup = dataset_lookup(dataset)
+    require_fetched([s for s in specs if s.adapter == ADAPTER], store)
     import_declared(specs, lookup["dataset"], store)  # models-file entries with adapter = "imported"
-    pools = {s.name: config.pool or s.pool for s in specs}
-    features = load_features([s.name for s in specs], store, pools=pools, q=config.q, **lookup)
+    pools = {s.name: (s.pool if s.adapter == ADAPTER else config.pool or s.pool) for s in specs}
+    metas = store.find_many([s.name for s in specs], pools, **lookup)
+    stream = not any(_whole(meta) for meta in metas.values())
+    if stream:  # only the store's records now; each model is read when the grid gets to it
+        features = [ModelFeatures(s.name, [], {**metas[s.name], "model": s.name}) for s in specs]
+    else:
+        features = load_features([s.name for s in specs], store, pools=pools, q=config.q, **lookup)
     by_name = {f.name: f for f in features}
     for s in specs:  # the registry knows modality/family even if an old sidecar does not
         info = by_name[s.name].info
@@ -139,9 +177,28 @@ def run_alignment(
             return Results.load(cached)
     xs = [by_name[name] for name in names_x]
     ys = [by_name[name] for name in names_y] if names_y is not None else None
-    n_samples = xs[0].layers[0].shape[0]
+    n_samples = int(xs[0].info["n"]) if stream else xs[0].layers[0].shape[0]
     controls = shuffled_control(n_samples, config.seed) if config.shuffle_control else {}
-    results = PairGrid(xs, ys, config, controls=controls).run(progress=progress)
+    if stream:
+        sources = {
+            f.name: stored_source(store, f.name, pools[f.name], lookup, config.q, clamp_scope(f.info))
+            for f in features
+        }
+
+        def check(name: str) -> None:  # every file read and verified once up front (the store remembers it)
+            store.load(
+                lookup["dataset"],
+                name,
+                pools[name],
+                dataset_name=lookup["dataset_name"],
+                n=lookup["n"],
+                dtype=None,
+            )
+
+        grid = StreamedGrid(xs, ys, config, controls=controls, sources=sources, check=check)
+        results = grid.run(progress=progress)
+    else:
+        results = PairGrid(xs, ys, config, controls=controls).run(progress=progress)
     results.provenance["config"] = config.to_dict()
     ceilings = noise_ceilings(features, config)  # models with repeated measurements (imported recordings)
     if ceilings:
@@ -150,6 +207,25 @@ def run_alignment(
         results.provenance["cache_key"] = key
         results.save(Path(cache_dir) / key)
     return results
+
+
+def _whole(meta: dict) -> bool:
+    """Features that must be loaded all at once: an imported subset of the items (a ``present`` mask, shared
+    across the models) or repeated measurements (for the noise ceiling)."""
+    return "present" in (meta.get("per_sample") or []) or bool(meta.get("repeats"))
+
+
+def stored_source(store: Any, name: str, pool: str, lookup: dict, q: float, scope: str) -> LayerSource:
+    """A :data:`~prh.align.stream.LayerSource` of one stored model: read it in its stored dtype (checked as
+    :meth:`FeatureStore.load` checks), then yield its prepared layers one by one, dropping each raw layer."""
+
+    def source():
+        stored = store.load(
+            lookup["dataset"], name, pool, dataset_name=lookup["dataset_name"], n=lookup["n"], dtype=None
+        )
+        return prepared_layers(stored.layers, q, scope)
+
+    return source
 
 
 def results_key(

@@ -30,7 +30,10 @@ def register(app: typer.Typer) -> None:
         ),
         models_y: str = typer.Option(None, "--models-y", help="A second model set: score X x Y only."),
         dataset: str = typer.Option(
-            "openmoji", "--dataset", "-d", help="Dataset the features were extracted on."
+            None,
+            "--dataset",
+            "-d",
+            help="Dataset the features were extracted on (default openmoji; published models: their own).",
         ),
         n: int = typer.Option(None, "--n", help="Number of items the features were extracted on."),
         metric: str = typer.Option(
@@ -106,10 +109,18 @@ def register(app: typer.Typer) -> None:
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
         load_models_files(models_file, trust_code)
         check_out_dir(out)  # writable (and not full) before anything is computed
-        specs_x = resolve_names(models, FeatureStore(store))  # registry names, sets and imported models
+        from prh.align.pipeline import published_dataset
+        from prh.features.published import ADAPTER
+
+        specs_x = resolve_names(
+            models, FeatureStore(store)
+        )  # registry names, sets, imported and published models
         specs_y = resolve_names(models_y, FeatureStore(store)) if models_y else None
-        ds = open_dataset(dataset, n)
-        data = ds if ds is not None else DatasetName(dataset, n)
+        if any(s.adapter == ADAPTER for s in specs_x + (specs_y or [])):
+            data = published_dataset(specs_x + (specs_y or []), dataset)
+        else:
+            ds = open_dataset(dataset or "openmoji", n)
+            data = ds if ds is not None else DatasetName(dataset or "openmoji", n)
         if use_ray:
             from prh.distributed import RayOptions, align_ray
 

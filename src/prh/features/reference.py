@@ -85,9 +85,10 @@ _FEATURE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "size": int,
     "sha256": str,
     "verified": bool,
+    "family": str,
 }
 _REQUIRED = ("name", "file", "model", "modality", "pool", "verified")
-_TOP_FIELDS = ("base_url", "hash_source", "dataset", "feature")
+_TOP_FIELDS = ("base_url", "hash_source", "published", "dataset", "feature")
 _DATASET_FIELDS = {"repo": str, "revision": str, "n": int, "fingerprint": str}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -110,6 +111,7 @@ class ReferenceFeature:
     listed : named in the reference's ``platonic/__init__.py``.
     size, sha256 : expected size in bytes and sha256, when known (``verified``).
     verified : size and sha256 are known (from the catalogue's ``hash_source``).
+    family : the model family the paper's figures group by (e.g. ``"DINOv2"``, ``"LLaMA"``); ``""`` unknown.
     """
 
     name: str
@@ -121,6 +123,7 @@ class ReferenceFeature:
     listed: bool = False
     size: int | None = None
     sha256: str | None = None
+    family: str = ""
 
     @property
     def store_model(self) -> str:
@@ -163,6 +166,8 @@ class ReferenceCatalogue:
     dataset: PublishedDataset
     features: dict[str, ReferenceFeature] = field(default_factory=dict)
     path: str = ""
+    #: the entries of the ``published`` model set (the catalogue's ``published`` key; default every entry)
+    published: tuple[str, ...] = ()
 
     def names(self) -> list[str]:
         """Every entry's name, in catalogue order."""
@@ -296,7 +301,16 @@ def load_catalogue(path: str | os.PathLike | None = None) -> ReferenceCatalogue:
         features[entry.name] = entry
     dataset = PublishedDataset(ds["repo"], ds["revision"], ds["n"], ds["fingerprint"] or UNKNOWN_FINGERPRINT)
     _check_base_url(data["base_url"], f"{where}: base_url")
-    return ReferenceCatalogue(data["base_url"], data.get("hash_source", ""), dataset, features, str(path))
+    catalogue = ReferenceCatalogue(
+        data["base_url"], data.get("hash_source", ""), dataset, features, str(path)
+    )
+    chosen = data.get("published", "all")
+    if not isinstance(chosen, (str, list)):
+        raise InputError(f"{where}: published={chosen!r} must be a selection name or a list of entry names.")
+    published = tuple(e.name for e in catalogue.select(chosen, f"{where}: published"))
+    return ReferenceCatalogue(
+        catalogue.base_url, catalogue.hash_source, dataset, features, str(path), published
+    )
 
 
 def _check_base_url(url: str, where: str) -> str:

@@ -489,8 +489,11 @@ class FeatureStore:
         dataset_name: str | None = None,
         *,
         n: int | None = None,
+        dtype: torch.dtype | None = torch.float32,
     ) -> StoredFeatures:
         """Read features back (float32, CPU), checking they belong to ``dataset`` (same fingerprint).
+
+        ``dtype=None`` keeps the stored dtype (e.g. float16: half the memory of float32, for streaming).
 
         Give either the ``dataset`` itself (checked by fingerprint) or only its ``dataset_name`` (and ``n`` when
         several sizes are stored; no fingerprint check).
@@ -527,7 +530,7 @@ class FeatureStore:
             )
         assert path is not None and meta is not None
         fix = self._extract_command(model, name, size or meta.get("n"), pool, force=True)
-        return self._read_verified(path, meta, model, fix)
+        return self._read_verified(path, meta, model, fix, dtype)
 
     def _extract_command(
         self, model: str, dataset_name: str, n: int | None, pool: str, force: bool = False
@@ -567,7 +570,9 @@ class FeatureStore:
         flags = " ".join(filter(None, [f"--n {m}" if m != n else "", f"--pool {p}" if p != pool else ""]))
         return f" (the store has them for {where}: to use those, pass {flags})"
 
-    def _read_verified(self, path: Path, meta: dict, model: str, fix: str) -> StoredFeatures:
+    def _read_verified(
+        self, path: Path, meta: dict, model: str, fix: str, dtype: torch.dtype | None = torch.float32
+    ) -> StoredFeatures:
         """Read one entry, checking the file against its sidecar (always, from the header) and its tensors against
         the sidecar's digests and for NaN/Inf (once per file per process)."""
         from safetensors import safe_open
@@ -638,7 +643,9 @@ class FeatureStore:
                 _check_finite_layer(t, model, layer, path, fix)
         if verify:
             _VERIFIED[key] = dict(digests or {})
-        layers = [tensors[f"layer.{i:03d}"].to(torch.float32) for i in range(len(names))]
+        layers = [tensors.pop(f"layer.{i:03d}") for i in range(len(names))]
+        if dtype is not None:
+            layers = [layer.to(dtype) for layer in layers]
         per_sample = {k[len("sample.") :]: t for k, t in tensors.items() if k.startswith("sample.")}
         repeats = [tensors[f"repeat.{r:03d}"].to(torch.float32) for r in range(n_repeats)]
         return StoredFeatures(layers, list(names), per_sample, meta, repeats=repeats)
