@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 import reference_alignment
 import reference_impl
 from prh.align import AlignConfig, PairGrid, load_features, run_alignment, shuffled_control
+from prh.align import resolve_names as resolve
 from prh.align._loading import threshold
-from prh.align.pipeline import resolve
 from prh.cli import app, main
 from prh.errors import InputError, MissingFeaturesError
 from prh.features.download import DownloadOptions
