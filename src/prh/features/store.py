@@ -15,13 +15,21 @@ checks the sidecar against the file (tensor names, rows N, widths, write id), th
 every value is finite, once per file per process (cached by path, inode, mtime and size). A corrupt or
 inconsistent file is refused with the ``prh extract --force`` command that rewrites it; an entry written before
 digests were stored is loaded with a one-time :class:`~prh.errors.PrhWarning`.
+
+The store is split by job into private modules; this module keeps the public names (:class:`FeatureStore`,
+:class:`StoredFeatures`, ``slug``, ``tensor_digest(s)``, ``DEFAULT_ROOT``), writing and reading:
+
+- :mod:`prh.features._store_layout` -- folder and file names (``slug``), the sidecar's reserved keys, JSON
+  conversion of metadata, the ``--dataset`` spelling of a stored dataset;
+- :mod:`prh.features._store_integrity` -- sha256 digests, the header-against-sidecar check, NaN/Inf checks and
+  the per-process record of verified files;
+- :mod:`prh.features._store_hints` -- lookup by dataset name and the hints of a missing entry (where else it is
+  stored, the ``prh extract`` command that computes it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import re
 import uuid
@@ -36,87 +44,30 @@ import torch
 from prh._provenance import VERSION, utc_now
 from prh.atomic import atomic_write, atomic_write_text
 from prh.errors import ExtractionError, InputError, MissingFeaturesError, PrhWarning
+from prh.features._store_hints import LookupHints
+from prh.features._store_integrity import (  # noqa: F401 - _VERIFIED, _WARNED_UNVERIFIED: the per-process records
+    _VERIFIED,
+    _WARNED_UNVERIFIED,
+    HASH_THREADS,
+    check_finite_layer,
+    check_header,
+    tensor_digest,
+)
+from prh.features._store_layout import (  # noqa: F401 - re-exported layout names
+    DEFAULT_ROOT,
+    FORMAT,
+    FORMAT_VERSION,
+    RESERVED_KEYS,
+    jsonable,
+    own_storage,
+    slug,
+)
 from prh.models.result import FeatureResult
 
 if TYPE_CHECKING:
     from prh.data.base import PairedDataset
 
-__all__ = ["DEFAULT_ROOT", "FeatureStore", "StoredFeatures", "slug"]
-
-DEFAULT_ROOT = "prh-cache/features"
-FORMAT = "prh-features"
-FORMAT_VERSION = 1
-#: Sidecar keys the store sets itself (a caller's values for them are overwritten).
-RESERVED_KEYS = (
-    "format",
-    "format_version",
-    "model",
-    "pool",
-    "layer_names",
-    "layer_dims",
-    "n",
-    "storage_dtype",
-    "per_sample",
-    "repeats",
-    "dataset",
-    "prh_version",
-    "created",
-    "write_id",
-    "files",
-    "sha256",
-)
-#: Threads that hash tensors (sha256 releases the GIL): hashing overlaps reading and uses spare cores.
-HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
-#: Files verified in this process: (path, inode, mtime_ns, size) -> the sidecar digests they matched.
-_VERIFIED: dict[tuple[str, int, int, int], dict[str, str]] = {}
-#: Files whose sidecar has no digests, already warned about in this process.
-_WARNED_UNVERIFIED: set[str] = set()
-
-
-def slug(name: str) -> str:
-    """A file-name-safe, collision-free form of a model or dataset name.
-
-    ``/`` becomes ``--``; characters outside ``[A-Za-z0-9._@+=-]`` become ``_`` and then an 8-hex hash of the
-    original name is appended, so that two different names never share a slug.
-    """
-    base = name.replace("/", "--")
-    clean = re.sub(r"[^A-Za-z0-9._@+=-]", "_", base).strip("._") or "x"
-    if clean != base or len(clean) > 96:
-        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-        clean = f"{clean[:80]}-{digest}"
-    return clean
-
-
-def _jsonable(value: Any) -> Any:
-    """Best-effort conversion of metadata values to JSON (numpy/torch scalars, paths, tensors, NaN -> None)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, torch.Tensor):
-        return (
-            _jsonable(value.detach().cpu().tolist())
-            if value.numel() <= 4096
-            else f"<tensor {tuple(value.shape)}>"
-        )
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        try:
-            return _jsonable(value.item())
-        except (TypeError, ValueError):
-            pass
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays
-        return _jsonable(value.tolist())
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return _jsonable(asdict(value))
-    return str(value)
+__all__ = ["DEFAULT_ROOT", "FeatureStore", "StoredFeatures", "slug", "tensor_digest", "tensor_digests"]
 
 
 class StoredFeatures(FeatureResult):
@@ -141,7 +92,7 @@ class StoredFeatures(FeatureResult):
         return torch.stack(self.layers, dim=1)
 
 
-class FeatureStore:
+class FeatureStore(LookupHints):
     """A folder of extracted features (see the module docstring for the layout).
 
     Parameters
@@ -282,7 +233,7 @@ class FeatureStore:
                     f"model {model!r} produced {bad} NaN/Inf value(s) in layer {name!r}; nothing was saved. "
                     f"Try dtype float32 instead of float16/bfloat16."
                 )
-            tensors[f"layer.{idx:03d}"] = _own_storage(t)
+            tensors[f"layer.{idx:03d}"] = own_storage(t)
         per_sample = dict(per_sample or {})
         for key, t in per_sample.items():
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
@@ -290,7 +241,7 @@ class FeatureStore:
             if not isinstance(t, torch.Tensor) or t.shape != (n,):
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise InputError(f"per-sample array {key!r} must have shape (N={n},), got {shape}.")
-            tensors[f"sample.{key}"] = _own_storage(t)
+            tensors[f"sample.{key}"] = own_storage(t)
         repeats = list(repeats or [])
         for r, t in enumerate(repeats):
             want = (n, int(layers[0].shape[1]))
@@ -303,7 +254,7 @@ class FeatureStore:
                 raise ExtractionError(
                     f"repeat {r} of model {model!r} holds NaN/Inf values; nothing was saved."
                 )
-            tensors[f"repeat.{r:03d}"] = _own_storage(t)
+            tensors[f"repeat.{r:03d}"] = own_storage(t)
 
         path = self.path(dataset, model, pool)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,7 +283,7 @@ class FeatureStore:
         )
         sidecar.setdefault("dtype", sidecar["storage_dtype"])
         sidecar["sha256"] = tensor_digests(tensors)
-        text = json.dumps(_jsonable(sidecar), indent=2, sort_keys=False, allow_nan=False)
+        text = json.dumps(jsonable(sidecar), indent=2, sort_keys=False, allow_nan=False)
 
         from safetensors.torch import save_file
 
@@ -342,30 +293,6 @@ class FeatureStore:
         return path
 
     # -- reading ----------------------------------------------------------------------------------------------
-    def _resolve_by_name(self, dataset_name: str, model: str, pool: str, n: int | None) -> Path | None:
-        """The safetensors path for a dataset given only by name (or by its folder name ``<slug>-n<N>``)."""
-        hits = []
-        for entry in self.entries():
-            ds = entry.get("dataset", {})
-            folder = Path(entry["path"]).parent.name
-            named = ds.get("name") == dataset_name or folder == dataset_name
-            if (
-                named
-                and entry.get("model") == model
-                and entry.get("pool") == pool
-                and (n is None or ds.get("n") == n)
-            ):
-                hits.append(entry)
-        if not hits:
-            return None
-        ns = sorted({h["dataset"]["n"] for h in hits})
-        if len(ns) > 1:
-            raise InputError(
-                f"features of {model!r} on dataset {dataset_name!r} exist for several sizes N={ns}; "
-                f"say which one (load(..., n=N) or pass the dataset itself)."
-            )
-        return Path(hits[0]["path"])
-
     def find_many(
         self,
         names: Sequence[str],
@@ -455,32 +382,6 @@ class FeatureStore:
             )
         return found
 
-    def _common_hint(
-        self,
-        missing: list[str],
-        pool_of: Mapping[str, str],
-        dataset: PairedDataset | None,
-        dataset_name: str | None,
-        n: int | None,
-    ) -> str:
-        """For find_many's first line: when every missing model is stored for one other size N (same pooling),
-        say so -- the usual cause is a run without --n that opened the whole dataset."""
-        name = dataset.name if dataset is not None else str(dataset_name)
-        size = len(dataset) if dataset is not None else n
-        common: set[int] | None = None
-        for model in missing:
-            sizes = {
-                m for m, p in self._stored_elsewhere(name, model, pool_of[model], size) if p == pool_of[model]
-            }
-            common = sizes if common is None else common & sizes
-        if not common:
-            return ""
-        ns = sorted(common)
-        at = f" for N={size}" if size else ""
-        return (
-            f"{at}; the store has all of them for N={', '.join(map(str, ns))}: pass --n {ns[0]} to use those"
-        )
-
     def load(
         self,
         dataset: PairedDataset | None,
@@ -532,44 +433,6 @@ class FeatureStore:
         fix = self._extract_command(model, name, size or meta.get("n"), pool, force=True)
         return self._read_verified(path, meta, model, fix, dtype)
 
-    def _extract_command(
-        self, model: str, dataset_name: str, n: int | None, pool: str, force: bool = False
-    ) -> str:
-        """The `prh extract` command that (re)computes one entry."""
-        cmd = f"prh extract{' --force' if force else ''} --models {model} --dataset {_cli_dataset(dataset_name)}"
-        if n:
-            cmd += f" --n {n}"
-        if pool != "mean":
-            cmd += f" --pool {pool}"
-        if str(self.root) != DEFAULT_ROOT:
-            cmd += f" --store {self.root}"
-        return cmd
-
-    def _stored_elsewhere(
-        self, dataset_name: str, model: str, pool: str, n: int | None
-    ) -> list[tuple[int, str]]:
-        """The (N, pool) pairs under which ``model`` is stored for this dataset name other than (``n``, ``pool``)
-        -- e.g. `prh align` without --n opened the whole dataset while the features are of its first N items."""
-        found = set()
-        for entry in self.entries():
-            ds = entry.get("dataset") or {}
-            folder = Path(entry["path"]).parent.name
-            if entry.get("model") != model or (ds.get("name") != dataset_name and folder != dataset_name):
-                continue
-            if (ds.get("n"), entry.get("pool")) != (n, pool) and isinstance(ds.get("n"), int):
-                found.add((int(ds["n"]), str(entry.get("pool"))))
-        return sorted(found)
-
-    @staticmethod
-    def _elsewhere_hint(found: list[tuple[int, str]], n: int | None, pool: str) -> str:
-        """`` (the store has them for N=32, pool mean: pass --n 32 --pool mean)`` or an empty string."""
-        if not found:
-            return ""
-        where = "; ".join(f"N={m}, pool {p}" for m, p in found)
-        m, p = found[0]
-        flags = " ".join(filter(None, [f"--n {m}" if m != n else "", f"--pool {p}" if p != pool else ""]))
-        return f" (the store has them for {where}: to use those, pass {flags})"
-
     def _read_verified(
         self, path: Path, meta: dict, model: str, fix: str, dtype: torch.dtype | None = torch.float32
     ) -> StoredFeatures:
@@ -617,7 +480,7 @@ class FeatureStore:
                 safe_open(str(path), framework="pt", device="cpu") as fh,
                 ThreadPoolExecutor(HASH_THREADS) as pool,
             ):
-                _check_header(fh, expected, names, corrupt)
+                check_header(fh, expected, names, corrupt)
                 if digests is not None and (not isinstance(digests, dict) or set(digests) != set(expected)):
                     raise corrupt(f"its sidecar's checksums do not name its tensors {sorted(expected)}")
                 jobs: dict[str, Future] = {}
@@ -640,7 +503,7 @@ class FeatureStore:
             if not torch.is_floating_point(t):
                 raise corrupt(f"layer {layer!r} holds {t.dtype} values, not floats")
             if verify:
-                _check_finite_layer(t, model, layer, path, fix)
+                check_finite_layer(t, model, layer, path, fix)
         if verify:
             _VERIFIED[key] = dict(digests or {})
         layers = [tensors.pop(f"layer.{i:03d}") for i in range(len(names))]
@@ -651,82 +514,7 @@ class FeatureStore:
         return StoredFeatures(layers, list(names), per_sample, meta, repeats=repeats)
 
 
-def _check_header(fh: Any, expected: dict[str, tuple], names: list[str], corrupt: Any) -> None:
-    """The file's tensor names and shapes (read from its header) against the sidecar's: ``expected`` maps each
-    tensor name to its shape (None for a width the sidecar does not give)."""
-    keys = set(fh.keys())
-    if keys != set(expected):
-        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
-        shown = f"{names[:4]}{'...' if len(names) > 4 else ''}"
-        raise corrupt(
-            f"its tensors do not match the sidecar ({len(names)} layers {shown}): missing {missing}, "
-            f"not in the sidecar {extra}"
-        )
-    for name, want in expected.items():
-        shape = tuple(fh.get_slice(name).get_shape())
-        if len(shape) != len(want) or any(w is not None and s != w for s, w in zip(shape, want)):
-            label = (
-                f"layer {names[int(name[6:])]!r}"
-                if name.startswith("layer.")
-                else (f"repeat {name[7:]}" if name.startswith("repeat.") else f"per-sample {name[7:]!r}")
-            )
-            wanted = (
-                "("
-                + ", ".join("D" if w is None else str(w) for w in want)
-                + ("," if len(want) == 1 else "")
-                + ")"
-            )
-            raise corrupt(
-                f"{label} has shape {shape} in the file but {wanted} in the sidecar (N rows, D columns)"
-            )
-
-
-def tensor_digest(t: torch.Tensor) -> str:
-    """sha256 (hex) of a tensor's bytes as stored (C order, native byte order), whatever its dtype."""
-    t = t.detach().cpu().contiguous()
-    if t.numel() == 0:
-        return hashlib.sha256(b"").hexdigest()
-    return hashlib.sha256(memoryview(t.reshape(-1).view(torch.uint8).numpy())).hexdigest()
-
-
 def tensor_digests(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
-    """``{name: sha256}`` of every tensor, hashed in :data:`HASH_THREADS` threads."""
+    """``{name: sha256}`` of every tensor (:func:`tensor_digest`), hashed in ``HASH_THREADS`` threads."""
     with ThreadPoolExecutor(HASH_THREADS) as pool:
         return dict(zip(tensors, pool.map(tensor_digest, tensors.values())))
-
-
-def _check_finite_layer(t: torch.Tensor, model: str, layer: str, path: Path, fix: str) -> None:
-    """MissingFeaturesError naming the model, layer and file when a stored layer holds NaN/Inf."""
-    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
-        return
-    bad = ~torch.isfinite(t)
-    if bool(bad.any()):
-        first = tuple(int(i) for i in torch.nonzero(bad)[0].tolist())
-        raise MissingFeaturesError(
-            f"layer {layer!r} of model {model!r} in {path} holds {int(bad.sum())} NaN/Inf value(s) (first at row "
-            f"{first[0]}, column {first[1] if len(first) > 1 else 0}); the file is corrupt or was not written by "
-            f"prh -- re-extract with `{fix}`."
-        )
-
-
-def _cli_dataset(name: str) -> str:
-    """The ``--dataset`` spelling of a stored dataset name: a folder's path, the paper's set by its revision."""
-    from prh.data.hf import PAPER_REPO, PAPER_REVISION
-
-    if name.startswith("folder:"):
-        return name[len("folder:") :]
-    if name == f"{PAPER_REPO}@{PAPER_REVISION}":
-        return PAPER_REVISION
-    return name
-
-
-def _own_storage(t: torch.Tensor) -> torch.Tensor:
-    """A contiguous CPU tensor that owns its storage (safetensors refuses views that share memory)."""
-    t = t.detach().to("cpu")
-    if (
-        not t.is_contiguous()
-        or t.untyped_storage().nbytes() != t.numel() * t.element_size()
-        or t.storage_offset()
-    ):
-        t = t.contiguous().clone()
-    return t
