@@ -330,7 +330,7 @@ def test_missing_ray_says_how_to_install(monkeypatch):
     from prh.distributed import require_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ModelLoadError, match=r"pip install prh\[ray\]"):
+    with pytest.raises(ModelLoadError, match=r"pip install 'prh\[ray\]'"):
         require_ray()
 
 

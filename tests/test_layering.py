@@ -31,6 +31,7 @@ LAYERS = {
     "_provenance": 0,
     "_figure": 0,
     "_validation": 0,
+    "_optional": 0,
     "atomic": 0,
     "arrays": 0,
     "memory": 0,

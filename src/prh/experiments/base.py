@@ -38,15 +38,14 @@ def require(module: str, package: str | None = None):
     ModelLoadError
         The module is not installed; the message names the pip package and the ``prh[experiments]`` extra.
     """
-    import importlib
+    from prh._optional import optional_import
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ModelLoadError(
-            f"this experiment needs the {package or module!r} package: run `pip install 'prh[experiments]'` "
-            f"(or `pip install {package or module}`)."
-        ) from err
+    return optional_import(
+        module,
+        "experiments",
+        purpose=f"this experiment needs {package or module!r}",
+        package=package or module,
+    )
 
 
 @dataclass(frozen=True)

@@ -97,15 +97,17 @@ def approximate_knn(x: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tenso
     knn : (N, k) int64 on ``x``'s device, most similar first.
     recall : mean over the measuring queries of |approximate ∩ exact| / k, in [0, 1].
     """
-    try:
-        import faiss
-    except ImportError as err:
-        from prh.errors import InputError
+    from prh._optional import optional_import
+    from prh.errors import InputError
 
-        raise InputError(
-            "neighbors='approximate' needs FAISS: pip install faiss-cpu (or faiss-gpu), or `pip install prh[faiss]`; "
-            "neighbors='exact' needs nothing extra."
-        ) from err
+    faiss = optional_import(
+        "faiss",
+        "faiss",
+        purpose="neighbors='approximate' needs FAISS",
+        package="faiss-cpu` or `faiss-gpu",
+        instead="use neighbors='exact', which needs nothing extra",
+        error=InputError,
+    )
     n, d = x.shape
     data = x.detach().to("cpu", torch.float32).contiguous().numpy()
     index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)

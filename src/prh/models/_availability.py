@@ -6,18 +6,15 @@ import os
 from pathlib import Path
 
 from prh.errors import PrhError
+from prh.models.adapters import families, requirements
 from prh.models.registry import extras_missing
 from prh.models.spec import ModelSpec
 
-_EXTRA_HINT = {
-    "onnx": "pip install 'prh[onnx]'",
-    "onnxruntime": "pip install 'prh[onnx]'",
-    "timm": "pip install 'prh[timm]'",
-    "torchvision": "pip install 'prh[timm]'",
-    "gguf": "pip install 'prh[zoo]' (gguf, accelerate)",
-    "accelerate": "pip install 'prh[zoo]' (gguf, accelerate)",
-    "efficientnet_lite_pytorch": "prh zoo install (efficientnet-lite-pytorch)",
-}
+
+def _hints(missing: list[str]) -> list[str]:
+    """How to install each missing module, from the requirements the adapter modules declare."""
+    by_module = {m: req.install() for req in requirements().values() for m in req.modules}
+    return sorted({by_module.get(m, f"pip install {m}") for m in missing})
 
 
 def hub_offline() -> bool:
@@ -41,6 +38,15 @@ def hub_cached(repo_id: str, revision: str | None = None, filename: str = "confi
     return isinstance(found, str)
 
 
+def hub_check(repo_id: str, revision: str | None = None) -> tuple[bool, str]:
+    """Whether ``repo_id`` is usable from the local Hugging Face cache, and if not why (no network access)."""
+    if hub_cached(repo_id, revision):
+        return True, "in the local Hugging Face cache"
+    if hub_offline():
+        return False, "needs the hub (HF_HUB_OFFLINE is set and it is not in the local cache)"
+    return False, "needs the hub (not in the local Hugging Face cache; downloads on first use)"
+
+
 def availability(spec: ModelSpec) -> tuple[bool, str]:
     """Whether ``spec`` can be loaded here and now without a network, and why (not).
 
@@ -49,11 +55,12 @@ def availability(spec: ModelSpec) -> tuple[bool, str]:
     (bool, str)
         ``(True, "zoo package installed")`` etc., or ``(False, reason with the fix)``: a missing zoo package
         (``run `prh zoo install NAME```), a hub model not in the local cache or with HF offline mode on
-        ("needs the hub"), a missing optional extra (which extra).
+        ("needs the hub"), a missing optional extra (which extra), or what the adapter's own check says (its
+        ``check`` in :func:`prh.models.adapters.register_adapter`, e.g. a missing ONNX file).
     """
     missing = extras_missing(spec)
     if missing:
-        hints = sorted({_EXTRA_HINT.get(m, f"pip install {m}") for m in missing})
+        hints = _hints(missing)
         return False, f"optional extra missing ({', '.join(missing)}): {'; '.join(hints)}"
     if spec.zoo_name is not None:
         try:
@@ -73,40 +80,6 @@ def availability(spec: ModelSpec) -> tuple[bool, str]:
     src = Path(spec.source).expanduser()
     if src.exists():
         return True, "local path"
-    if spec.adapter == "onnx":
-        return False, f"ONNX file {spec.source!r} does not exist"
-    if (
-        spec.adapter == "torch-module"
-    ):  # built by code, from local weights: the source is a label, not a hub id
-        return _torch_module_availability(spec)
-    repo = spec.source
-    if spec.adapter == "timm":
-        repo = f"timm/{spec.source}"
-    if hub_cached(repo, spec.revision):
-        return True, "in the local Hugging Face cache"
-    if hub_offline():
-        return False, "needs the hub (HF_HUB_OFFLINE is set and it is not in the local cache)"
-    return False, "needs the hub (not in the local Hugging Face cache; downloads on first use)"
-
-
-def _torch_module_availability(spec: ModelSpec) -> tuple[bool, str]:
-    """A ``torch-module`` entry needs its builder's module importable and its ``options.weights`` file present
-    (checked without importing the builder); it never needs the hub."""
-    import importlib.util
-
-    builder = spec.options.get("builder")
-    if builder and ":" in str(builder):
-        module = str(builder).partition(":")[0]
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return False, f"builder module {module!r} is not importable (install it or fix options.builder)"
-    weights = spec.options.get("weights")
-    if weights:
-        path = Path(str(weights)).expanduser()
-        if not path.exists():
-            return False, f"weights file {weights} does not exist (options.weights)"
-        return True, f"local weights ({path.name})"
-    return True, "built locally (no weights file)"
+    info = families().get(spec.adapter)
+    verdict = info.check(spec) if info is not None and info.check is not None else None
+    return verdict if verdict is not None else hub_check(spec.source, spec.revision)

@@ -14,13 +14,16 @@ from prh.models.batching import Progress
 from prh.models.device import dtype_name
 from prh.models.loader import resolve_workers
 from prh.models.result import FeatureResult
-from prh.models.spec import ADAPTER_POOLS, ModelSpec
+from prh.models.spec import ModelSpec
 
 
 def check_pool(spec: ModelSpec, pool: str | None) -> str:
     """Return the pooling to use for ``spec`` (its default when ``pool`` is None); raise if unsupported."""
+    from prh.models.adapters import families
+
     pool = pool or spec.pool
-    allowed = ADAPTER_POOLS.get(spec.adapter, ("mean",))
+    info = families().get(spec.adapter)
+    allowed = info.pools if info is not None else ("mean",)
     if pool not in allowed:
         raise InputError(
             f"pool={pool!r} is not supported by model {spec.name!r} (adapter {spec.adapter}); "
@@ -65,7 +68,7 @@ class Adapter:
         batch_size : int
             Samples per forward pass (the features do not depend on it).
         pool : str or None
-            Pooling (None: the spec's default); see :data:`prh.models.spec.ADAPTER_POOLS`.
+            Pooling (None: the spec's default); the poolings its adapter declares (:func:`prh.models.adapters.register_adapter`).
         progress : callable or tqdm-like, optional
             Called with the number of samples finished after each batch.
         workers : int or "auto", default "auto"

@@ -1,29 +1,15 @@
-"""One factory for every adapter family: :func:`build_adapter`."""
+"""One factory for every adapter family: :func:`build_adapter`, driven by the families' declarations."""
 
 from __future__ import annotations
 
-from prh.errors import InputError
+from prh.models.adapters import adapter_info, load_kwargs
 from prh.models.base import Adapter
 from prh.models.spec import ModelSpec
 
 
 def adapter_class(adapter: str) -> type[Adapter]:
-    """The adapter class for an adapter name (imported lazily)."""
-    if adapter == "hf-causal-lm":
-        from prh.models.hf_causal_lm import HFCausalLMAdapter as cls
-    elif adapter == "hf-text-encoder":
-        from prh.models.hf_text_encoder import HFTextEncoderAdapter as cls
-    elif adapter == "hf-vision":
-        from prh.models.hf_vision import HFVisionAdapter as cls
-    elif adapter == "torch-module":
-        from prh.models.torch_module import TorchModuleAdapter as cls
-    elif adapter == "timm":
-        from prh.models.timm_adapter import TimmAdapter as cls
-    elif adapter == "onnx":
-        from prh.models.onnx_adapter import OnnxAdapter as cls
-    else:
-        raise InputError(f"unknown adapter {adapter!r}")
-    return cls
+    """The adapter class registered under ``adapter`` (see :func:`prh.models.adapters.register_adapter`)."""
+    return adapter_info(adapter).cls
 
 
 def build_adapter(
@@ -54,9 +40,9 @@ def build_adapter(
         The model must come from the hub and the hub cannot be reached.
     ModelLoadError
         Missing zoo package or optional extra, remote code not allowed, broken weights.
+    InputError
+        ``spec.adapter`` names no registered adapter family.
     """
-    cls = adapter_class(spec.adapter)
-    kwargs = {"device": device, "dtype": dtype}
-    if spec.adapter.startswith("hf-"):
-        kwargs.update(device_map=device_map, trust_remote_code=trust_remote_code)
-    return cls(spec, **kwargs)
+    info = adapter_info(spec.adapter)
+    kwargs = load_kwargs(info, device_map=device_map, trust_remote_code=trust_remote_code)
+    return info.cls(spec, device=device, dtype=dtype, **kwargs)

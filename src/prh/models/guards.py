@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from prh._optional import install_hint
 from prh.errors import ExtractionError, InputError, ModelLoadError, OfflineError
 from prh.models.spec import ModelSpec
 
@@ -79,7 +80,7 @@ def loading(spec: ModelSpec, what: str = "model") -> Iterator[None]:
     except ImportError as err:
         raise ModelLoadError(
             f"model {spec.name!r} needs a package that is not installed: {err}. "
-            f"Install the matching extra (e.g. `pip install prh[{spec.extra or 'zoo'}]`)."
+            f"Install the matching extra (e.g. `{install_hint(spec.extra or 'zoo')}`)."
         ) from err
     except Exception as err:  # noqa: BLE001 - translated, chained
         raise translate_load_error(err, spec, what) from err

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from prh._optional import install_hint
+from prh.models.adapters import Requirement, register_adapter
 from prh.models.base import count_params
 from prh.models.batching import Progress
 from prh.models.bpb import bits_per_byte, token_nll
@@ -15,6 +17,21 @@ from prh.models.spec import ModelSpec
 from prh.models.text import HFTextAdapter, ensure_pad_token, hidden_state_names, load_text_model, tokenize
 
 
+def _gguf_weights(spec: ModelSpec) -> bool:
+    """Whether the weights come as a GGUF file (``options.gguf``, ``options.gguf_file`` or a ``.gguf`` source)."""
+    return bool(spec.options.get("gguf") or spec.options.get("gguf_file") or spec.source.endswith(".gguf"))
+
+
+@register_adapter(
+    "hf-causal-lm",
+    pools=("mean", "last"),
+    modality="language",
+    requires=(
+        Requirement(
+            "gguf", ("gguf", "accelerate"), hint=install_hint("zoo", "gguf, accelerate"), when=_gguf_weights
+        ),
+    ),
+)
 class HFCausalLMAdapter(HFTextAdapter):
     """Run a causal LM over captions: L+1 hidden states (embedding output + every block), pooled, plus bpb.
 

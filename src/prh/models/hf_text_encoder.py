@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from prh.models.adapters import register_adapter
 from prh.models.base import count_params
 from prh.models.batching import Progress
 from prh.models.device import resolve_device, resolve_dtype
@@ -13,6 +14,7 @@ from prh.models.spec import ModelSpec
 from prh.models.text import HFTextAdapter, ensure_pad_token, hidden_state_names, load_text_model, tokenize
 
 
+@register_adapter("hf-text-encoder", pools=("mean", "cls", "last"), modality="language")
 class HFTextEncoderAdapter(HFTextAdapter):
     """Run a bidirectional text encoder over captions: L+1 hidden states (embeddings + every layer), pooled.
 

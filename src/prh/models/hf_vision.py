@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from prh.models.adapters import register_adapter
 from prh.models.base import Adapter, count_params
 from prh.models.batching import LayerBuffer, Progress, call_progress
 from prh.models.device import resolve_device, resolve_dtype
@@ -25,6 +26,7 @@ def vision_tower(model):
     return model
 
 
+@register_adapter("hf-vision", pools=("cls", "mean"), modality="vision")
 class HFVisionAdapter(Adapter):
     """Run a vision transformer over images: the output of every block (L hidden states, the embedding output
     excluded, like the reference's ``blocks.i`` features), pooled with the CLS token or the mean over tokens.

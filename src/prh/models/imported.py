@@ -25,7 +25,11 @@ from pathlib import Path
 
 from prh._validation import check_bool, check_choice, check_int, check_str, check_str_list
 from prh.errors import InputError
-from prh.models.spec import ADAPTER_POOLS, ModelSpec
+from prh.models.adapters import register_adapter
+from prh.models.spec import ModelSpec
+
+#: Poolings an imported model may be stored under (embeddings computed elsewhere: the name they are stored under).
+POOLS = ("mean", "cls", "last")
 
 #: Fields of an ``adapter = "imported"`` entry: field -> validator(value, field name) -> clean value.
 FIELDS = {
@@ -35,7 +39,7 @@ FIELDS = {
     "modality": lambda v, n: check_str(v, n, allow_empty=False),
     "family": check_str,
     "params": lambda v, n: check_int(v, n, minimum=1, hint="the reported parameter count"),
-    "pool": lambda v, n: check_choice(v, n, ADAPTER_POOLS["imported"]),
+    "pool": lambda v, n: check_choice(v, n, POOLS),
     "citation": check_str,
     "description": check_str,
     "id_column": lambda v, n: check_str(v, n, allow_empty=False),
@@ -83,3 +87,22 @@ def imported_spec(entry: dict, label: str, base: Path | None = None) -> ModelSpe
 
 
 __all__ = ["FIELDS", "imported_spec"]
+
+
+def _files_present(spec: ModelSpec) -> tuple[bool, str]:
+    """An imported model is usable when its files exist (they are imported into the store when needed)."""
+    missing = [p for p in spec.source.split(",") if p and not Path(p).expanduser().is_file()]
+    if missing:
+        return False, f"file {missing[0]} does not exist (path of the imported model)"
+    return True, "imported from local file(s)"
+
+
+@register_adapter("imported", pools=POOLS, check=_files_present)
+class ImportedModel:
+    """Embeddings computed elsewhere, imported into the feature store from files; nothing is run."""
+
+    def __init__(self, spec: ModelSpec, device: str = "auto", dtype: str = "float32") -> None:
+        raise InputError(
+            f"model {spec.name!r} is imported (adapter = 'imported'): it has no model to run; `prh extract` and "
+            f"`prh align` import its file(s) into the feature store (prh.features.import_features)."
+        )

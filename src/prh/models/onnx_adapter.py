@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prh._optional import optional_import
 from prh.errors import InputError, ModelLoadError
+from prh.models.adapters import Requirement, register_adapter
 from prh.models.base import Adapter
 from prh.models.batching import LayerBuffer, Progress, call_progress
 from prh.models.device import resolve_device
@@ -29,14 +31,12 @@ BLOCK_RE = re.compile(r"(?:^|[/._])(?:blocks|layers|layer|block|h)[._/](\d+)(?:[
 
 def import_onnx():
     """Import onnx and onnxruntime or raise a ModelLoadError naming the extra."""
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as err:
-        raise ModelLoadError(
-            f"ONNX models need the optional extra: `pip install 'prh[onnx]'` ({err})."
-        ) from err
-    return onnx, onnxruntime
+    return tuple(optional_import(m, "onnx", purpose="ONNX models") for m in ("onnx", "onnxruntime"))
+
+
+def _onnx_file(spec: ModelSpec) -> tuple[bool, str]:
+    """An ONNX entry that is neither a zoo package nor an existing file cannot come from the hub."""
+    return False, f"ONNX file {spec.source!r} does not exist"
 
 
 def block_outputs(graph) -> list[str]:
@@ -71,6 +71,12 @@ def add_outputs(model, names: list[str]):
     return model
 
 
+@register_adapter(
+    "onnx",
+    pools=("cls", "mean"),
+    requires=(Requirement("onnx", ("onnx", "onnxruntime")),),
+    check=_onnx_file,
+)
 class OnnxAdapter(Adapter):
     """Run an ONNX model with onnxruntime and pool every block's output.
 

@@ -7,7 +7,6 @@ of the same format, without editing code: :func:`load_user_config`, the ``PRH_MO
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import sys
@@ -15,9 +14,11 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from prh._optional import missing_modules
 from prh._validation import check_bool, check_choice, check_int, check_str, check_str_list, suggest
 from prh.errors import InputError, PrhWarning
-from prh.models.spec import ADAPTER_MODALITY, ADAPTER_POOLS, ADAPTERS, MODALITIES, POOLS, ModelSpec
+from prh.models.adapters import adapter_info, adapter_names, families, requirements
+from prh.models.spec import MODALITIES, POOLS, ModelSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,13 +27,12 @@ else:  # pragma: no cover
 
 BUILTIN = Path(__file__).with_name("registry.toml")
 
-#: Python modules each optional extra needs (checked without importing them).
-EXTRA_MODULES = {
-    "onnx": ("onnx", "onnxruntime"),
-    "timm": ("timm", "torchvision"),
-    "gguf": ("gguf", "accelerate"),
-    "efficientnet": ("efficientnet_lite_pytorch",),
-}
+
+def __getattr__(name: str) -> object:
+    """``EXTRA_MODULES``: the Python modules of each optional requirement the adapter modules declare."""
+    if name == "EXTRA_MODULES":
+        return {key: req.modules for key, req in requirements().items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Registry:
@@ -129,7 +129,7 @@ def _builder(value: object, name: str) -> str:
 MODEL_FIELDS: dict[str, Callable[[object, str], object]] = {
     "name": lambda v, n: check_str(v, n, allow_empty=False),
     "source": lambda v, n: check_str(v, n, allow_empty=False),
-    "adapter": lambda v, n: check_choice(v, n, ADAPTERS),
+    "adapter": lambda v, n: check_choice(v, n, adapter_names()),
     "modality": lambda v, n: check_choice(v, n, MODALITIES),
     "family": check_str,
     "params": lambda v, n: check_int(v, n, minimum=1, hint="the reported parameter count, e.g. 86000000"),
@@ -222,20 +222,19 @@ def spec_from_dict(entry: dict, where: str = "", trust_code: bool = False) -> Mo
     if "source" not in values:
         raise InputError(f"{label} has no `source` (a hub id, local path or zoo:<name>)")
     if "adapter" not in values:
-        raise InputError(f"{label} has no `adapter`; one of {list(ADAPTERS)}.")
+        raise InputError(f"{label} has no `adapter`; one of {list(adapter_names())}.")
     adapter = values["adapter"]
-    values.setdefault("modality", ADAPTER_MODALITY.get(adapter))
+    pools = adapter_info(adapter).pools
+    values.setdefault("modality", adapter_info(adapter).modality)
     if values["modality"] is None:
         raise InputError(
             f"{label}: modality must be 'language' or 'vision' (adapter {adapter} does not imply it)"
         )
     if "layers" in values:
         options["layers"] = values.pop("layers")
-    values.setdefault("pool", ADAPTER_POOLS[adapter][0])
-    if values["pool"] not in ADAPTER_POOLS[adapter]:
-        raise InputError(
-            f"{label}: pool={values['pool']!r} is not supported by {adapter} ({ADAPTER_POOLS[adapter]})"
-        )
+    values.setdefault("pool", pools[0])
+    if values["pool"] not in pools:
+        raise InputError(f"{label}: pool={values['pool']!r} is not supported by {adapter} ({pools})")
     entry_trust = values.pop("trust_code", False)
     code = _code_builder(options)
     if code is not None:
@@ -396,20 +395,15 @@ get = spec
 def extras_missing(spec: ModelSpec) -> list[str]:
     """Optional Python modules ``spec`` needs that are not installed (checked without importing them).
 
-    A causal LM needs the GGUF modules when its weights come as a GGUF file: ``options.gguf = true`` (zoo entries
-    whose file is only known once installed), ``options.gguf_file``, or a ``.gguf`` source path.
+    The needs come from the adapter's declaration (:func:`prh.models.adapters.register_adapter`): its
+    requirements that apply to ``spec`` (e.g. a causal LM whose weights come as a GGUF file: ``options.gguf =
+    true``, ``options.gguf_file`` or a ``.gguf`` source), plus the requirement the entry names with ``extra``.
     """
-    needed: list[str] = []
-    if spec.adapter in ("onnx", "timm"):
-        needed += EXTRA_MODULES[spec.adapter]
-    if spec.extra in EXTRA_MODULES:
-        needed += EXTRA_MODULES[spec.extra]
-    gguf = spec.options.get("gguf") or spec.options.get("gguf_file") or spec.source.endswith(".gguf")
-    if spec.adapter == "hf-causal-lm" and gguf:
-        needed += EXTRA_MODULES["gguf"]
-    if spec.options.get("builder") == "efficientnet-lite":
-        needed += EXTRA_MODULES["efficientnet"]
-    return [m for m in dict.fromkeys(needed) if importlib.util.find_spec(m) is None]
+    info = families().get(spec.adapter)
+    needed = info.needs(spec) if info is not None else []
+    if spec.extra in requirements():
+        needed.append(requirements()[spec.extra])
+    return missing_modules([m for req in needed for m in req.modules])
 
 
 def model_set(name: str) -> list[ModelSpec]:
@@ -431,11 +425,11 @@ def model_set(name: str) -> list[ModelSpec]:
 def adhoc_spec(text: str) -> ModelSpec | None:
     """``"ADAPTER:SOURCE"`` (e.g. ``"hf-vision:facebook/dinov2-base"``) -> an unregistered spec, else None."""
     adapter, sep, source = text.partition(":")
-    if not sep or adapter not in ADAPTERS or not source:
+    if not sep or adapter not in adapter_names() or not source:
         return None
-    modality = ADAPTER_MODALITY.get(adapter, "vision")
+    info = adapter_info(adapter)
     return ModelSpec(
-        name=source, source=source, adapter=adapter, modality=modality, pool=ADAPTER_POOLS[adapter][0]
+        name=source, source=source, adapter=adapter, modality=info.modality or "vision", pool=info.pools[0]
     )
 
 

@@ -6,28 +6,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ADAPTERS = ("hf-causal-lm", "hf-text-encoder", "hf-vision", "torch-module", "timm", "onnx", "imported")
 MODALITIES = ("language", "vision")
 POOLS = ("mean", "last", "cls")
 
-#: Poolings each adapter supports (the first is its natural default).
-ADAPTER_POOLS: dict[str, tuple[str, ...]] = {
-    "hf-causal-lm": ("mean", "last"),
-    "hf-text-encoder": ("mean", "cls", "last"),
-    "hf-vision": ("cls", "mean"),
-    "torch-module": ("mean", "cls"),
-    "timm": ("cls", "mean"),
-    "onnx": ("cls", "mean"),
-    "imported": ("mean", "cls", "last"),  # embeddings computed elsewhere: the name they are stored under
-}
 
-#: Modality implied by an adapter, where it is unambiguous.
-ADAPTER_MODALITY = {
-    "hf-causal-lm": "language",
-    "hf-text-encoder": "language",
-    "hf-vision": "vision",
-    "timm": "vision",
-}
+def __getattr__(name: str) -> object:
+    """``ADAPTERS``, ``ADAPTER_POOLS`` and ``ADAPTER_MODALITY``, derived from the adapter declarations
+    (:mod:`prh.models.adapters`) when asked for: the names, the poolings each adapter supports (the first is its
+    default) and the modality an adapter implies, where it does."""
+    if name in ("ADAPTERS", "ADAPTER_POOLS", "ADAPTER_MODALITY"):
+        from prh.models.adapters import families
+
+        known = families()
+        if name == "ADAPTERS":
+            return tuple(known)
+        if name == "ADAPTER_POOLS":
+            return {key: info.pools for key, info in known.items()}
+        return {key: info.modality for key, info in known.items() if info.modality is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -41,7 +37,7 @@ class ModelSpec:
     source : str
         Hugging Face hub id, local path, timm model name, or ``"zoo:<zoo name>"`` for the offline zoo.
     adapter : str
-        One of :data:`ADAPTERS`.
+        A registered adapter family (:func:`prh.models.adapters.adapter_names`).
     modality : str
         ``"language"`` (reads captions) or ``"vision"`` (reads images); an imported model (adapter
         ``"imported"``, :mod:`prh.models.imported`) has a free label (``"brain"``, ``"audio"``, ...).

@@ -6,7 +6,9 @@ built; without it a :class:`ModelLoadError` says which extra to install.
 
 from __future__ import annotations
 
+from prh._optional import optional_import
 from prh.errors import ModelLoadError
+from prh.models.adapters import Requirement, register_adapter
 from prh.models.guards import loading
 from prh.models.preprocess import ImageTransform
 from prh.models.spec import ModelSpec
@@ -29,17 +31,25 @@ def transform_from_timm_cfg(cfg: dict) -> ImageTransform:
 
 
 def import_timm():
-    """Import timm or raise a ModelLoadError naming the extra."""
-    try:
-        import timm
-    except Exception as err:  # ImportError, or torchvision failing to import on a CPU-only torch
-        raise ModelLoadError(
-            f"timm models need the optional extra: `pip install 'prh[timm]'` (timm and torchvision, built for your "
-            f"torch). Importing timm failed: {type(err).__name__}: {err}"
-        ) from err
-    return timm
+    """Import timm or raise a ModelLoadError naming the extra (any import failure counts: torchvision built for
+    another torch fails with more than ImportError)."""
+    return optional_import("timm", "timm", purpose="timm models (timm and torchvision, built for your torch)")
 
 
+def _timm_hub(spec: ModelSpec):
+    """timm weights live in the hub repository ``timm/<model name>``."""
+    from prh.models._availability import hub_check
+
+    return hub_check(f"timm/{spec.source}", spec.revision)
+
+
+@register_adapter(
+    "timm",
+    pools=("cls", "mean"),
+    modality="vision",
+    requires=(Requirement("timm", ("timm", "torchvision")),),
+    check=_timm_hub,
+)
 class TimmAdapter(TorchModuleAdapter):
     """A timm model with hooks on ``blocks.0 .. blocks.{L-1}`` (block outputs = the reference's
     ``blocks.i.add_1``); pooling ``cls`` (reference) or ``mean``. ``spec.source`` is the timm model name."""

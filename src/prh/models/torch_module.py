@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from prh._optional import missing_modules
 from prh.errors import InputError, ModelLoadError
+from prh.models.adapters import Requirement, register_adapter
 from prh.models.base import Adapter, count_params
 from prh.models.batching import LayerBuffer, Progress, call_progress
 from prh.models.device import resolve_device, resolve_dtype
@@ -173,6 +176,36 @@ def import_builder(path: str) -> Callable[..., nn.Module]:
         raise ModelLoadError(f"cannot import builder {path!r}: {err}") from err
 
 
+def _torch_module_availability(spec: ModelSpec) -> tuple[bool, str]:
+    """A ``torch-module`` entry needs its builder's module importable and its ``options.weights`` file present
+    (checked without importing the builder); built by code from local weights, it never needs the hub."""
+    builder = spec.options.get("builder")
+    if builder and ":" in str(builder):
+        module = str(builder).partition(":")[0]
+        if missing_modules([module]):
+            return False, f"builder module {module!r} is not importable (install it or fix options.builder)"
+    weights = spec.options.get("weights")
+    if weights:
+        path = Path(str(weights)).expanduser()
+        if not path.exists():
+            return False, f"weights file {weights} does not exist (options.weights)"
+        return True, f"local weights ({path.name})"
+    return True, "built locally (no weights file)"
+
+
+@register_adapter(
+    "torch-module",
+    pools=("mean", "cls"),
+    requires=(
+        Requirement(
+            "efficientnet",
+            ("efficientnet_lite_pytorch",),
+            hint="prh zoo install (efficientnet-lite-pytorch)",
+            when=lambda spec: spec.options.get("builder") == "efficientnet-lite",
+        ),
+    ),
+    check=_torch_module_availability,
+)
 class TorchModuleAdapter(Adapter):
     """Forward hooks on named submodules of any ``nn.Module`` over images.
 
