@@ -28,7 +28,7 @@ from prh.metrics._rsa import rsa  # isort: skip
 from prh.metrics._rv import rv  # isort: skip
 from prh.metrics._linear_predictivity import linear_predictivity, linear_predictivity_sym  # isort: skip
 from prh.metrics.properties import PROPERTIES, MetricProperties  # isort: skip
-from prh.metrics.registry import DEFAULT_METRIC, MetricSpec, get, names, register, spec  # isort: skip
+from prh.metrics.registry import DEFAULT_METRIC, MetricSpec, get, names, register, spec, specs  # isort: skip
 
 __all__ = [
     "DEFAULT_METRIC",
@@ -56,6 +56,7 @@ __all__ = [
     "rsa",
     "rv",
     "spec",
+    "specs",
     "svcca",
     "unbiased_cka",
 ]

@@ -24,6 +24,7 @@ from prh.metrics._common import score_pair
 from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments
 from prh.metrics.kernels import center, gram, map_grams, require_positive, u_center
 from prh.metrics.null import NullEngine, permute_square
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 #: Above this many samples the linear kernel takes the feature-space path by default (an (N, N) float64 kernel per
@@ -281,6 +282,20 @@ _CKA_SPEC_FIELDS = {
 CKA = register(
     MetricSpec(
         name="cka",
+        display_name="CKA",
+        properties=MetricProperties(
+            definition="HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), biased HSIC, linear kernel (RBF optional)",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=YES,
+            null="> 0, grows with D/N (biased)",
+            cost="O(N² D) per layer (centred Gram), O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
+            prefer="global geometry, comparability with the literature; use unbiased_cka when D is not ≪ N",
+        ),
         func=cka,
         check_kwargs=_check_cka_kwargs,
         description="centred kernel alignment (linear or RBF kernel, biased or unbiased HSIC)",
@@ -291,6 +306,20 @@ CKA = register(
 UNBIASED_CKA = register(
     MetricSpec(
         name="unbiased_cka",
+        display_name="unbiased CKA",
+        properties=MetricProperties(
+            definition="CKA with Song et al.'s unbiased HSIC (U-centred Grams)",
+            value_range="≈ [-1, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=YES,
+            null="≈ 0",
+            cost="O(N² D) per layer, O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
+            prefer="the default global metric: no small-N / large-D bias; needs N ≥ 4",
+        ),
         func=unbiased_cka,
         check_kwargs=_check_unbiased_kwargs,
         null_expectation=lambda n, kw: 0.0,

@@ -19,6 +19,7 @@ from prh.metrics._common import score_pair
 from prh.metrics.kernels import gram, map_grams, require_positive, require_spread
 from prh.metrics.neighbors import knn_from_gram
 from prh.metrics.null import NullEngine, permute_neighbors, permute_square
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 #: Upper bound (bytes) of :class:`NeighborKernelEngine`'s (N*N, Ly) table of Y's masked Gram values.
@@ -262,6 +263,20 @@ def cknna(A: object, B: object, k: int = 10, unbiased: bool = True, distance_agn
 CKNNA = register(
     MetricSpec(
         name="cknna",
+        display_name="CKNNA",
+        properties=MetricProperties(
+            definition="unbiased HSIC of the linear kernels masked to mutual k-neighbour pairs, normalised like CKA",
+            value_range="≈ [-1, 1]",
+            symmetric=False,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="≈ 0",
+            cost="O(N² D) per layer, O(N k²) per pair",
+            prefer="the paper's bridge between CKA and mutual kNN: kernel values, but only among neighbours",
+        ),
         func=cknna,
         layer_cache=_cknna_cache,
         layer_caches=_cknna_caches,

@@ -39,6 +39,7 @@ from prh.metrics._common import score_pair
 from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments, per_feature_hsic
 from prh.metrics.kernels import inner_products, u_center
 from prh.metrics.null import permute_square
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -160,6 +161,20 @@ def debiased_cka(A: object, B: object, columns: str = "independent", path: str =
 DEBIASED_CKA = register(
     MetricSpec(
         name="debiased_cka",
+        display_name="debiased CKA",
+        properties=MetricProperties(
+            definition="linear CKA with unbiased HSIC and the self terms restricted to distinct feature pairs (Chun et al. 2025)",
+            value_range="unbounded; ≈ [-1, 1] when D is large",
+            symmetric=True,
+            identity=False,
+            orthogonal=NO,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=YES,
+            null="≈ 0",
+            cost="O(N² D) per layer, O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
+            prefer="few features (neurons/units) sampled from a larger population; f(A, A) = 1 needs columns='shared'",
+        ),
         func=debiased_cka,
         layer_cache=_cache,
         grid=_grid,

@@ -44,6 +44,7 @@ import torch
 from prh._validation import check_choice, check_int
 from prh.errors import InputError
 from prh.metrics._common import score_pair
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 #: The default relative ridge grid r (alpha = r * ||A_c||_F²).
@@ -312,6 +313,21 @@ _COMMON = {
 LINEAR_PREDICTIVITY = register(
     MetricSpec(
         name="linear_predictivity",
+        display_name="linear predictivity",
+        properties=MetricProperties(
+            definition="mean over B's columns of the held-out R² of ridge regression A → B (intercept), K-fold cross-validated over items, ridge strength by GCV on each training fold",
+            value_range="(-∞, 1]",
+            symmetric=False,
+            identity=True,
+            orthogonal=NO,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=YES,
+            permutation=NO,
+            null="≤ 0 (no closed form)",
+            cost="O(K N_tr D r) per layer (one SVD per fold, r = min(N_tr, D)), O(K N r D_B) per pair",
+            prefer="a predictive (encoding-model) score: can A linearly explain B on new items? rotations of A leave it unchanged, of B do not; folds are drawn over positions, so permuting items changes it by fold noise",
+        ),
         func=linear_predictivity,
         grid=_grid,
         symmetric=False,
@@ -324,6 +340,21 @@ LINEAR_PREDICTIVITY = register(
 LINEAR_PREDICTIVITY_SYM = register(
     MetricSpec(
         name="linear_predictivity_sym",
+        display_name="linear predictivity (both directions)",
+        properties=MetricProperties(
+            definition="(linear_predictivity(A, B) + linear_predictivity(B, A)) / 2",
+            value_range="(-∞, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=NO,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=YES,
+            permutation=NO,
+            null="≤ 0 (no closed form)",
+            cost="twice linear_predictivity",
+            prefer="a symmetric predictive score for tables and heatmaps",
+        ),
         func=linear_predictivity_sym,
         grid=_grid_sym,
         symmetric=True,

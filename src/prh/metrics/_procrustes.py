@@ -25,6 +25,7 @@ import torch
 
 from prh.errors import InputError
 from prh.metrics._common import score_pair
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -100,6 +101,20 @@ def procrustes(A: object, B: object) -> float:
 PROCRUSTES = register(
     MetricSpec(
         name="procrustes",
+        display_name="Procrustes",
+        properties=MetricProperties(
+            definition="1 - (2/π) arccos(\\|X^T Y\\|_*), X, Y centred, unit Frobenius norm, narrower side zero-padded",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=YES,
+            null="> 0, grows with D/N",
+            cost="O(N D min(N, D)) per layer (SVD if D > N), O(N r² + r³) per pair, r = min(N, D)",
+            prefer="a proper shape metric (angle obeys the triangle inequality); sensitive to all directions",
+        ),
         func=procrustes,
         layer_cache=_shape_cache,
         grid=_procrustes_grid,

@@ -26,6 +26,7 @@ import torch
 
 from prh.errors import InputError
 from prh.metrics._common import score_pair
+from prh.metrics.properties import B_ONLY, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 #: Singular values below this fraction of the largest are treated as zero (rank truncation).
@@ -97,6 +98,20 @@ def pwcca(A: object, B: object) -> float:
 PWCCA = register(
     MetricSpec(
         name="pwcca",
+        display_name="PWCCA",
+        properties=MetricProperties(
+            definition="canonical correlations weighted by how much of A's centred neuron activity each canonical variate explains",
+            value_range="[0, 1]",
+            symmetric=False,
+            identity=True,
+            orthogonal=B_ONLY,
+            isotropic_scaling=YES,
+            invertible_linear=B_ONLY,
+            translation=YES,
+            null="> 0, → 1 as rank(A) + rank(B) → N",
+            cost="O(N D min(N, D)) per layer (SVD), O(N r² + r³) per pair",
+            prefer="comparison with PWCCA papers; only with D ≪ N (CCA overfits otherwise)",
+        ),
         func=pwcca,
         layer_cache=cca_basis,
         grid=_pwcca_grid,

@@ -18,6 +18,7 @@ import torch
 from prh._validation import check_choice
 from prh.errors import InputError
 from prh.metrics._common import score_pair
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 #: Largest number of float64 elements stacked at once in the grid product (~1 GiB).
@@ -128,6 +129,20 @@ def rsa(A: object, B: object, rdm: str = "correlation", compare: str = "spearman
 RSA = register(
     MetricSpec(
         name="rsa",
+        display_name="RSA",
+        properties=MetricProperties(
+            definition="Spearman correlation of the upper triangles of the correlation-distance RDMs (options: euclidean, pearson)",
+            value_range="[-1, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=NO,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="≈ 0",
+            cost="O(N² D + N² log N) per layer (RDM, ranks), O(N²) per pair",
+            prefer="comparison with neuroscience RSA; Spearman ignores monotone distortions of distances",
+        ),
         func=rsa,
         layer_cache=_rsa_cache,
         grid=_rsa_grid,

@@ -29,6 +29,7 @@ from prh.metrics._common import score_pair
 from prh.metrics.feature_space import FeatureMoments, cross_norms, moments
 from prh.metrics.kernels import inner_products, require_positive
 from prh.metrics.null import permute_square
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -124,6 +125,20 @@ def rv(A: object, B: object, center: bool = True, path: str = "auto") -> float:
 RV = register(
     MetricSpec(
         name="rv",
+        display_name="RV coefficient",
+        properties=MetricProperties(
+            definition="tr(XX'YY') / sqrt(tr((XX')²) tr((YY')²)), X, Y column-centred (equals linear biased CKA)",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=YES,
+            null="> 0, grows with D/N (as cka)",
+            cost="O(N² D) per layer, O(N²) per pair, or O(N D²) per layer and O(N Dₓ D_y) per pair with no N×N matrix (path='features', the default above N = 4096)",
+            prefer="statistics literature name for linear CKA; center=False gives Escoufier's uncentred RV",
+        ),
         func=rv,
         layer_cache=_rv_cache,
         grid=_rv_grid,

@@ -15,6 +15,7 @@ import torch
 
 from prh.errors import InputError
 from prh.metrics._common import score_pair
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -86,6 +87,20 @@ def svcca(A: object, B: object, dim: int = 10) -> float:
 SVCCA = register(
     MetricSpec(
         name="svcca",
+        display_name="SVCCA",
+        properties=MetricProperties(
+            definition="mean canonical correlation of the top-dim SVD directions of the column-standardised inputs (exact SVD)",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=NO,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=YES,
+            null="> 0, grows with dim/N",
+            cost="O(N D min(N, D)) per layer (SVD), O(N dim²) per pair",
+            prefer="comparison with SVCCA papers; numbers differ from the reference's randomised SVD",
+        ),
         func=svcca,
         layer_cache=_svcca_cache,
         grid=_svcca_grid,

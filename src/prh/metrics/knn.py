@@ -18,6 +18,7 @@ from prh.metrics._common import score_pair
 from prh.metrics.kernels import inner_products, map_grams, require_spread
 from prh.metrics.neighbors import ROW_BLOCK, approximate_knn, knn_from_gram, knn_indices
 from prh.metrics.null import NullEngine, inverse_permutation, permute_neighbors
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 from prh.metrics.sequence_dp import edit_distance, lcs_length
 
@@ -286,6 +287,20 @@ KNN_SPEC_FIELDS = {
 MUTUAL_KNN = register(
     MetricSpec(
         name="mutual_knn",
+        display_name="mutual kNN",
+        properties=MetricProperties(
+            definition="mean over samples of \\|N_A(i) ∩ N_B(i)\\| / k (k nearest neighbours by inner product, self excluded)",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="k / (N-1)",
+            cost="O(N² D) per layer (neighbours), O(N k²) per pair",
+            prefer="the paper's headline metric; local structure, robust to a few outliers; compare across k",
+        ),
         func=mutual_knn,
         grid=_mutual_grid,
         symmetric=True,
@@ -299,6 +314,20 @@ MUTUAL_KNN = register(
 CYCLE_KNN = register(
     MetricSpec(
         name="cycle_knn",
+        display_name="cycle kNN",
+        properties=MetricProperties(
+            definition="fraction of samples i found among the A-neighbours of one of i's B-neighbours",
+            value_range="[0, 1]",
+            symmetric=False,
+            identity=False,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="≈ 1 - (1 - k/(N-1))^k",
+            cost="O(N² D) per layer (neighbours), O(N k²) per pair",
+            prefer="asymmetric question: can A's neighbourhoods be recovered through B? report with cycle_knn_ba",
+        ),
         func=cycle_knn,
         grid=_cycle_grid,
         symmetric=False,
@@ -312,6 +341,20 @@ CYCLE_KNN = register(
 LCS_KNN = register(
     MetricSpec(
         name="lcs_knn",
+        display_name="LCS kNN",
+        properties=MetricProperties(
+            definition="mean longest common subsequence of the ordered neighbour lists, / k",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="small, > 0 (no closed form)",
+            cost="O(N² D) per layer, O(N k²) per pair",
+            prefer="when the order of neighbours matters, not only membership",
+        ),
         func=lcs_knn,
         grid=lambda xs, ys, k, **_: _sequence_grid(xs, ys, k, "lcs"),
         symmetric=True,
@@ -323,6 +366,20 @@ LCS_KNN = register(
 EDIT_DISTANCE_KNN = register(
     MetricSpec(
         name="edit_distance_knn",
+        display_name="edit-distance kNN",
+        properties=MetricProperties(
+            definition="1 - mean Levenshtein distance between the ordered neighbour lists / k",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="small, > 0 (no closed form)",
+            cost="O(N² D) per layer, O(N k²) per pair",
+            prefer="like lcs_knn, penalising insertions and substitutions",
+        ),
         func=edit_distance_knn,
         grid=lambda xs, ys, k, **_: _sequence_grid(xs, ys, k, "edit"),
         symmetric=True,

@@ -30,6 +30,7 @@ from prh.metrics.knn import (
     _knn_cache,
     knn_options,
 )
+from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
 
@@ -116,6 +117,20 @@ _COMMON = {**KNN_SPEC_FIELDS, "defaults": {"k": 10}}
 JACCARD_KNN = register(
     MetricSpec(
         name="jaccard_knn",
+        display_name="Jaccard kNN",
+        properties=MetricProperties(
+            definition="mean over samples of \\|N_A(i) ∩ N_B(i)\\| / \\|N_A(i) ∪ N_B(i)\\| (= s / (2k - s))",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=True,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="exact hypergeometric mean ≈ k / (2(N-1))",
+            cost="O(N² D) per layer (neighbours), O(N k²) per pair",
+            prefer="set-similarity convention of the retrieval literature; same ranking information as mutual_knn",
+        ),
         func=jaccard_knn,
         grid=_jaccard_grid,
         symmetric=True,
@@ -127,6 +142,20 @@ JACCARD_KNN = register(
 CYCLE_KNN_BA = register(
     MetricSpec(
         name="cycle_knn_ba",
+        display_name="cycle kNN (B to A)",
+        properties=MetricProperties(
+            definition="cycle_knn(B, A): fraction of samples i found among the B-neighbours of one of i's A-neighbours",
+            value_range="[0, 1]",
+            symmetric=False,
+            identity=False,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="≈ 1 - (1 - k/(N-1))^k",
+            cost="O(N² D) per layer (neighbours), O(N k²) per pair",
+            prefer="the other direction of cycle_knn; a gap between the two shows asymmetric alignment",
+        ),
         func=cycle_knn_ba,
         grid=_cycle_ba_grid,
         symmetric=False,
@@ -138,6 +167,20 @@ CYCLE_KNN_BA = register(
 CYCLE_KNN_BOTH = register(
     MetricSpec(
         name="cycle_knn_both",
+        display_name="cycle kNN (both directions)",
+        properties=MetricProperties(
+            definition="(cycle_knn(A, B) + cycle_knn(B, A)) / 2",
+            value_range="[0, 1]",
+            symmetric=True,
+            identity=False,
+            orthogonal=YES,
+            isotropic_scaling=YES,
+            invertible_linear=NO,
+            translation=NO,
+            null="≈ 1 - (1 - k/(N-1))^k",
+            cost="O(N² D) per layer (neighbours), O(N k²) per pair",
+            prefer="a symmetric cycle score for tables and heatmaps",
+        ),
         func=cycle_knn_both,
         grid=_cycle_both_grid,
         symmetric=True,

@@ -11,6 +11,7 @@ per layer and ``grid`` once.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import torch
 from prh._validation import suggest
 from prh.errors import InputError
 from prh.memory import require_memory
+from prh.metrics.properties import MetricProperties
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class MetricSpec:
     memory_hint : what to do when the caches would not fit (e.g. "use path='features'"), for that error.
     cache_info : optional ``(cache) -> dict`` of diagnostics a sweep reports next to its scores (e.g. the measured
         recall of approximate neighbour lists).
+    display_name : how reports and figures name the metric (``"mutual kNN"``); default ``name``.
+    properties : the metric's documented properties (:class:`prh.metrics.properties.MetricProperties`: definition,
+        range, invariances, behaviour under independence, cost, when to prefer it), its row of the docs/metrics.md
+        table and of :data:`prh.metrics.PROPERTIES`; its ``name`` is filled in by :func:`register`.
     """
 
     name: str
@@ -76,6 +82,20 @@ class MetricSpec:
     cache_bytes: Callable[[int, int, dict], float] | None = None
     memory_hint: str = "use fewer samples (rows) or fewer layers at once"
     cache_info: Callable[[Any], dict] | None = None
+    display_name: str = ""
+    properties: MetricProperties | None = None
+
+    @property
+    def label(self) -> str:
+        """The name reports and figures show: ``display_name``, else ``name``."""
+        return self.display_name or self.name
+
+    def chance(self, n: int, params: dict | None = None) -> float | None:
+        """The expected score of independent inputs at ``n`` samples and options ``params`` (the chance level a
+        report draws), or None when the metric has no closed form (``null_expectation`` is None)."""
+        if self.null_expectation is None:
+            return None
+        return float(self.null_expectation(int(n), dict(params or {})))
 
     def options(self) -> dict[str, Any]:
         """Every option ``check_kwargs`` accepts, with its default (``defaults`` lists the commonly set ones)."""
@@ -109,11 +129,26 @@ DEFAULT_METRIC = "mutual_knn"
 
 
 def register(spec: MetricSpec) -> MetricSpec:
-    """Add a metric to the registry (names are unique)."""
+    """Add a metric to the registry (names are unique); returns the spec as registered (with its properties row
+    named after it)."""
     if spec.name in _REGISTRY:
         raise ValueError(f"metric {spec.name!r} is already registered")
+    if spec.properties is not None and spec.properties.name != spec.name:
+        if spec.properties.name:
+            raise ValueError(f"metric {spec.name!r}: its properties row is named {spec.properties.name!r}")
+        spec = dataclasses.replace(spec, properties=dataclasses.replace(spec.properties, name=spec.name))
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a metric added with :func:`register` (tests, notebooks); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def specs() -> list[MetricSpec]:
+    """The :class:`MetricSpec` of every registered metric, in registration order."""
+    return list(_REGISTRY.values())
 
 
 def names() -> list[str]:
