@@ -17,7 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import prh.metrics as M
-from prh.metrics.properties import B_ONLY, NO, PROPERTIES, TRANSFORMS, YES, markdown_table, table_row
+from prh.metrics.properties import (
+    B_ONLY,
+    NO,
+    PROPERTIES,
+    TRANSFORMS,
+    YES,
+    docs_problems,
+    markdown_table,
+    table_row,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 TOL = 1e-6
@@ -153,6 +162,7 @@ def test_docs_table_matches_properties():
     for name, prop in PROPERTIES.items():
         assert rows[name] == _cells(table_row(prop)), f"docs row of {name} differs from PROPERTIES"
     assert markdown_table() in text
+    assert docs_problems(text) == []
 
 
 def test_docs_mention_every_reference_quirk():

@@ -37,10 +37,10 @@ def summary_lines(results: Results, metric: str = "mutual_knn") -> list[str]:
             f"Best cross-modal {metric}: {best['model_x']} × {best['model_y']} = {best['score']:.3f} "
             f"(layers {int(best['best_layer_x'])} and {int(best['best_layer_y'])}{interval}), N={int(best['N'])}."
         )
-        if metric == "mutual_knn" and pd.notna(best["k"]):
-            chance = float(best["k"]) / (float(best["N"]) - 1)
+        chance = figures.chance_level(metric, best["k"], best["N"])
+        if chance is not None:
             lines.append(
-                f"Chance level k/(N-1) = {chance:.4f}; the best pair is {best['score'] / chance:.1f}× chance."
+                f"Chance level {chance[1]} = {chance[0]:.4f}; the best pair is {best['score'] / chance[0]:.1f}× chance."
             )
         control = t[(t["metric"] == metric) & (t["control"] != "none")]
         control = control[control["modality_x"] != control["modality_y"]]

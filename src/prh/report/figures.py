@@ -304,8 +304,30 @@ def model_map(results: Results, metric: str, path: Path) -> str | None:
     return "Models placed so that distances approximate 1 - alignment: nearby models see the data alike."
 
 
+def chance_level(metric: str, k: object, n: object) -> tuple[float, str] | None:
+    """The expected score of independent inputs for ``metric`` at ``n`` samples and ``k`` neighbours, from the
+    metric's ``null_expectation``, and how its documentation writes it (``"k / (N-1)"``).
+
+    Returns None for an unregistered metric, a metric without a closed form, a missing ``k`` of a metric that uses
+    it, or a chance level of 0 (nothing to draw a ratio against).
+    """
+    from prh.metrics import names as metric_names
+    from prh.metrics import spec as metric_spec
+
+    if metric not in metric_names() or pd.isna(n):
+        return None
+    spec = metric_spec(metric)
+    if spec.null_expectation is None or (spec.uses_k and pd.isna(k)):
+        return None
+    value = spec.chance(int(n), {"k": int(k)} if spec.uses_k else {})
+    if not value:
+        return None
+    return value, (spec.properties.null if spec.properties is not None else "expected under independence")
+
+
 def control_plot(results: Results, metric: str, path: Path) -> str | None:
-    """Best cross-modal score per pair, real captions vs shuffled captions, with the chance level k/(N-1)."""
+    """Best cross-modal score per pair, real captions vs shuffled captions, with the metric's chance level (its
+    expected score under independence, e.g. k/(N-1) for mutual kNN) where it has one."""
     table = results.table[results.table["metric"] == metric]
     cross = table[table["modality_x"] != table["modality_y"]]
     real = cross[cross["control"] == "none"]
@@ -320,9 +342,9 @@ def control_plot(results: Results, metric: str, path: Path) -> str | None:
     pos = np.arange(len(merged))
     ax.bar(pos - 0.2, merged["real"], width=0.4, label="paired captions")
     ax.bar(pos + 0.2, merged["shuffled"], width=0.4, label="captions shuffled (control)")
-    k, n = real["k"].iloc[0], real["N"].iloc[0]
-    if metric == "mutual_knn" and pd.notna(k):
-        ax.axhline(float(k) / (float(n) - 1), color="black", ls="--", lw=1, label="chance k/(N-1)")
+    chance = chance_level(metric, real["k"].iloc[0], real["N"].iloc[0])
+    if chance is not None:
+        ax.axhline(chance[0], color="black", ls="--", lw=1, label=f"chance {chance[1]}")
     ax.set_xticks(pos, merged["pair"], rotation=60, ha="right", fontsize=6)
     ax.set_ylabel(f"best-layer {metric}")
     ax.legend(fontsize=7)
