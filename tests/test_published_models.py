@@ -321,3 +321,51 @@ def test_prh_align_models_published_end_to_end(catalogue_env, tmp_path):
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 6 and set(table["family_y"]) == {"DINOv2"}
     assert load_catalogue().dataset.name == DATASET
+
+
+def test_the_report_draws_fig3_from_the_right_numbers(catalogue_env, tmp_path):
+    from scipy.stats import spearmanr
+
+    from prh.align import Results
+    from prh.report import build_report
+    from prh.report.paper import fig3_points, trends
+
+    config = AlignConfig(metrics=("mutual_knn", "unbiased_cka"), calibrate=19)
+    run_alignment(resolve("published"), None, catalogue_env["store"], config, progress=False).save(tmp_path)
+    build_report(tmp_path)
+    results = Results.load(tmp_path)
+    for name in ("paper_fig3.png", "paper_heatmaps.png", "paper_within_family.png"):
+        assert (tmp_path / "figures" / name).stat().st_size > 1000
+    markdown = (tmp_path / "report.md").read_text()
+    assert (
+        "Fig. 3" in markdown and "mutual_knn, raw: " in markdown and "unbiased_cka, calibrated: " in markdown
+    )
+
+    # independently: 1 - bpb read from each file, the reference loop's best mutual kNN, scipy's Spearman
+    raw = {n: torch.load(catalogue_env["tmp"] / f"{n}.pt", weights_only=True) for n in LANGUAGE + VISION}
+    performance = [1.0 - float(raw[n]["bpb"]) for n in LANGUAGE]
+    prepared = {n: reference_alignment.prepare_features(raw[n]["feats"]) for n in LANGUAGE + VISION}
+
+    def layers(feats):
+        return [feats[:, i] for i in range(feats.shape[1])] if isinstance(feats, torch.Tensor) else feats
+
+    points = fig3_points(results, "mutual_knn")
+    table = trends(points)
+    assert set(points["family"]) == {"DINOv2"} and len(points) == len(LANGUAGE) * len(VISION)
+    for vision in VISION:
+        best = [
+            reference_impl.compute_score(layers(prepared[lm]), layers(prepared[vision]), "mutual_knn", k=10)[
+                1
+            ]
+            for lm in LANGUAGE
+        ]
+        best = [round(b * N * 10) / (N * 10) for b in best]  # mutual kNN counts shared neighbours: exact ties
+        line = points[points["vision"] == f"published/{vision}"].set_index("language")
+        ours = line.loc[[f"published/{lm}" for lm in LANGUAGE]]
+        np.testing.assert_allclose(ours["performance"], performance, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours["alignment"], best, rtol=0, atol=2e-6)
+        row = table[table["line"] == f"published/{vision}"].iloc[0]
+        assert row["rho"] == pytest.approx(spearmanr(performance, best).statistic, abs=1e-12)
+        assert row["ci_low"] <= row["rho"] <= row["ci_high"]
+    calibrated = fig3_points(results, "mutual_knn", "calibrated")
+    assert np.array_equal(calibrated["alignment"].notna(), points["alignment"].notna())

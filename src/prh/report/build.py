@@ -15,6 +15,7 @@ from prh.errors import InputError
 from prh.report import competence as report_competence
 from prh.report import figures
 from prh.report import findings as report_findings
+from prh.report import paper as report_paper
 from prh.report import sections as report_sections
 from prh.report._imported import imported_section
 
@@ -95,6 +96,8 @@ def build_report(
     if metric not in metrics:
         raise InputError(f"metric {metric!r} is not in these results (they hold {metrics}).")
     if report_competence.update_section(results, out, metric):  # measured competence: probes, Fig. 2 / Fig. 4
+        fragments = report_sections.read_sections(out)
+    if report_paper.update_section(results, out):  # models with families and bpb: Fig. 3, raw and calibrated
         fragments = report_sections.read_sections(out)
     measured = report_competence.load_measured(out)
     fig_dir = out / "figures"
