@@ -2,16 +2,18 @@
 `python -c "import prh"`, beside `python -c "import torch"` (what a help text would cost if it loaded torch) and a
 bare `python -c pass` (the interpreter's own start).
 
-Each command runs in a fresh subprocess R times (default 7); the minimum and the median wall time are printed, in
-seconds. On a loaded machine read the minimum, and compare rows of one run rather than numbers across runs.
-Usage: ``python benchmarks/cli_startup.py [--repeats 7]`` (run from the repository root; ``src/`` goes first on the
-path so the checkout is measured, not an installed copy).
+Each command runs in a fresh subprocess R times (default 7). Printed, in seconds: the minimum and the median wall
+time, and the minimum CPU time (user + system of the child), which other load on the machine changes much less than
+the wall time. On a loaded machine read the CPU column, and compare rows of one run rather than numbers across runs.
+Usage: ``python benchmarks/cli_startup.py [--repeats 7]`` (``src/`` goes first on the path, so the checkout is
+measured, not an installed copy).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,18 +31,22 @@ COMMANDS = {
 }
 
 
-def time_command(args: list[str], repeats: int) -> list[float]:
-    """Wall times (seconds) of ``python <args>`` run ``repeats`` times, each in a new process."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
-    }
-    times = []
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_command(args: list[str], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU times (seconds) of ``python <args>`` run ``repeats`` times, each in a new process."""
+    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        cpu_before, start = _children_cpu(), time.perf_counter()
         subprocess.run([sys.executable, *args], env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return times
+        wall.append(time.perf_counter() - start)
+        cpu.append(_children_cpu() - cpu_before)
+    return wall, cpu
 
 
 def main() -> None:
@@ -48,11 +54,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     print(
-        f"{'command':<28} {'min s':>7} {'median s':>9}   ({args.repeats} runs each, {os.cpu_count()} cores)"
+        f"{'command':<26} {'wall min':>9} {'wall median':>12} {'cpu min':>8}   "
+        f"(seconds; {args.repeats} runs each, {os.cpu_count()} cores)"
     )
     for name, argv in COMMANDS.items():
-        times = time_command(argv, args.repeats)
-        print(f"{name:<28} {min(times):7.3f} {statistics.median(times):9.3f}")
+        wall, cpu = time_command(argv, args.repeats)
+        print(f"{name:<26} {min(wall):9.3f} {statistics.median(wall):12.3f} {min(cpu):8.3f}")
     if hasattr(os, "getloadavg"):
         print(f"load average during the run: {os.getloadavg()[0]:.1f}")
 
