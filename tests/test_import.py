@@ -465,3 +465,26 @@ def test_prh_extract_imports_a_declared_entry(world, tmp_path, monkeypatch, caps
         reset_registry()
     meta = FeatureStore(tmp_path / "s").meta(world["ds"], "decl", "mean")
     assert meta is not None and meta["adapter"] == "imported" and meta["modality"] == "brain"
+
+
+def test_several_files_are_layers_or_repeats_and_keys_pick_arrays(world, tmp_path):
+    a, b = _view(world["z"], 4, 70), _view(world["z"], 6, 71)
+    np.save(tmp_path / "early.npy", a)
+    np.save(tmp_path / "late.npy", b)
+    store = FeatureStore(tmp_path / "store")
+    rep = import_features(
+        "two", [tmp_path / "early.npy", tmp_path / "late.npy"], world["ds"], store, {"modality": "x"}
+    )
+    assert rep.layer_names == ["early", "late"] and rep.dims == [4, 6]
+    c = _view(world["z"], 4, 72)
+    np.save(tmp_path / "c.npy", c)
+    files = [tmp_path / "early.npy", tmp_path / "c.npy"]
+    rep = import_features("rep", files, world["ds"], store, {"modality": "brain", "repeats": True})
+    stored = _stored_tensors(rep.path)
+    assert rep.repeats == 2 and np.array_equal(stored["repeat.001"], c)
+    assert np.allclose(stored["layer.000"], (a + c) / 2)
+    np.savez(tmp_path / "k.npz", ids=np.array(world["ids"]), x=a, y=b, z=a)
+    rep = import_features("k", tmp_path / "k.npz", world["ds"], store, {"modality": "x", "keys": "y,x"})
+    assert rep.layer_names == ["y", "x"] and np.array_equal(_stored_tensors(rep.path)["layer.000"], b)
+    with pytest.raises(InputError, match=r"no arrays named \['w'\]"):
+        import_features("k2", tmp_path / "k.npz", world["ds"], store, {"modality": "x", "keys": "w"})

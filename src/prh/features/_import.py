@@ -515,7 +515,7 @@ def _match(read: _Read, n_rows: int, dataset_ids: list[str], subset: bool) -> tu
             dups.append(item)
         seen[item] = row
     if dups:
-        shown = ", ".join(repr(d) for d in dict.fromkeys(dups).keys() if True)
+        shown = ", ".join(repr(d) for d in dict.fromkeys(dups))
         raise _fail(read.path, f"{len(dups)} duplicate id(s) ({shown[:200]}); every item may appear once.")
     index = np.array([seen.get(item, -1) for item in dataset_ids], dtype=np.int64)
     wanted = set(dataset_ids)
@@ -623,9 +623,8 @@ def import_features(
                 f"repeats: need R >= 2 repeated measurements of one width, got {len(layers)} of width(s) "
                 f"{sorted(widths)}; give one (R, N, D) array or one (N, D) file per repeat."
             )
-        repeats = [t.to(torch.float64 if t.dtype == torch.float64 else torch.float32) for t in layers]
-        dtype = repeats[0].dtype
-        repeats = [t.to(dtype) for t in repeats]
+        dtype = torch.float64 if any(t.dtype == torch.float64 for t in layers) else torch.float32
+        repeats = [t.to(dtype) for t in layers]
         layers = [torch.stack(repeats).mean(0)]
         names = ["mean"]
     if config.layer_names is not None:
