@@ -488,3 +488,20 @@ def test_several_files_are_layers_or_repeats_and_keys_pick_arrays(world, tmp_pat
     assert rep.layer_names == ["y", "x"] and np.array_equal(_stored_tensors(rep.path)["layer.000"], b)
     with pytest.raises(InputError, match=r"no arrays named \['w'\]"):
         import_features("k2", tmp_path / "k.npz", world["ds"], store, {"modality": "x", "keys": "w"})
+
+
+def test_ray_backend_refuses_imported_subsets_before_starting(world, tmp_path):
+    from prh.align import AlignConfig
+    from prh.align import resolve_names as resolve
+    from prh.distributed import align_ray
+
+    keep = np.arange(N) % 2 == 0
+    np.savez(tmp_path / "half.npz", ids=np.array(world["ids"])[keep], feats=_view(world["z"], 4, 80)[keep])
+    np.save(tmp_path / "all.npy", _view(world["z"], 4, 81))
+    store = FeatureStore(tmp_path / "store")
+    import_features("half", tmp_path / "half.npz", world["ds"], store, {"modality": "brain", "subset": True})
+    import_features("all", tmp_path / "all.npy", world["ds"], store, {"modality": "vision"})
+    with pytest.raises(InputError, match=r"\['half'\] were imported with --subset.*--backend local"):
+        align_ray(
+            resolve("half,all", store), None, store, AlignConfig(metrics="unbiased_cka"), dataset=world["ds"]
+        )

@@ -193,6 +193,12 @@ def align_ray(
     by_name = {s.name: s for s in specs}
     pools = {s.name: config.pool or s.pool for s in specs}
     metas = store.find_many([s.name for s in specs], pools, **lookup)
+    partial = [name for name, meta in metas.items() if "present" in (meta.get("per_sample") or [])]
+    if partial:  # each tile would keep the items of its own models: the table's N would differ between tiles
+        raise InputError(
+            f"model(s) {partial} were imported with --subset (only some of the dataset's items); the Ray backend "
+            f"cannot restrict every tile to the items all models share: use --backend local."
+        )
     first = metas[specs[0].name]
     n_samples = int(first.get("n") or (first.get("dataset") or {}).get("n"))
     fingerprint = (first.get("dataset") or {}).get("fingerprint", "?")
