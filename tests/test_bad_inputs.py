@@ -169,9 +169,22 @@ MODELS_FILE_CASES = [
     (_MODEL + 'trust_remote_code = "false"\n', ["model 'x'", "trust_remote_code='false'", "true or false"]),
     (_MODEL + "[model.options]\nimage_size = 22.4\n", ["model 'x'", "options.image_size=22.4"]),
     (_MODEL + 'colour = "red"\n', ["model 'x'", "unknown field", "colour"]),
-    (_CODE, ["model 'cnn'", "options.builder='os:system'", "--trust-code", "trust_code = true"]),
+    (_CODE, ["model 'cnn'", "module 'os'", "os:system", "refused", "--trust-code"]),
+    (  # the file's own trust_code = true only asks
+        _CODE.replace('modality = "vision"\n', 'modality = "vision"\ntrust_code = true\n'),
+        ["model 'cnn'", "module 'os'", "os:system", "refused", "--trust-code"],
+    ),
 ]
-_MODELS_IDS = ["params", "source", "layers", "trust_remote_code", "image_size", "unknown", "builder"]
+_MODELS_IDS = [
+    "params",
+    "source",
+    "layers",
+    "trust_remote_code",
+    "image_size",
+    "unknown",
+    "builder",
+    "self-trust",
+]
 
 
 @pytest.fixture
@@ -224,7 +237,7 @@ def test_prh_models_env_entries_naming_code_are_refused_too(tmp_path, monkeypatc
     f.write_text(_CODE.format(marker=tmp_path / "pwned"))
     monkeypatch.setenv("PRH_MODELS", str(f))
     code, err = _cli(monkeypatch, capsys, "models", "--no-check")
-    _assert_one_error_line(code, err, [str(f), "options.builder='os:system'", "--trust-code"])
+    _assert_one_error_line(code, err, [str(f), "module 'os'", "os:system", "refused", "--trust-code"])
     assert not (tmp_path / "pwned").exists()
 
 

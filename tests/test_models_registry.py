@@ -142,7 +142,7 @@ source = "my/local/weights.safetensors"
 adapter = "torch-module"
 modality = "vision"
 layers = ["layer1", "layer2"]
-trust_code = true                 # its builder imports mypkg.nets: allowed by this entry
+trust_code = true                 # its builder imports mypkg.nets: the entry asks, the caller grants
 [model.options]
 builder = "mypkg.nets:make"
 image_size = 192
@@ -164,10 +164,14 @@ models = ["my-vit"]
 def test_user_toml_adds_models_and_sets(tmp_path):
     f = tmp_path / "models.toml"
     f.write_text(USER_TOML)
-    with pytest.warns(
-        PrhWarning, match=r"model 'my-cnn' will import module 'mypkg.nets' and run mypkg\.nets:make"
+    with pytest.raises(
+        InputError, match=r"model 'my-cnn' imports module 'mypkg.nets'.*refused.*--trust-code"
     ):
-        load_user_config(f)
+        load_user_config(f)  # the entry's own trust_code = true only asks
+    with pytest.warns(
+        PrhWarning, match=r"model 'my-cnn' imports module 'mypkg.nets' and runs mypkg\.nets:make"
+    ):
+        load_user_config(f, trust_code=True)
     vit = get_model("my-vit")
     assert (vit.modality, vit.pool, vit.competence["imagenet_top1"]) == ("vision", "mean", 81.1)
     cnn = get_model("my-cnn")
@@ -182,8 +186,12 @@ def test_prh_models_env_var(tmp_path, monkeypatch):
     f.write_text(USER_TOML)
     monkeypatch.setenv("PRH_MODELS", str(f))
     reset_registry()
-    with pytest.warns(PrhWarning, match="trust_code = true in its entry"):
-        assert get_model("my-cnn").adapter == "torch-module"
+    with pytest.raises(InputError, match=r"model 'my-cnn'.*refused.*--trust-code"):
+        get_model("my-cnn")  # the file asks; nobody granted
+    reset_registry()
+    with pytest.warns(PrhWarning, match="allowed by --trust-code"):
+        registry.load_env_models(trust_code=True)
+    assert get_model("my-cnn").adapter == "torch-module"
 
 
 @pytest.mark.parametrize(
@@ -279,29 +287,28 @@ def test_a_file_with_an_error_adds_nothing(tmp_path):
 _CODE = _CNN + '[model.options]\nbuilder = "os:system"\nbuilder_kwargs = { command = "touch pwned" }\n'
 
 
-def test_a_builder_naming_code_needs_an_explicit_opt_in(tmp_path, monkeypatch):
-    """Importing code named by a config file is what trust_remote_code guards against: the same opt-in here."""
+def test_a_builder_naming_code_needs_the_callers_grant(tmp_path, monkeypatch):
+    """A file can only ask to import code; the caller grants it, and the refusal and the announcement name the
+    same module and function."""
     f = tmp_path / "code.toml"
     f.write_text(_CODE)
-    with pytest.raises(
-        InputError, match=r"model 'cnn': options.builder='os:system' names Python code.*--trust-code"
-    ):
+    line = r"model 'cnn' imports module 'os' and runs os:system with builder_kwargs \['command'\] \(options.builder\)"
+    with pytest.raises(InputError, match=line + r": refused.*rerun with --trust-code"):
         load_user_config(f)
     with pytest.raises(InputError, match="unknown model 'cnn'"):
         get_model("cnn")
-    with pytest.warns(
-        PrhWarning,
-        match=r"model 'cnn' will import module 'os' and run os:system with builder_kwargs \['command'\].*--trust-code",
-    ):
+    with pytest.warns(PrhWarning, match=line + ": allowed by --trust-code"):
         load_user_config(f, trust_code=True)
     assert get_model("cnn").options["builder"] == "os:system"
     with pytest.raises(InputError, match="trust_code='yes'"):
         load_user_config(f, trust_code="yes")
-    # the entry's own opt-in
+    # the entry's own trust_code = true is a request, not a grant
     reset_registry()
     f.write_text(_CODE.replace('modality = "vision"\n', 'modality = "vision"\ntrust_code = true\n'))
-    with pytest.warns(PrhWarning, match="trust_code = true in its entry"):
+    with pytest.raises(InputError, match=line + r": refused.*--trust-code"):
         load_user_config(f)
+    with pytest.warns(PrhWarning, match="allowed by --trust-code"):
+        load_user_config(f, trust_code=True)
     assert "trust_code" not in get_model("cnn").options
     # the built-in builder names no user code: no opt-in, no warning
     f.write_text(_CNN + '[model.options]\nbuilder = "efficientnet-lite"\narch = "efficientnet-lite0"\n')
@@ -357,7 +364,7 @@ def test_prh_models_command_lists_sets(tmp_path):
 
     f = tmp_path / "m.toml"
     f.write_text(USER_TOML)
-    res = CliRunner().invoke(app, ["models", "--set", "mine", "--models-file", str(f)])
+    res = CliRunner().invoke(app, ["models", "--set", "mine", "--models-file", str(f), "--trust-code"])
     assert res.exit_code == 0, res.output
     assert "my-vit" in res.output and "needs the hub" in res.output and "effnet-lite0" in res.output
     res = CliRunner().invoke(app, ["models", "--no-check"])
@@ -381,7 +388,7 @@ def test_a_local_torch_module_never_needs_the_hub(tmp_path):
     f.write_text("\n".join(entry.format(name=k, builder=b, weights=w) for k, (b, w) in cases.items()))
     weights.write_bytes(b"")
     with pytest.warns(PrhWarning):
-        load_user_config(f)
+        load_user_config(f, trust_code=True)
     got = {name: availability(get_model(name)) for name in cases}
     assert got["cnn-here"] == (True, "local weights (w.safetensors)")
     assert got["cnn-gone"][0] is False and "does not exist" in got["cnn-gone"][1]

@@ -12,15 +12,16 @@ from prh.commands._console import help_text
 #: Help of the ``--trust-code`` flag of every command that loads models files.
 TRUST_CODE_HELP = (
     "Allow models-file / PRH_MODELS entries to import the Python code they name (options.builder = "
-    "'package.module:function'); refused by default. Each such import is announced on one warning line."
+    "'package.module:function'); refused by default, whatever the file says. Each such import is announced on one "
+    "warning line."
 )
 
 
 def load_models_files(models_file: list[Path] | None, trust_code: bool = False) -> None:
     """Load the models files of ``PRH_MODELS`` and of ``--models-file`` (in that order, later ones override).
 
-    ``trust_code`` (``--trust-code``) allows their entries to name code to import; without it such an entry is an
-    error unless the entry itself says ``trust_code = true``.
+    ``trust_code`` (``--trust-code``) grants their entries' requests to import code; without it such an entry is
+    an error, whatever the entry itself says.
     """
     from prh.models import load_user_config
     from prh.models.registry import load_env_models

@@ -141,6 +141,7 @@ def extract_ray(
     """
     from prh.features import are_specs, check_pools, extract, summary_row
     from prh.features.store import FeatureStore
+    from prh.models._trust import refuse_ungranted
     from prh.models.registry import resolve_models
 
     config = ExtractConfig.coerce(config)
@@ -149,6 +150,7 @@ def extract_ray(
         raise InputError(f"ray={ray!r} must be a prh.distributed.RayOptions(address=..., max_retries=...).")
     specs = list(models) if are_specs(models) else resolve_models(models)
     pools = check_pools(specs, config.pool)
+    refuse_ungranted(specs, config.trust_remote_code)  # a file's request for code needs the caller's grant
     say = log or (lambda _msg: None)
     store = FeatureStore(Path(store.root).resolve())
     rows: dict[str, dict] = {}

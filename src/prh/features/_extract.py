@@ -22,6 +22,7 @@ import torch
 from prh._validation import ConfigFields, check_bool, check_choice, check_int
 from prh.errors import InputError, PrhError
 from prh.features.shards import RowRange, ShardFolder, remove_shards, run_shards, shard_folder
+from prh.models._trust import refuse_ungranted
 from prh.models.base import check_pool
 from prh.models.batching import call_progress
 from prh.models.device import DTYPES, dtype_name
@@ -54,7 +55,9 @@ class ExtractConfig(ConfigFields):
     force : bool, default False
         Recompute even when matching features are stored.
     trust_remote_code : bool, default False
-        Allow a hub repository's own Python code (off unless you turn it on).
+        Grant hub repositories' own Python code (off unless you turn it on). A models-file entry's
+        ``trust_remote_code = true`` only asks: without this grant it is refused before any work starts; with it,
+        one warning line per model names the files transformers imports.
     device_map : str or None, default None
         e.g. ``"auto"``: spread a big Hugging Face model over all GPUs (needs accelerate).
     stop_on_error : bool, default False
@@ -364,6 +367,7 @@ def extract(
         resolve_models(models) if isinstance(models, str | list) and not are_specs(models) else list(models)
     )
     pools = check_pools(specs, config.pool)  # everything is validated before anything is loaded
+    refuse_ungranted(specs, config.trust_remote_code)  # a file's request for code needs the caller's grant
     say = log or (lambda _msg: None)
     summaries: list[dict] = []
     n = len(dataset)

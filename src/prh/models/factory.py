@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prh.models._trust import check_remote_code
 from prh.models.adapters import adapter_info, load_kwargs
 from prh.models.base import Adapter
 from prh.models.spec import ModelSpec
@@ -32,7 +33,9 @@ def build_adapter(
     device_map : str or None
         ``"auto"`` spreads a Hugging Face model over all GPUs/CPU (needs accelerate).
     trust_remote_code : bool
-        Allow a hub repository's own code; off unless the user turns it on.
+        The grant for a hub repository's own code (``--trust-remote-code``); off unless the person running prh
+        turns it on. ``spec.trust_remote_code`` (a models file's request) without it is refused; with it, one
+        :class:`~prh.errors.PrhWarning` names the files transformers will import.
 
     Raises
     ------
@@ -41,8 +44,11 @@ def build_adapter(
     ModelLoadError
         Missing zoo package or optional extra, remote code not allowed, broken weights.
     InputError
-        ``spec.adapter`` names no registered adapter family.
+        ``spec.adapter`` names no registered adapter family, or ``spec`` asks for repository code that
+        ``trust_remote_code`` does not grant.
     """
     info = adapter_info(spec.adapter)
+    if "trust_remote_code" in info.load_options or spec.trust_remote_code:
+        check_remote_code(spec, bool(trust_remote_code))
     kwargs = load_kwargs(info, device_map=device_map, trust_remote_code=trust_remote_code)
     return info.cls(spec, device=device, dtype=dtype, **kwargs)

@@ -28,7 +28,7 @@ def translate_load_error(err: BaseException, spec: ModelSpec, what: str = "model
         return ModelLoadError(
             f"model {spec.name!r} ({spec.source}) needs its repository's own Python code to load "
             f"(trust_remote_code); prh does not run remote code unless you allow it: rerun with "
-            f"--trust-remote-code (or set trust_remote_code = true in its TOML entry) if you trust that code."
+            f"--trust-remote-code (Python: ExtractConfig(trust_remote_code=True)) if you trust that code."
         )
     local = is_local_path(spec.source) or spec.zoo_name is not None
     offline_markers = (

@@ -71,7 +71,7 @@ class HFCausalLMAdapter(HFTextAdapter):
         self.dtype = resolve_dtype(dtype, self.device)
         self.gguf = False
         if model is None:
-            model, tokenizer = self._load(device_map, trust_remote_code or spec.trust_remote_code)
+            model, tokenizer = self._load(device_map, trust_remote_code)
         elif device_map is None:
             model = model.to(self.device, self.dtype)
         self.model = model.eval()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 from prh._optional import missing_modules
 from prh._validation import check_bool, check_choice, check_int, check_str, check_str_list, suggest
-from prh.errors import InputError, PrhWarning
+from prh.errors import InputError
+from prh.models._trust import check_builder
 from prh.models.adapters import adapter_info, adapter_names, families, requirements
 from prh.models.spec import MODALITIES, POOLS, ModelSpec
 
@@ -197,9 +197,10 @@ def spec_from_dict(entry: dict, where: str = "", trust_code: bool = False) -> Mo
     key or a wrong type raises :class:`InputError` naming ``where`` (the file), the entry and the field. ``layers``
     (top level) goes into ``options["layers"]``; ``modality`` may be left out when the adapter implies it.
 
-    An entry whose ``options.builder`` names Python code (``"package.module:function"``) is refused unless
-    ``trust_code`` (``--trust-code``) or the entry's own ``trust_code = true`` allows it, like
-    ``trust_remote_code``; when allowed, one :class:`~prh.errors.PrhWarning` says what will be imported.
+    An entry whose ``options.builder`` names Python code (``"package.module:function"``) only asks to run it: it
+    is refused unless ``trust_code`` (``--trust-code``, the person running prh) grants it, whatever the entry says
+    (its ``trust_code = true`` is a request too); when granted, one :class:`~prh.errors.PrhWarning` names what
+    will be imported.
     """
     at = f"{where}: " if where else ""
     if not isinstance(entry, dict):
@@ -235,24 +236,10 @@ def spec_from_dict(entry: dict, where: str = "", trust_code: bool = False) -> Mo
     values.setdefault("pool", pools[0])
     if values["pool"] not in pools:
         raise InputError(f"{label}: pool={values['pool']!r} is not supported by {adapter} ({pools})")
-    entry_trust = values.pop("trust_code", False)
+    values.pop("trust_code", False)  # the entry may ask; only the caller's trust_code grants
     code = _code_builder(options)
     if code is not None:
-        if not (trust_code or entry_trust):
-            raise InputError(
-                f"{label}: options.builder={code!r} names Python code that prh would import and run; code named by "
-                f"a models file is refused unless you opt in: if you trust it, rerun with --trust-code or set "
-                f"trust_code = true in that [[model]] entry (Python: load_user_config(path, trust_code=True))."
-            )
-        how = "trust_code = true in its entry" if entry_trust else "--trust-code"
-        kwargs = sorted(options.get("builder_kwargs", {}))
-        args = f" with builder_kwargs {kwargs}" if kwargs else ""
-        warnings.warn(
-            f"{label} will import module {code.partition(':')[0]!r} and run {code}{args} when it is built "
-            f"(options.builder; trusted by {how}).",
-            PrhWarning,
-            stacklevel=2,
-        )
+        check_builder(label, code, sorted(options.get("builder_kwargs", {})), trust_code)
     values["options"] = options
     return ModelSpec(**values)
 
@@ -331,8 +318,8 @@ def load_user_config(path: str | os.PathLike, trust_code: bool = False) -> None:
     path : str or PathLike
         The TOML file.
     trust_code : bool, default False
-        Allow entries that name Python code to import (``options.builder = "package.module:function"``); without
-        it (or ``trust_code = true`` in the entry itself) such an entry is refused.
+        Grant entries that name Python code to import (``options.builder = "package.module:function"``); without
+        it such an entry is refused (the file's own ``trust_code = true`` only asks).
     """
     trust = check_bool(trust_code, "trust_code")
     _load_into(_registry(), Path(path).expanduser(), builtin=False, trust_code=trust)

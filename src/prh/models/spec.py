@@ -51,14 +51,15 @@ class ModelSpec:
     revision : str or None
         Hub revision (branch, tag or commit).
     trust_remote_code : bool
-        Allow the model repository's own Python code to run (off unless the user turns it on).
+        The entry asks to run the model repository's own Python code; it runs only when the person running prh
+        grants it (``--trust-remote-code``, ``ExtractConfig(trust_remote_code=True)``).
     competence : dict
         Reported figures, e.g. ``{"imagenet_top1": 75.1}``.
     options : dict
         Adapter options (``gguf_file``, ``image_size``, ``layers``, ``builder``, ...; their types are checked when
         read from a models file, see :data:`prh.models.registry.OPTION_FIELDS`). A ``builder`` naming code
         (``"package.module:function"``) is imported as given here; from a models file it needs ``--trust-code``
-        or ``trust_code = true`` in the entry.
+        (``trust_code = true`` in the entry only asks for it).
     description : str
         One line for listings.
     extra : str
