@@ -141,7 +141,7 @@ def extract_ray(
     """
     from prh.features import are_specs, check_pools, extract, summary_row
     from prh.features.store import FeatureStore
-    from prh.models._trust import refuse_ungranted
+    from prh.models.trust import refuse_ungranted
     from prh.models.registry import resolve_models
 
     config = ExtractConfig.coerce(config)

@@ -22,7 +22,7 @@ import torch
 from prh._validation import ConfigFields, check_bool, check_choice, check_int
 from prh.errors import InputError, PrhError
 from prh.features.shards import RowRange, ShardFolder, remove_shards, run_shards, shard_folder
-from prh.models._trust import refuse_ungranted
+from prh.models.trust import refuse_ungranted
 from prh.models.base import check_pool
 from prh.models.batching import call_progress
 from prh.models.device import DTYPES, dtype_name

@@ -38,7 +38,7 @@ class HFTextEncoderAdapter(HFTextAdapter):
         if model is None:
             from transformers import AutoModel
 
-            trust = trust_remote_code  # the grant; the entry can only ask (prh.models._trust)
+            trust = trust_remote_code  # the grant; the entry can only ask (prh.models.trust)
             with loading(spec):
                 model, tokenizer, _ = load_text_model(spec, AutoModel, self.dtype, device_map, trust)
         if device_map is None:

@@ -52,7 +52,7 @@ class HFVisionAdapter(Adapter):
         if model is None:
             from transformers import AutoModel
 
-            trust = trust_remote_code  # the grant; the entry can only ask (prh.models._trust)
+            trust = trust_remote_code  # the grant; the entry can only ask (prh.models.trust)
             with loading(spec):
                 source, kwargs = hf_source(spec)
                 model = AutoModel.from_pretrained(

@@ -16,7 +16,7 @@ from pathlib import Path
 from prh._optional import missing_modules
 from prh._validation import check_bool, check_choice, check_int, check_str, check_str_list, suggest
 from prh.errors import InputError
-from prh.models._trust import check_builder
+from prh.models.trust import check_builder
 from prh.models.adapters import adapter_info, adapter_names, families, requirements
 from prh.models.spec import MODALITIES, POOLS, ModelSpec
 
