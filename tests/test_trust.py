@@ -11,8 +11,8 @@ import pytest
 
 from prh.errors import InputError, PrhWarning
 from prh.models import build_adapter, get_model, load_user_config, reset_registry
-from prh.models.trust import check_remote_code, remote_code_modules
 from prh.models.spec import ModelSpec
+from prh.models.trust import check_remote_code, remote_code_modules
 
 
 @pytest.fixture

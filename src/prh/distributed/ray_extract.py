@@ -141,8 +141,8 @@ def extract_ray(
     """
     from prh.features import are_specs, check_pools, extract, summary_row
     from prh.features.store import FeatureStore
-    from prh.models.trust import refuse_ungranted
     from prh.models.registry import resolve_models
+    from prh.models.trust import refuse_ungranted
 
     config = ExtractConfig.coerce(config)
     options = ray if ray is not None else RayOptions()

@@ -22,7 +22,6 @@ import torch
 from prh._validation import ConfigFields, check_bool, check_choice, check_int
 from prh.errors import InputError, PrhError
 from prh.features.shards import RowRange, ShardFolder, remove_shards, run_shards, shard_folder
-from prh.models.trust import refuse_ungranted
 from prh.models.base import check_pool
 from prh.models.batching import call_progress
 from prh.models.device import DTYPES, dtype_name
@@ -30,6 +29,7 @@ from prh.models.factory import build_adapter
 from prh.models.loader import check_workers
 from prh.models.registry import resolve_models
 from prh.models.spec import ModelSpec
+from prh.models.trust import refuse_ungranted
 
 #: Rows per shard of a resumable extraction (see :class:`ExtractConfig`).
 DEFAULT_SHARD_SIZE = 4096

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from prh.models.trust import check_remote_code
 from prh.models.adapters import adapter_info, load_kwargs
 from prh.models.base import Adapter
 from prh.models.spec import ModelSpec
+from prh.models.trust import check_remote_code
 
 
 def adapter_class(adapter: str) -> type[Adapter]:

@@ -16,9 +16,9 @@ from pathlib import Path
 from prh._optional import missing_modules
 from prh._validation import check_bool, check_choice, check_int, check_str, check_str_list, suggest
 from prh.errors import InputError
-from prh.models.trust import check_builder
 from prh.models.adapters import adapter_info, adapter_names, families, requirements
 from prh.models.spec import MODALITIES, POOLS, ModelSpec
+from prh.models.trust import check_builder
 
 if sys.version_info >= (3, 11):
     import tomllib
