@@ -719,3 +719,167 @@ def test_corrupt_results_prh_report(results_dir, tmp_path, monkeypatch, capsys, 
     code, err = _cli(monkeypatch, capsys, "report", str(folder))
     _assert_one_error_line(code, err, [str(folder), *words])
     assert _snapshot(folder) == before  # no figure or page half-written
+
+
+# ------------------------------------------------------------------------------------------ the API boundary
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: torch.empty(24, 6, device="meta"), ["meta device"]),
+        (lambda: np.array([["0.5"] * 6] * 24), ["<U3", "strings", "astype"]),
+        (lambda: np.array([[b"x"] * 6] * 24), ["bytes"]),
+        (lambda: np.array(["2020-01-01"] * 24, dtype="datetime64[D]").reshape(24, 1), ["dates"]),
+    ],
+    ids=["meta", "str", "bytes", "datetime"],
+)
+def test_features_without_values_or_numbers_are_refused(make, words):
+    for call in (
+        lambda a: prh.metrics.mutual_knn(a, _random(), k=3),
+        lambda a: prh.sweep(a[:, None] if a.ndim == 2 else a, _random()[:, None], "cka"),
+    ):
+        with pytest.raises(InputError) as err:
+            call(make())
+        assert str(err.value).split()[0] in ("A", "X"), str(err.value)  # names the argument first
+        for word in words:
+            assert word in str(err.value), (word, str(err.value))
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda a: prh.metrics.mutual_knn(a, a, kk=3), ["mutual_knn", "'kk'", "Did you mean 'k'"]),
+        (lambda a: prh.metrics.cka(a, a, kernal="rbf"), ["cka", "'kernal'", "Did you mean 'kernel'"]),
+        (lambda a: prh.metrics.get("cknna")(a, a, unbaised=True), ["cknna", "Did you mean 'unbiased'"]),
+        (lambda a: prh.sweep(a[:, None], a[:, None], "mutual_knn", kk=3), ["mutual_knn", "Did you mean 'k'"]),
+        (lambda a: prh.sweep(a[:, None], a[:, None], "rv", centre=False), ["rv", "Did you mean 'center'"]),
+        (lambda a: prh.stats.calibrate(a, a, "mutual_knn", K=19, kk=3), ["mutual_knn", "'kk'"]),
+    ],
+    ids=["function", "function-cka", "get", "sweep", "sweep-rv", "calibrate"],
+)
+def test_a_misspelt_metric_keyword_is_named_with_a_suggestion(call, words):
+    with pytest.raises(InputError) as err:
+        call(_random())
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def test_keyword_checks_leave_the_numbers_alone():
+    a, b = _random(seed=3), _random(seed=4)
+    knn = prh.metrics.get("mutual_knn")
+    assert knn is prh.metrics.mutual_knn and knn.__name__ == "mutual_knn"
+    assert (
+        knn(a, b, k=5)
+        == knn(a, b, 5)
+        == float(prh.sweep(a[:, None], b[:, None], "mutual_knn", k=5).scores[0, 0])
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"models": 3}, ["models=3", "int", "comma-separated string"]),
+        ({"models": ["a", 2]}, ["models=", "list of strings"]),
+        ({"models": None}, ["models=None", "NoneType"]),
+        ({"store": 5}, ["store=5", "int", "pathlib.Path"]),
+        ({"store": ""}, ["store=''", "path"]),
+        ({"n": 0}, ["n=0", "at least 1"]),
+        ({"n": "10"}, ["n='10'", "integer"]),
+        ({"device": 0}, ["device"]),
+    ],
+    ids=[
+        "models-int",
+        "models-mixed",
+        "models-none",
+        "store-int",
+        "store-empty",
+        "n-zero",
+        "n-str",
+        "device",
+    ],
+)
+def test_alignment_arguments_of_the_wrong_type_are_named(kwargs, words):
+    with pytest.raises(InputError) as err:
+        prh.Alignment(**kwargs)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"neighbors": "approx"}, ["neighbors='approx'", "Did you mean 'approximate'"]),
+        ({"neighbors": 1}, ["neighbors"]),
+        ({"path": "kernel"}, ["path='kernel'", "gram", "features"]),
+        ({"metrics": "cka", "neighbors": "approximate"}, ["neighbors='approximate'", "mutual_knn"]),
+        ({"metrics": "mutual_knn,cknna", "path": "gram"}, ["path='gram'", "unbiased_cka"]),
+    ],
+)
+def test_large_n_options_of_align_config_are_checked(kwargs, words):
+    from prh.align import AlignConfig
+
+    with pytest.raises(InputError) as err:
+        AlignConfig(**kwargs)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def test_large_n_options_reach_the_metrics_that_take_them():
+    from prh.align import AlignConfig
+    from prh.align.config import metric_options
+
+    config = AlignConfig(neighbors="approximate", path="features")
+    assert metric_options(config, "mutual_knn") == {"k": 10, "neighbors": "approximate"}
+    assert metric_options(config, "cknna") == {"k": 10}
+    assert metric_options(config, "unbiased_cka") == {"path": "features"}
+    assert (
+        metric_options(AlignConfig(), "unbiased_cka") == {}
+    )  # defaults stay implicit: same params as before
+    assert AlignConfig.from_dict(config.to_dict()) == config
+
+
+def test_prh_score_string_arrays_are_one_line(tmp_path, monkeypatch, capsys):
+    np.save(tmp_path / "text.npy", np.array([["0.5"] * 4] * 20))
+    np.save(tmp_path / "good.npy", np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32))
+    monkeypatch.chdir(tmp_path)
+    code, err = _cli(monkeypatch, capsys, "score", "text.npy", "good.npy")
+    _assert_one_error_line(code, err, ["strings", "numbers"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--neighbors", "approx"], ["neighbors='approx'", "approximate"]),
+        (["--path", "kernel"], ["path='kernel'", "features"]),
+        (["--path", "gram"], ["path='gram'", "applies to none of the metrics"]),
+    ],
+)
+def test_prh_align_large_n_flags_are_checked(work, monkeypatch, capsys, extra, words):
+    code, err = _cli(monkeypatch, capsys, *work["args"], *extra, "--out", str(work["out"]))
+    _assert_one_error_line(code, err, words)
+    assert not work["out"].exists()
+
+
+@pytest.mark.filterwarnings("ignore::prh.errors.PrhWarning")
+def test_prh_align_large_n_flags_give_the_same_numbers(work, monkeypatch, capsys):
+    import pandas as pd
+
+    pytest.importorskip("faiss")
+    args = list(work["args"])
+    args[args.index("--metric") + 1] = "mutual_knn,unbiased_cka"
+    tables = {}
+    for label, extra in {
+        "default": [],
+        "large": ["--neighbors", "approximate", "--path", "features"],
+    }.items():
+        out = work["out"] / label
+        code, err = _run(monkeypatch, capsys, *args, *extra, "--out", str(out))
+        assert code == 0, err
+        (csv,) = out.rglob("results.csv")
+        tables[label] = pd.read_csv(csv).sort_values(["metric", "model_x", "model_y", "control"])
+    a, b = tables["default"], tables["large"]
+    assert list(a["metric"]) == list(b["metric"]) and len(a) > 0
+    np.testing.assert_allclose(
+        a["score"].to_numpy(), b["score"].to_numpy(), rtol=0, atol=1e-6
+    )  # float rounding

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -19,6 +20,10 @@ from prh.errors import InputError
 _C = TypeVar("_C", bound="ConfigFields")
 
 
+#: numpy dtype kinds that are not numbers, in words.
+_KIND_NAMES = {"U": "strings", "S": "bytes", "M": "dates", "m": "time spans", "V": "raw records"}
+
+
 def as_tensor(x: object, name: str) -> torch.Tensor:
     """Return ``x`` as a floating torch tensor on its own device (numpy -> CPU tensor, no copy when possible).
 
@@ -26,11 +31,22 @@ def as_tensor(x: object, name: str) -> torch.Tensor:
     metric arithmetic is not done in half precision. Complex inputs are refused (the imaginary part would be lost).
     """
     if isinstance(x, torch.Tensor):
+        if x.is_meta:
+            raise InputError(
+                f"{name} is a tensor on the meta device (a shape without values, e.g. from a model built with "
+                f"device='meta'); pass features with values: run the model on a real device (cpu, cuda) first."
+            )
         t = x.detach()
     elif isinstance(x, np.ndarray):
         if x.dtype == object:
             raise InputError(
                 f"{name} is a numpy array of Python objects; pass a numeric array of shape (N, D)."
+            )
+        if x.dtype.kind not in "biufc":
+            raise InputError(
+                f"{name} has numpy dtype {x.dtype} ({_KIND_NAMES.get(x.dtype.kind, 'not numbers')}); features must be "
+                f"numbers (float, int or bool) of shape (N, D). Convert them with x.astype(numpy.float32) if they "
+                f"are numbers stored as text."
             )
         t = torch.from_numpy(np.ascontiguousarray(x))
     else:
@@ -189,6 +205,27 @@ def check_str_list(value: object, name: str) -> list[str]:
     if bad:
         raise InputError(f"{name} must hold non-empty strings only; {bad[0]!r} is not one.")
     return list(value)
+
+
+def check_models_arg(value: object, name: str = "models") -> str | list[str]:
+    """Model and set names: one comma-separated string or a list/tuple of strings (returned unchanged)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InputError(
+        f"{name}={value!r} ({type(value).__name__}) is not model names: give a comma-separated string (e.g. "
+        f"'offline' or 'minilm-l6,effnet-lite0') or a list of strings."
+    )
+
+
+def check_path_arg(value: object, name: str, what: str) -> str | os.PathLike:
+    """A file-system path: a non-empty string or an ``os.PathLike`` (returned unchanged)."""
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip()):
+        return value
+    raise InputError(
+        f"{name}={value!r} ({type(value).__name__}) is not a path: give {what} as a string or pathlib.Path."
+    )
 
 
 def check_choice(value: object, name: str, choices: Iterable[str]) -> str:

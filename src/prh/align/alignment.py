@@ -30,7 +30,15 @@ import torch.nn.functional as F
 
 from prh._prepare import prepare
 from prh._sweep import LayerCaches, Sweep, as_layers, cache_layers, sweep_caches
-from prh._validation import check_bool, check_choice, check_int, check_quantile, check_str
+from prh._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_models_arg,
+    check_path_arg,
+    check_quantile,
+    check_str,
+)
 from prh.align._imported import import_declared, resolve_names
 from prh.align.engine import ModelFeatures, load_features
 from prh.align.pipeline import open_dataset
@@ -173,6 +181,13 @@ class Alignment:
         subset: str | None = None,
     ) -> None:
         q = check_quantile(q, "q")  # the same check as AlignConfig.q, before anything is loaded
+        models = check_models_arg(models)
+        store = check_path_arg(store, "store", "the feature store folder")
+        if n is not None:
+            n = check_int(n, "n", minimum=1, hint="the number of items the features were extracted on")
+        device = check_str(device, "device", allow_empty=False)
+        if subset is not None:
+            subset = check_str(subset, "subset", allow_empty=False)
         if modality is not None:
             modality = check_str(
                 modality, "modality", allow_empty=False

@@ -23,7 +23,12 @@ from prh._validation import (
     check_quantile,
 )
 from prh.errors import InputError
+from prh.metrics.knn import NEIGHBORS
 from prh.models.spec import POOLS
+
+#: How the CKA-family metrics compute (``path`` of :func:`prh.metrics.cka`): ``auto`` picks ``features`` for the
+#: linear kernel above 4096 samples, else ``gram``.
+PATHS = ("auto", "gram", "features")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,15 @@ class AlignConfig(ConfigFields):
         ``held_out_share``).
     select_splits : int, default 20
         Random half splits S of held-out selection (>= 1).
+    neighbors : str, default ``"exact"``
+        Neighbour search of the metrics that take ``neighbors`` (the kNN metrics): ``"exact"``, or
+        ``"approximate"`` (FAISS HNSW, for large N; its measured recall is reported). Passed only to those metrics;
+        at least one of ``metrics`` must take it when it is not the default.
+    path : str, default ``"auto"``
+        How the metrics that take ``path`` (cka, unbiased_cka, debiased_cka, rv) compute: ``"gram"`` ((N, N)
+        kernels), ``"features"`` (feature-space products, no (N, N) matrix; linear kernel) or ``"auto"`` (each
+        metric's own choice by N). Same numbers to float rounding; at least one of ``metrics`` must take it when it
+        is not ``"auto"``.
 
     Raises
     ------
@@ -102,6 +116,8 @@ class AlignConfig(ConfigFields):
     shuffle_control: bool = False
     select: str = "same-items"
     select_splits: int = 20
+    neighbors: str = "exact"
+    path: str = "auto"
 
     def __post_init__(self) -> None:
         from prh.metrics import names as metric_names
@@ -142,7 +158,11 @@ class AlignConfig(ConfigFields):
                 minimum=1,
                 hint="random half splits of held-out selection",
             ),
+            "neighbors": check_choice(self.neighbors, "neighbors", NEIGHBORS),
+            "path": check_choice(self.path, "path", PATHS),
         }
+        _check_applies(clean, "neighbors", "exact")
+        _check_applies(clean, "path", "auto")
         if clean["bootstrap"] == 1:
             raise InputError(
                 "bootstrap=1 is too few subsamples for an interval; use bootstrap >= 2 (0 = off)."
@@ -158,3 +178,35 @@ class AlignConfig(ConfigFields):
             value,
         ) in clean.items():  # the normalised values (tuples, ints, floats) on the frozen instance
             object.__setattr__(self, name, value)
+
+
+def _check_applies(clean: dict[str, Any], option: str, default: str) -> None:
+    """A non-default ``option`` must be an option of at least one of the run's metrics (else it would be ignored)."""
+    from prh.metrics import names as metric_names
+    from prh.metrics import spec as metric_spec
+
+    if clean[option] == default:
+        return
+    if any(option in metric_spec(m).options() for m in clean["metrics"]):
+        return
+    takers = [m for m in metric_names() if option in metric_spec(m).options()]
+    raise InputError(
+        f"{option}={clean[option]!r} applies to none of the metrics {list(clean['metrics'])}: it is an option of "
+        f"{takers}. Add one of them to metrics, or leave {option} at {default!r}."
+    )
+
+
+def metric_options(config: AlignConfig, metric: str) -> dict[str, Any]:
+    """The options ``config`` gives ``metric``: ``k`` when the metric has a ``k`` default, and ``neighbors`` /
+    ``path`` when they are not the defaults and the metric takes them (defaults stay implicit, as in
+    :func:`prh.sweep`)."""
+    from prh.metrics import spec as metric_spec
+
+    spec = metric_spec(metric)
+    out: dict[str, Any] = {"k": config.k} if "k" in spec.defaults else {}
+    accepted = spec.options()
+    if config.neighbors != "exact" and "neighbors" in accepted:
+        out["neighbors"] = config.neighbors
+    if config.path != "auto" and "path" in accepted:
+        out["path"] = config.path
+    return out

@@ -24,7 +24,7 @@ import torch
 
 from prh._sweep import LayerCaches, cache_layers, held_out_selection, sweep_caches
 from prh.align._loading import clamp_scope, prepare_all
-from prh.align.config import AlignConfig
+from prh.align.config import AlignConfig, metric_options
 from prh.atomic import atomic_write_group
 from prh.errors import InputError
 from prh.features import shared_items
@@ -341,7 +341,7 @@ class PairGrid:
         return [(x, y) for x in xs for y in xs]
 
     def _metric_kwargs(self, metric: str) -> dict:
-        return {"k": self.k} if "k" in metric_spec(metric).defaults else {}
+        return metric_options(self.config, metric)
 
     def control_pairs(self, metric: str) -> list[tuple[str, ModelFeatures, ModelFeatures]]:
         """``(control, x, y)`` of every control pair for ``metric``: the cross-modal pairs of :meth:`pairs` (models

@@ -56,6 +56,17 @@ def register(app: typer.Typer) -> None:
         select_splits: int = typer.Option(
             20, "--select-splits", help="Random half splits of --select held-out."
         ),
+        neighbors: str = typer.Option(
+            "exact",
+            "--neighbors",
+            help="Neighbour search of the kNN metrics: exact, or approximate (FAISS HNSW, for large N; recall reported).",
+        ),
+        path: str = typer.Option(
+            "auto",
+            "--path",
+            help="How cka, unbiased_cka, debiased_cka and rv compute: auto, gram (N x N kernels) or features (no N x N "
+            "matrix, linear kernel); the same numbers.",
+        ),
         shuffle_control: bool = typer.Option(
             False, "--shuffle-control", help="Add cross-modal pairs with captions shuffled."
         ),
@@ -105,6 +116,8 @@ def register(app: typer.Typer) -> None:
             shuffle_control=shuffle_control,
             select=select,
             select_splits=select_splits,
+            neighbors=neighbors,
+            path=path,
         )
         use_ray = check_choice(backend, "--backend", ("local", "ray")) == "ray"
         load_models_files(models_file, trust_code)

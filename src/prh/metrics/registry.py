@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +98,10 @@ class MetricSpec:
             return None
         return float(self.null_expectation(int(n), dict(params or {})))
 
+    def __post_init__(self) -> None:
+        if not getattr(self.check_kwargs, "_checks_names", False):
+            object.__setattr__(self, "check_kwargs", _named_options(self.name, self.check_kwargs))
+
     def options(self) -> dict[str, Any]:
         """Every option ``check_kwargs`` accepts, with its default (``defaults`` lists the commonly set ones)."""
         params = list(inspect.signature(self.check_kwargs).parameters.values())[1:]  # after n
@@ -122,6 +127,52 @@ class MetricSpec:
         return [self.layer_cache(layer, **kw) for layer in layers]
 
 
+def _named_options(metric: str, check: Callable[..., dict]) -> Callable[..., dict]:
+    """``check`` that first refuses an option it does not take with an :class:`InputError` naming the metric, the
+    option, the closest known option and all of them (instead of Python's TypeError)."""
+    import functools
+
+    params = list(inspect.signature(check).parameters.values())[1:]
+    known = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    @functools.wraps(check)
+    def checked(n: int, **kw: Any) -> dict:
+        unknown = [key for key in kw if key not in known]
+        if unknown:
+            raise InputError(
+                f"{unknown[0]!r} is not an option of metric {metric!r}.{suggest(unknown[0], known)} "
+                f"Its options: {known or 'none'}."
+            )
+        return check(n, **kw)
+
+    checked._checks_names = True  # type: ignore[attr-defined]
+    return checked
+
+
+def _keyword_checked(metric: str, func: Callable[..., float]) -> Callable[..., float]:
+    """``func`` refusing a keyword it does not take with an :class:`InputError` that names it and suggests the
+    closest one (instead of Python's TypeError); everything else is passed through unchanged."""
+    import functools
+
+    params = inspect.signature(func).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return func
+    known = [name for name, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][2:]
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kw: Any) -> float:
+        unknown = [key for key in kw if key not in params]
+        if unknown:
+            raise InputError(
+                f"{metric}() got the unknown keyword {unknown[0]!r}.{suggest(unknown[0], known)} "
+                f"Its keywords: {known or 'none'}."
+            )
+        return func(*args, **kw)
+
+    checked._checks_names = True  # type: ignore[attr-defined]
+    return checked
+
+
 _REGISTRY: dict[str, MetricSpec] = {}
 
 #: The metric used when none is named (the paper's main metric); statistics code takes its default from here.
@@ -129,10 +180,18 @@ DEFAULT_METRIC = "mutual_knn"
 
 
 def register(spec: MetricSpec) -> MetricSpec:
-    """Add a metric to the registry (names are unique); returns the spec as registered (with its properties row
-    named after it)."""
+    """Add a metric to the registry (names are unique); returns the spec as registered: its properties row named
+    after it, and its function (also rebound in its module) refusing unknown keywords with an InputError."""
     if spec.name in _REGISTRY:
         raise ValueError(f"metric {spec.name!r} is already registered")
+    if not getattr(spec.func, "_checks_names", False):
+        # the public function refuses an unknown keyword with an InputError; rebound in its module, so that
+        # ``prh.metrics.<name>`` and ``get(name)`` are the same checked function
+        checked = _keyword_checked(spec.name, spec.func)
+        module = sys.modules.get(spec.func.__module__)
+        if module is not None and getattr(module, spec.func.__name__, None) is spec.func:
+            setattr(module, spec.func.__name__, checked)
+        spec = dataclasses.replace(spec, func=checked)
     if spec.properties is not None and spec.properties.name != spec.name:
         if spec.properties.name:
             raise ValueError(f"metric {spec.name!r}: its properties row is named {spec.properties.name!r}")
