@@ -98,6 +98,8 @@ OTHER_VALUES = {
     "shuffle_control": True,
     "select": "held-out",
     "select_splits": 5,
+    "neighbors": "approximate",
+    "path": "gram",
 }
 
 
