@@ -50,6 +50,8 @@ LAYERS = {
     "report": 8,
     "world": 9,
     "experiments": 9,
+    # model stitching: runs models (adapters), writes a report section like an experiment
+    "stitch": 9,
     "distributed": 10,
     "commands": 11,
     "cli": 11,

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "prh.commands.fetch_reference",
     "prh.commands.experiment",
     "prh.commands.competence",
+    "prh.commands.stitch",
 )
 
 app = typer.Typer(
