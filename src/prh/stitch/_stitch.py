@@ -301,7 +301,7 @@ def stitch(
     cfg = StitchConfig.coerce(config)
     say = progress or (lambda _line: None)
     times: dict[str, float] = {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     sa, sb = _staged(a, device, "a"), _staged(b, device, "b")
     for s in (sa, sb):
         if getattr(getattr(s.adapter, "spec", None), "modality", "vision") != "vision":
@@ -418,6 +418,7 @@ def stitch(
     rho = _spearman(agreement.ravel(), knn.ravel())
     times["knn"] = time.perf_counter() - t0
     times["total"] = time.perf_counter() - start
+    times["cpu_total"] = time.process_time() - cpu_start
     controls = {
         "noise": [ctl[("noise", j)].agreement for j in pb],
         "noise_kl": [ctl[("noise", j)].mean_kl for j in pb],
