@@ -97,7 +97,7 @@ def adapter(module: nn.Module, name: str) -> TorchModuleAdapter:
     return TorchModuleAdapter(spec, device="cpu", module=module, layers=LAYERS, transform=tf)
 
 
-CFG = StitchConfig(n=96, blocks=4, batch_size=16, noise_clusters=4, k=5, ridge=1e-8)
+CFG = StitchConfig(n=64, blocks=4, batch_size=32, noise_clusters=4, k=5, ridge=1e-8)
 
 
 def test_least_squares_matches_lstsq():
@@ -119,7 +119,7 @@ def test_rotated_copy_stitches_exactly_and_controls_sit_low():
     q, _ = torch.linalg.qr(torch.randn(16, 16, generator=torch.Generator().manual_seed(3)))
     a = adapter(Rotated(base, q), "rotated")
     b = adapter(base, "base")
-    result = stitch(a, b, CFG, dataset=Images(96))
+    result = stitch(a, b, CFG, dataset=Images(64))
     assert result.agreement.shape == (4, 4)
     # A's block 1 is B's block 1 rotated: the least-squares 1x1 conv recovers Q^T exactly
     assert result.agreement[2, 2] == 1.0
@@ -134,7 +134,7 @@ def test_rotated_copy_stitches_exactly_and_controls_sit_low():
 def test_noise_sender_stays_near_chance_on_unrelated_models():
     """Independent random models: the noise sender's agreement is far below the real sender's best cell."""
     a, b = adapter(calibrated(1), "one"), adapter(calibrated(2), "two")
-    result = stitch(a, b, CFG, dataset=Images(96))
+    result = stitch(a, b, CFG.replace(n=96), dataset=Images(96))
     c = result.controls
     assert max(c["noise"]) <= c["chance"] + 0.35
     assert max(c["noise"]) < result.agreement.max()
@@ -144,7 +144,7 @@ def test_finetune_lowers_training_kl_and_section(tmp_path):
     base = calibrated(0)
     a, b = adapter(calibrated(5), "five"), adapter(base, "base")
     cfg = CFG.replace(blocks=2, finetune_epochs=2, lr=1e-2)
-    result = stitch(a, b, cfg, dataset=Images(96))
+    result = stitch(a, b, cfg, dataset=Images(64))
     assert len(result.finetuned["kl"]) == 2
     for losses in result.finetuned["train_kl"]:  # per epoch; Adam lowers the training KL it minimises
         assert losses[-1] < losses[0]
@@ -154,6 +154,9 @@ def test_finetune_lowers_training_kl_and_section(tmp_path):
     assert (folder / "figure.png").stat().st_size > 1000
     html = next((tmp_path / "sections").glob("*stitch*.html")).read_text()
     assert "Model stitching" in html
+    from prh.report import build_report
+
+    assert "Model stitching" in build_report(tmp_path).read_text()
 
 
 def test_bad_config_raises():
