@@ -376,39 +376,29 @@ def run(ctx: Context, config: ColorsConfig) -> ExperimentResult:
 
 
 def _section(ctx: Context, config: ColorsConfig, table: Any, lines: list[str], figs: tuple) -> None:
-    from prh.report.sections import Figure, Section, Table
-
     cols = ["a", "b", "mutual_knn", "layers_knn", "p_knn", "spearman", "p_spearman", "control_knn"]
-    ctx.write_section(
-        Section(
-            name="colors",
-            title=SPEC.title,
-            order=SPEC.order,
-            paragraphs=[
-                "Kernels over named colours from perception (CIELAB ΔE), from pixel co-occurrence in natural images "
-                "(PMI), from language models (a prompt per colour name) and from vision models (solid swatches), "
-                "compared by mutual kNN and by the Spearman correlation of their distance matrices; p-values from "
-                f"{config.permutations} label permutations with the maximum over layers taken each time.",
-            ],
-            findings=lines,
-            figures=[
-                Figure(
-                    ctx.relative(figs[0]),
-                    "2-D MDS embedding of each kernel, every colour drawn in its own colour; models at the layer "
-                    "that agrees best with CIELAB, each panel rotated onto the CIELAB panel.",
-                    "Colour embeddings",
-                ),
-                Figure(
-                    ctx.relative(figs[1]),
-                    "Agreement of each kernel with CIELAB (best layer), the permutation null's mean of the "
-                    "layer-maximised score, and the label-shuffled control.",
-                    "Agreement with perception",
-                ),
-                Figure(ctx.relative(figs[2]), "Mutual kNN between every pair of kernels.", "All kernels"),
-            ],
-            tables=[Table("Every comparison", table[cols])],
-            files=[(p.name, ctx.relative(p)) for p in ctx.files if p.suffix in (".json", ".csv")],
-        )
+    ctx.write_report_section(
+        "Kernels over named colours from perception (CIELAB ΔE), from pixel co-occurrence in natural images "
+        "(PMI), from language models (a prompt per colour name) and from vision models (solid swatches), "
+        "compared by mutual kNN and by the Spearman correlation of their distance matrices; p-values from "
+        f"{config.permutations} label permutations with the maximum over layers taken each time.",
+        lines,
+        [
+            (
+                figs[0],
+                "2-D MDS embedding of each kernel, every colour drawn in its own colour; models at the layer "
+                "that agrees best with CIELAB, each panel rotated onto the CIELAB panel.",
+                "Colour embeddings",
+            ),
+            (
+                figs[1],
+                "Agreement of each kernel with CIELAB (best layer), the permutation null's mean of the "
+                "layer-maximised score, and the label-shuffled control.",
+                "Agreement with perception",
+            ),
+            (figs[2], "Mutual kNN between every pair of kernels.", "All kernels"),
+        ],
+        [("Every comparison", table[cols])],
     )
 
 
