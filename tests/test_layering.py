@@ -32,6 +32,7 @@ LAYERS = {
     "_figure": 0,
     "_validation": 0,
     "_optional": 0,
+    "_torchload": 0,
     "atomic": 0,
     "arrays": 0,
     "memory": 0,

@@ -448,7 +448,8 @@ def test_a_file_that_needs_full_unpickling_is_refused_and_nothing_runs(tmp_path,
     monkeypatch.setenv(ENV_CATALOGUE, str(_catalogue(tmp_path, server.url, [_entry("evil", data)])))
     store = tmp_path / "store"
     with pytest.raises(
-        InputError, match=r"refused\. Loading it needs full unpickling: it calls the Python object 'io\.open'"
+        InputError,
+        match=r"refused: this file needs full unpickling, which can run code \(it references io\.open\)",
     ):
         fetch_reference("evil", store, _config())
     assert not marker.exists()  # torch.load(weights_only=True) refused before anything ran

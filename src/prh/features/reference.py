@@ -23,7 +23,6 @@ Stored features are named ``published/<name>`` (e.g. ``published/dinov2_l``) wit
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import sys
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from prh._torchload import safe_torch_load
 from prh._validation import ConfigFields, check_bool, check_field_type, check_table, suggest
 from prh.errors import InputError, MissingFeaturesError
 from prh.features.download import DownloadOptions, download
@@ -358,28 +358,9 @@ class ReferenceFile:
 
 
 def _safe_load(path: Path) -> object:
-    """``torch.load(weights_only=True)``, with its refusals and failures turned into one clear InputError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        text = str(err)
-        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if match:
-            raise InputError(
-                f"{path}: refused. Loading it needs full unpickling: it calls the Python object "
-                f"{match.group(1)!r}, and unpickling runs such calls, i.e. arbitrary code from a downloaded file. "
-                f"A features file holds only tensors and numbers; prh loads files with torch.load(weights_only=True) "
-                f"only. Do not open it outside a sandbox; ask its publisher for a plain tensor file (or safetensors)."
-            ) from None
-        raise InputError(
-            f"{path} is not a readable torch.save file (truncated or corrupt, or another format): "
-            f"{text.splitlines()[-1] if text else type(err).__name__}. Delete it and fetch it again."
-        ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise InputError(
-            f"{path} is not a readable torch.save file (truncated or corrupt?): {first}. Delete it and fetch it again."
-        ) from None
+    """``torch.load(weights_only=True)``; a file needing full unpickling is refused naming what it references,
+    any other failure is "not a readable torch.save file" (torch's advice to unpickle fully is never passed on)."""
+    return safe_torch_load(path, "torch.save file")
 
 
 def _number(value: object) -> float | int | None:

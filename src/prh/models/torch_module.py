@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from prh._optional import missing_modules
+from prh._torchload import safe_torch_load
 from prh.errors import InputError, ModelLoadError
 from prh.models.adapters import Requirement, register_adapter
 from prh.models.base import Adapter, count_params
@@ -153,7 +154,7 @@ def efficientnet_lite(
             f"model {spec.name!r}: options.arch={arch!r} is not an architecture of the package ({err})."
         ) from err
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = safe_torch_load(weights, "weights file")
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ModelLoadError(
@@ -287,7 +288,7 @@ class TorchModuleAdapter(Adapter):
 
                 state = load_file(weights)
             else:
-                state = torch.load(weights, map_location="cpu", weights_only=True)
+                state = safe_torch_load(weights, "weights file")
             module.load_state_dict(state)
         return module, [], None, ImageTransform.imagenet(int(self.spec.options.get("image_size", 224)))
 
