@@ -39,6 +39,7 @@ EXPERIMENTS: dict[str, str] = {
     "caption-density": "prh.experiments.caption_density",
     "test-time-averaging": "prh.experiments.averaging",
     "gallery-size": "prh.experiments.gallery_size",
+    "blind-match": "prh.experiments.blind_match",
 }
 
 __all__ = [
