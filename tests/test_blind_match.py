@@ -78,6 +78,17 @@ def test_planted_pairing_is_recovered(method):
     assert result.objective == pytest.approx(_matching.objective(a, b, result.perm))
 
 
+def test_gw_through_the_torch_backend_equals_numpy():
+    """The path the GPU takes (POT's torch backend), here on the CPU: the same coupling as numpy's."""
+    a, b, truth = _planted(40, noise=0.3, seed=2)
+    for method in ("gw", "gw-entropic"):
+        ref = _matching.match(a, b, method)
+        via_torch = _matching.match(a, b, method, device="cpu")
+        np.testing.assert_allclose(via_torch.scores, ref.scores, atol=1e-8)
+        np.testing.assert_array_equal(via_torch.perm, ref.perm)
+        assert _matching.accuracy(ref.perm, truth) >= 0.95
+
+
 def test_signature_baseline_beats_chance_on_the_planted_problem_and_is_equivariant():
     a, b, truth = _planted(100, noise=0.3)
     res = _matching.match(a, b, "signature")

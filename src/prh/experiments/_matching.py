@@ -154,7 +154,7 @@ def _gw(a: np.ndarray, b: np.ndarray, entropic: bool, epsilon: float, device: st
     from prh.experiments.base import require
 
     ot = require("ot", "pot")
-    if device is not None and device != "cpu":
+    if device is not None:  # POT's torch backend (on the GPU for a CUDA device)
         ta = torch.as_tensor(a, device=device)
         tb = torch.as_tensor(b, device=device)
     else:
@@ -225,7 +225,7 @@ def match(
     seed : int
         Seed of the random restarts.
     device : str, optional
-        Torch device for the GW methods (POT's torch backend; ``"cuda"`` runs them on the GPU).
+        Torch device for the GW methods: POT then runs on its torch backend (``"cuda"``: on the GPU); None: numpy.
 
     Returns
     -------
