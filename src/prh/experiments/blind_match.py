@@ -328,7 +328,7 @@ def _pair_layers(
     fx: Any, fy: Any, given: dict[str, int], stored: dict, k: int
 ) -> tuple[int, int, float, float, str]:
     """Layers of a pair (given > stored result > best mutual kNN), with its mutual kNN and CKNNA there."""
-    import prh
+    from prh._sweep import sweep
 
     if fx.name in given or fy.name in given:
         lx = _pick_layer(fx.layers, given.get(fx.name, -1), fx.name)
@@ -338,10 +338,10 @@ def _pair_layers(
         lx, ly = stored[(fx.name, fy.name)]
         source = "stored"
     else:
-        lx, ly = prh.sweep(fx.layers, fy.layers, "mutual_knn", k=k).best_layers
+        lx, ly = sweep(fx.layers, fy.layers, "mutual_knn", k=k).best_layers
         source = "best mutual kNN"
-    knn = prh.sweep([fx.layers[lx]], [fy.layers[ly]], "mutual_knn", k=k).best
-    cknna = prh.sweep([fx.layers[lx]], [fy.layers[ly]], "cknna", k=k).best
+    knn = sweep([fx.layers[lx]], [fy.layers[ly]], "mutual_knn", k=k).best
+    cknna = sweep([fx.layers[lx]], [fy.layers[ly]], "cknna", k=k).best
     return int(lx), int(ly), float(knn), float(cknna), source
 
 
