@@ -310,19 +310,17 @@ def probe_numbers(
 def chance_level(results: Results, metric: str, n: int, k: int | None = None) -> float | None:
     """The expected score of ``metric`` for unrelated inputs of ``n`` items, with the options the run recorded in
     its provenance (``k`` from the table when the provenance has none); None when the metric is unknown here or
-    does not state its null expectation."""
+    does not state its null expectation (:meth:`~prh.metrics.registry.MetricSpec.chance`)."""
     from prh.metrics.registry import spec as metric_spec
 
     try:
         spec = metric_spec(metric)
     except (KeyError, InputError):
         return None
-    if spec.null_expectation is None:
-        return None
     options = {**spec.defaults, **(((results.provenance or {}).get("metrics") or {}).get(metric) or {})}
     if k is not None and "k" in spec.options():
         options.setdefault("k", k)
-    return float(spec.null_expectation(n, options))
+    return spec.chance(n, options)
 
 
 def findings_numbers(

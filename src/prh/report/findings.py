@@ -51,18 +51,6 @@ from prh.report.competence import COMPETENCE_DIR
 START_MARKER = "<!-- findings metric={metric} -->"
 END_MARKER = "<!-- /findings -->"
 
-#: How the section names the metrics (others are written as their registry name in backticks).
-METRIC_NAMES = {
-    "mutual_knn": "mutual kNN",
-    "cknna": "CKNNA",
-    "unbiased_cka": "unbiased CKA",
-    "cka": "CKA",
-    "svcca": "SVCCA",
-    "cycle_knn": "cycle kNN",
-    "lcs_knn": "LCS kNN",
-    "edit_distance_knn": "edit-distance kNN",
-}
-
 #: Line width of the generated markdown.
 WIDTH = 116
 
@@ -81,6 +69,18 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _metric_name(metric: str, unknown: str | None = None) -> str:
+    """How the text names ``metric``: its spec's ``display_name`` (``"mutual kNN"``); else ``unknown`` (default:
+    the registry name)."""
+    from prh.metrics.registry import spec as metric_spec
+
+    try:
+        shown = metric_spec(metric).display_name
+    except (KeyError, InputError):
+        shown = ""
+    return shown or (unknown if unknown is not None else metric)
 
 
 def _names(names: tuple[str, ...] | list[str]) -> str:
@@ -109,7 +109,7 @@ def _intro(num: Findings, results: Results, source: str) -> str:
     data = f"The run pairs {num.n:,} images with captions from `{num.dataset or 'the dataset'}`"
     metric_names = []
     for m in num.metrics:
-        name = METRIC_NAMES.get(m, f"`{m}`")
+        name = _metric_name(m, f"`{m}`")
         kw = (prov.get("metrics") or {}).get(m) or {}
         metric_names.append(f"{name} (k = {kw['k']})" if m == num.metric and "k" in kw else name)
     if len(metric_names) > 1:
@@ -122,7 +122,7 @@ def _intro(num: Findings, results: Results, source: str) -> str:
     ]
     if num.K:
         parts.append(
-            f"calibrates every cross-modal {METRIC_NAMES.get(num.metric, num.metric)} pair with a K = {num.K} "
+            f"calibrates every cross-modal {_metric_name(num.metric)} pair with a K = {num.K} "
             "permutation null (maximum over the layer grid, so the layer search is paid for)"
         )
     if num.B:
@@ -136,7 +136,7 @@ def _intro(num: Findings, results: Results, source: str) -> str:
 
 def _findings(num: Findings) -> list[str]:
     b = num.best
-    name = METRIC_NAMES.get(num.metric, num.metric)
+    name = _metric_name(num.metric)
     interval = ""
     if b.ci_low is not None and b.ci_high is not None:
         interval = f"; {num.ci_level:.0%} subsampling interval {b.ci_low:.3f}–{b.ci_high:.3f} at those layers"
@@ -305,7 +305,7 @@ def _probes(num: Findings) -> str:
         )
     text += (
         f"Alignment against measured competence (Spearman rank correlation of a model's mean cross-modal "
-        f"{METRIC_NAMES.get(num.metric, num.metric)} with its linear-probe accuracy): "
+        f"{_metric_name(num.metric)} with its linear-probe accuracy): "
         + "; ".join(_trend_text(t) for t in pr.trends)
     )
     if any(t.rho is not None for t in pr.trends):
