@@ -83,7 +83,7 @@ def test_openmoji_subset_and_errors(prh_cache):
     assert ds.ids == full.ids[:5]
     with pytest.raises(InputError, match="larger than dataset"):
         load_dataset("openmoji", n=len(full) + 1)
-    with pytest.raises(InputError, match="positive integer"):
+    with pytest.raises(InputError, match="n=0 must be at least 1"):
         load_dataset("openmoji", n=0)
     with pytest.raises(InputError, match="unknown option"):
         load_dataset("openmoji", colour="red")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prh._validation import check_int
 from prh.data.base import PairedDataset
 from prh.errors import InputError
 
@@ -57,8 +58,8 @@ def load_dataset(name: str, n: int | None = None, **options: object) -> PairedDa
     """
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"dataset name must be a non-empty string, got {name!r}.")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise InputError(f"n must be a positive integer number of items (or None for all), got {n!r}.")
+    if n is not None:
+        n = check_int(n, "n", minimum=1, hint="a number of items, or None for all")
     spec = name.strip()
 
     if spec in BUILTIN:

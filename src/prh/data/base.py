@@ -13,6 +13,7 @@ import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from prh._validation import check_int
 from prh.errors import InputError
 
 if TYPE_CHECKING:
@@ -152,8 +153,7 @@ class PairedDataset:
         """Caption number ``caption_index`` of item ``i``."""
         i = self._check_index(i)
         caps = self.captions[i]
-        if isinstance(caption_index, bool) or not isinstance(caption_index, int) or caption_index < 0:
-            raise InputError(f"caption_index must be a non-negative integer, got {caption_index!r}.")
+        caption_index = check_int(caption_index, "caption_index", minimum=0, hint="which caption of the item")
         if caption_index >= len(caps):
             raise InputError(
                 f"item {self.ids[i]!r} has {len(caps)} caption(s); caption_index={caption_index} does not exist "
@@ -190,10 +190,7 @@ class PairedDataset:
 
     def subset(self, n: int) -> PairedDataset:
         """The first ``n`` items (same name, same images and captions)."""
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise InputError(f"n must be an integer number of items, got {n!r}.")
-        if n < 1:
-            raise InputError(f"n={n} must be at least 1.")
+        n = check_int(n, "n", minimum=1, hint="a number of items")
         if n > len(self):
             raise InputError(
                 f"n={n} is larger than dataset {self.name!r}, which has {len(self)} items; use --n {len(self)} "

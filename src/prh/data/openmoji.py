@@ -19,6 +19,7 @@ import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prh._validation import check_int
 from prh.atomic import atomic_write_bytes
 from prh.data.base import PairedDataset, decode_image
 from prh.errors import InputError, ModelLoadError
@@ -118,10 +119,7 @@ class OpenMojiDataset(PairedDataset):
     emoji_ids = True
 
     def __init__(self, image_size: int = 224, cache: bool = True) -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 4096:
-            raise InputError(
-                f"image_size must be an integer number of pixels in [16, 4096], got {image_size!r}."
-            )
+        image_size = check_int(image_size, "image_size", minimum=16, maximum=4096, hint="pixels")
         self.data_dir = openmoji_dir()
         self.font_path = self.data_dir / "font" / FONT_FILE
         if not self.font_path.is_file():

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from prh._validation import check_int
 from prh.errors import InputError
 
 
@@ -210,8 +211,7 @@ def compare(
     if a.n != b.n:
         raise InputError(f"kernels {a.name!r} (N={a.n}) and {b.name!r} (N={b.n}) must cover the same items.")
     k = check_k(k, a.n)
-    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
-        raise InputError(f"permutations={permutations!r} must be an integer >= 1 (e.g. 1000).")
+    permutations = check_int(permutations, "permutations", minimum=1, hint="e.g. 1000")
     pa, pb = _prepare(a, k), _prepare(b, k)
     knn_grid, sp_grid = _grids(pa, pb, None, k)
     # relabel the side with fewer layers (cheaper; relabelling either side gives the same null distribution)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from prh._validation import check_int
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.properties import NO, YES, MetricProperties
@@ -27,8 +28,7 @@ class SingularBasis:
 
 
 def _check_svcca_kwargs(n: int, dim: int = 10) -> dict:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise InputError(f"dim={dim!r} must be a positive integer (the number of SVD directions kept).")
+    dim = check_int(dim, "dim", minimum=1, hint="the number of SVD directions kept")
     if dim > n - 1:
         raise InputError(
             f"dim={dim} must be at most N-1={n - 1} (centred data of N samples has rank <= N-1)."

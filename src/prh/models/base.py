@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from prh._validation import check_int
 from prh.errors import InputError
 from prh.models.batching import Progress
 from prh.models.device import dtype_name
@@ -82,8 +83,7 @@ class Adapter:
         FeatureResult
             L layers of shape (N, D_l), float32, CPU, in dataset order.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        batch_size = check_int(batch_size, "batch_size", minimum=1, hint="samples per forward pass")
         pool = check_pool(self.spec, pool)
         if len(dataset) == 0:
             raise InputError(f"dataset {getattr(dataset, 'name', '?')!r} is empty; nothing to extract.")

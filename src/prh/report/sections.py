@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prh._validation import check_int
 from prh.atomic import atomic_write_text
 from prh.errors import InputError
 
@@ -111,8 +112,7 @@ def _check(section: Section) -> None:
         raise InputError(
             f"section name {section.name!r} must be lower-case letters, digits and '-', e.g. 'caption-density'."
         )
-    if isinstance(section.order, bool) or not isinstance(section.order, int) or not 0 <= section.order < 100:
-        raise InputError(f"section order={section.order!r} must be an integer in 0..99.")
+    check_int(section.order, "section order", minimum=0, maximum=99, hint="its place among the sections")
 
 
 def render_html(section: Section) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from prh._validation import check_choice
+from prh._validation import check_choice, check_float, check_int
 from prh.errors import InputError
 
 METHODS = ("spearman", "pearson")
@@ -116,13 +116,10 @@ def correlation(
     for name, v in (("x", a), ("y", b)):
         if np.all(v == v[0]):
             raise InputError(f"{name} is constant across models; the correlation is undefined.")
-    for name, v in (("B", B), ("K", K)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(f"{name}={v!r} must be a positive integer.")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
-        raise InputError(f"level={level!r} must be strictly between 0 and 1.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed={seed!r} must be an integer.")
+    B = check_int(B, "B", minimum=1, hint="bootstrap resamples")
+    K = check_int(K, "K", minimum=1, hint="permutations")
+    level = check_float(level, "level", 0.0, 1.0, inclusive=(False, False), hint="strictly between 0 and 1")
+    seed = check_int(seed, "seed")
 
     r = float(_corr(a, b, method)[0])
     rng = np.random.default_rng(int(seed))

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from prh._validation import ConfigFields, check_choice, check_float, check_int
 from prh.errors import InputError
 from prh.world.learner import LearnerConfig, embed_states, make_encoder, train_contrastive
 from prh.world.measure import kernel_agreement, learned_kernel, lossy_target
@@ -29,8 +30,18 @@ from prh.world.world import STRUCTURES, World, cooccurrence_pairs, make_world
 Progress = Callable[[str], None]
 
 
+def _increasing(values: object, name: str, minimum: int, what: str) -> tuple[int, ...]:
+    """A non-empty, strictly increasing sequence of integers >= ``minimum``, as a tuple."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
+        raise InputError(f"{name}={values!r} must be a non-empty list of integers ({what}).")
+    out = tuple(check_int(v, f"{name}[{i}]", minimum=minimum, hint=what) for i, v in enumerate(values))
+    if list(out) != sorted(set(out)):
+        raise InputError(f"{name} must be strictly increasing, got {values!r}.")
+    return out
+
+
 @dataclass(frozen=True)
-class WorldSettings:
+class WorldSettings(ConfigFields):
     """Every knob of the experiment (the defaults are the documented ``prh world`` run).
 
     Attributes
@@ -79,46 +90,37 @@ class WorldSettings:
     k: int = 10
 
     def __post_init__(self) -> None:
-        def _int(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InputError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-        _int("m", 2)
-        _int("window", 1)
-        _int("dim_x", 1)
-        _int("dim_y", 1)
-        _int("chain_length", self.window + 1)
-        _int("tokens", self.chain_length)
-        _int("depth", 1)
-        _int("out_dim", 1)
-        _int("steps", 1)
-        _int("batch_size", 2)
-        _int("k", 1)
-        if self.structure not in STRUCTURES:
-            raise InputError(f"structure={self.structure!r} is not one of {list(STRUCTURES)}.")
-        if not self.widths or any(
-            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.widths
-        ):
-            raise InputError(f"widths must be positive integers, got {self.widths!r}.")
-        if list(self.widths) != sorted(set(self.widths)):
-            raise InputError(f"widths must be strictly increasing, got {self.widths!r}.")
-        if not self.data_tokens or any(
-            isinstance(t, bool) or not isinstance(t, int) or t < self.chain_length for t in self.data_tokens
-        ):
-            raise InputError(
-                f"data_tokens must be integers >= chain_length={self.chain_length}, got {self.data_tokens!r}."
-            )
-        if list(self.data_tokens) != sorted(set(self.data_tokens)):
-            raise InputError(f"data_tokens must be strictly increasing, got {self.data_tokens!r}.")
+        minimums = {"m": 2, "window": 1, "dim_x": 1, "dim_y": 1, "depth": 1, "out_dim": 1, "steps": 1}
+        minimums.update(batch_size=2, k=1)
+        clean: dict = {
+            name: check_int(getattr(self, name), name, minimum=low) for name, low in minimums.items()
+        }
+        clean["chain_length"] = check_int(
+            self.chain_length, "chain_length", minimum=clean["window"] + 1, hint="events per chain, > window"
+        )
+        clean["tokens"] = check_int(
+            self.tokens, "tokens", minimum=clean["chain_length"], hint="at least one chain"
+        )
+        clean["structure"] = check_choice(self.structure, "structure", STRUCTURES)
+        clean["widths"] = _increasing(self.widths, "widths", 1, "hidden widths of the capacity sweep")
+        clean["data_tokens"] = _increasing(
+            self.data_tokens, "data_tokens", clean["chain_length"], "training tokens, each >= chain_length"
+        )
+        clean["lossy_fraction"] = check_float(
+            self.lossy_fraction,
+            "lossy_fraction",
+            0.0,
+            1.0,
+            inclusive=(False, True),
+            hint="share of merged states",
+        )
+        clean["noise"] = check_float(self.noise, "noise", 0.0, hint="observation noise, 0 = none")
+        for name, value in clean.items():  # the normalised values (ints, tuples) on the frozen instance
+            object.__setattr__(self, name, value)
         if self.k >= self.m:
             raise InputError(f"k={self.k} must be smaller than the number of states m={self.m}.")
         if self.m < 4:
             raise InputError(f"m={self.m}: the experiment needs m >= 4 states (unbiased CKA needs N >= 4).")
-        if not (0 < self.lossy_fraction <= 1):
-            raise InputError(f"lossy_fraction must be in (0, 1], got {self.lossy_fraction!r}.")
-        if self.noise < 0 or not math.isfinite(self.noise):
-            raise InputError(f"noise must be a finite number >= 0, got {self.noise!r}.")
         LearnerConfig(  # validates lr, temperature
             width=self.widths[-1], depth=self.depth, out_dim=self.out_dim, steps=self.steps,
             batch_size=self.batch_size, lr=self.lr, temperature=self.temperature,
@@ -346,8 +348,7 @@ def run_world(settings: WorldSettings = DEFAULT, seeds: int = 3, progress: Progr
     dict
         ``{"settings", "runs" (per seed), "summary" (see :func:`summarise`), "wall_seconds"}``.
     """
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise InputError(f"seeds must be an integer >= 1, got {seeds!r}.")
+    seeds = check_int(seeds, "seeds", minimum=1, hint="independent runs")
     start = time.perf_counter()
     threads = torch.get_num_threads()
     # The learners are tiny: one thread is fastest and keeps runs reproducible and immune to oversubscription.

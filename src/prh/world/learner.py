@@ -14,12 +14,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from prh._validation import ConfigFields, check_float, check_int
 from prh.errors import InputError
 from prh.world.observe import Rendering
 
 
 @dataclass(frozen=True)
-class LearnerConfig:
+class LearnerConfig(ConfigFields):
     """Encoder shape and training budget.
 
     Attributes
@@ -49,14 +50,14 @@ class LearnerConfig:
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        for name, low in (("width", 1), ("depth", 1), ("out_dim", 1), ("steps", 1), ("batch_size", 2)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InputError(f"{name} must be an integer >= {low}, got {value!r}.")
+        lows = {"width": 1, "depth": 1, "out_dim": 1, "steps": 1, "batch_size": 2}
+        for name, low in lows.items():
+            object.__setattr__(self, name, check_int(getattr(self, name), name, minimum=low))
         for name in ("lr", "temperature"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise InputError(f"{name} must be a positive number, got {value!r}.")
+            value = check_float(
+                getattr(self, name), name, 0.0, inclusive=(False, True), hint="a positive number"
+            )
+            object.__setattr__(self, name, value)
 
 
 class Encoder(nn.Module):

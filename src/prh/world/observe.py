@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from prh._validation import check_int
 from prh.errors import InputError
 
 
@@ -125,8 +126,7 @@ def make_rendering(
         ("hidden", hidden, 1),
         ("depth", depth, 0),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value!r}.")
+        check_int(value, name, minimum=low)
     if noise < 0:
         raise InputError(f"noise must be >= 0, got {noise!r}.")
     merge = torch.arange(m) if merge is None else torch.as_tensor(merge, dtype=torch.int64)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from prh._validation import check_choice, check_float, check_int
 from prh.errors import InputError
 
 STRUCTURES = ("torus", "ring")
@@ -85,10 +86,7 @@ class World:
 
 
 def _check_window(window: object) -> int:
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise InputError(
-            f"window must be an integer >= 1 (co-occurrence within that many steps), got {window!r}."
-        )
+    return check_int(window, "window", minimum=1, hint="co-occurrence within that many steps")
     return window
 
 
@@ -271,15 +269,11 @@ def make_world(
     -------
     World
     """
-    if isinstance(m, bool) or not isinstance(m, int) or m < 2:
-        raise InputError(f"m (number of states) must be an integer >= 2, got {m!r}.")
+    check_int(m, "m", minimum=2, hint="the number of states")
     _check_window(window)
-    if structure not in STRUCTURES:
-        raise InputError(f"structure={structure!r} is not one of {list(STRUCTURES)}.")
-    if not (isinstance(bandwidth, (int, float)) and math.isfinite(bandwidth) and bandwidth > 0):
-        raise InputError(f"bandwidth must be a positive number, got {bandwidth!r}.")
-    if not (isinstance(teleport, (int, float)) and 0 <= teleport < 1):
-        raise InputError(f"teleport must be in [0, 1), got {teleport!r}.")
+    check_choice(structure, "structure", STRUCTURES)
+    check_float(bandwidth, "bandwidth", 0.0, inclusive=(False, True), hint="a positive number")
+    check_float(teleport, "teleport", 0.0, 1.0, inclusive=(True, False), hint="a probability in [0, 1)")
     gen = torch.Generator().manual_seed(int(seed))
     if structure == "torus":
         pos = torch.rand(m, 2, generator=gen, dtype=torch.float64)
