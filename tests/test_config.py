@@ -247,3 +247,27 @@ def test_alignment_checks_q_like_the_config_before_loading_anything(tmp_path):
 
     with pytest.raises(InputError, match=r"q=1.5 must satisfy 0.0 < q <= 1.0"):
         prh.Alignment(dataset="openmoji", models="no-such-model", store=tmp_path, q=1.5)
+
+
+def test_world_settings_and_learner_config_are_config_fields():
+    import json
+
+    from prh.world.experiment import FAST, WorldSettings
+    from prh.world.learner import LearnerConfig
+
+    assert WorldSettings.from_dict(json.loads(json.dumps(FAST.to_dict()))) == FAST  # lists back to tuples
+    assert FAST.replace(k=3).k == 3 and FAST.replace(widths=[2, 4]).widths == (2, 4)
+    with pytest.raises(InputError, match="Did you mean 'widths'"):
+        WorldSettings.from_dict({"widht": (2, 4)})
+    with pytest.raises(InputError, match=r"widths\[1\]=0 must be at least 1"):
+        WorldSettings(widths=(4, 0))
+    with pytest.raises(InputError, match="data_tokens must be strictly increasing"):
+        WorldSettings(data_tokens=(1000, 1000))
+    with pytest.raises(InputError, match="lossy_fraction=0.0"):
+        WorldSettings(lossy_fraction=0.0)
+    config = LearnerConfig(width=8, lr=1e-2)
+    assert LearnerConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(InputError, match="temperature=0.0"):
+        config.replace(temperature=0.0)
+    with pytest.raises(InputError, match="batch_size=1 must be at least 2"):
+        LearnerConfig(batch_size=1)
