@@ -176,3 +176,27 @@ def test_a_write_failure_after_the_results_are_saved_says_so(stubbed_demo, monke
     assert message.startswith(f"error: --out {out}: the alignment results are saved there")
     assert "(No space left on device)" in message and f"prh report {out}" in message
     assert Results.load(out).table.equals(stubbed_demo.results.table)
+
+
+def test_the_demo_records_its_times_and_says_when_the_machine_was_loaded(tmp_path, monkeypatch):
+    """run_times.json holds each stage's wall time (differences of the stage clocks), the stored extraction times,
+    the run's created stamp, and a machine description that says when other work loaded the machine."""
+    import prh.commands.demo as demo
+    from prh.report.findings import RunTimes
+
+    class Store:
+        def find_many(self, names, pools, dataset):
+            return {"vis": {"load_and_extract_s": 12.5}, "lang": {}}
+
+    specs = [SimpleNamespace(name="vis", pool="mean"), SimpleNamespace(name="lang", pool="last")]
+    results = Results(pd.DataFrame(), {}, {"created": "2026-01-01T00:00:00+00:00"})
+    cores = demo.os.cpu_count() or 1
+    monkeypatch.setattr(demo.os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
+    demo._save_run_times(tmp_path, 10.0, 70.0, 100.0, 130.0, (Store(), "data", specs, None, results))
+    times = RunTimes.load(tmp_path)
+    assert times.seconds == {"total": 120.0, "features": 60.0, "alignment": 30.0, "competence": 30.0}
+    assert times.extraction == {"vis": 12.5} and times.created == "2026-01-01T00:00:00+00:00"
+    assert times.machine.endswith(f"shared with other work (load average {cores + 3})")
+    monkeypatch.setattr(demo.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    demo._save_run_times(tmp_path, 10.0, 70.0, 100.0, 130.0, (Store(), "data", specs, None, results))
+    assert "shared" not in RunTimes.load(tmp_path).machine

@@ -4,6 +4,7 @@ model (measured competence, the paper's Fig. 2 view), and the report."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -172,4 +173,8 @@ def _save_run_times(
     }
     extraction = stored_extraction_seconds(feature_store, dataset, specs, pool)
     created = (results.provenance or {}).get("created")
-    RunTimes(seconds, extraction, describe_machine(), created).save(out)
+    machine = describe_machine()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > (os.cpu_count() or 1):  # the times are not those of an idle machine: say so
+        machine += f" shared with other work (load average {load:.0f})"
+    RunTimes(seconds, extraction, machine, created).save(out)
