@@ -252,7 +252,7 @@ def _config(**kw) -> FetchConfig:
 
 def _leftovers(store: Path) -> list[str]:
     folder = store / ".downloads"
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir() if p.name != ".locks") if folder.is_dir() else []
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -29,14 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 
 from prh._torchload import safe_torch_load
 from prh._validation import ConfigFields, check_bool, check_field_type, check_table, suggest
 from prh.errors import InputError, MissingFeaturesError
-from prh.features.download import DownloadOptions, download
+from prh.features.download import DownloadOptions, check_url, download, public_url
 from prh.features.store import DEFAULT_ROOT, FeatureStore, StoredFeatures
 
 if sys.version_info >= (3, 11):
@@ -314,12 +313,7 @@ def load_catalogue(path: str | os.PathLike | None = None) -> ReferenceCatalogue:
 
 
 def _check_base_url(url: str, where: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise InputError(
-            f"{where}={url!r} must be an http:// or https:// URL of the folder that holds the files, "
-            f"e.g. http://vision14.csail.mit.edu/prh/wit_1024/."
-        )
+    check_url(url, where)  # a well-formed http(s) URL; shown without credentials or query
     return url if url.endswith("/") else url + "/"
 
 
@@ -661,7 +655,7 @@ def fetch_reference(
         )
         verified = entry.verified and result.sha256 == entry.sha256 and result.size == entry.size
         provenance = {
-            "url": url,
+            "url": public_url(url),  # never credentials or a query string on disk
             "sha256": result.sha256,
             "size": result.size,
             "verified": verified,
