@@ -143,6 +143,43 @@ def test_every_null_engine_equals_a_naive_recompute(metric):
         np.testing.assert_allclose(res.null, direct.max(axis=(1, 2)), atol=1e-12, err_msg=engine)
 
 
+@pytest.mark.parametrize(
+    ("metric", "kw", "shape", "patch"),
+    [
+        ("unbiased_cka", {}, (2, 3), None),  # fewer X layers: X's kernels are the gathered side
+        ("unbiased_cka", {}, (2, 3), (cka_module, "STACK_BYTES", 0)),
+        ("cka", {"kernel": "rbf", "sigma": 0.7}, (3, 2), None),  # biased, non-linear kernel
+        ("cka", {}, (2, 2), None),
+        ("cknna", {"k": 5, "unbiased": False}, (3, 2), None),  # biased: self in the lists, both cross terms
+        ("cknna", {"k": 5, "distance_agnostic": True}, (3, 2), None),
+        ("cknna", {"k": 6}, (2, 3), (cknna_module, "WORD_LAYERS", 1)),  # one bit table per Y layer
+        ("cknna", {"k": 6, "unbiased": False}, (2, 3), (cknna_module, "WORD_LAYERS", 2)),
+    ],
+)
+def test_fast_engine_variants_equal_a_naive_recompute(monkeypatch, metric, kw, shape, patch):
+    """The batched engines' other branches (side swap, biased, RBF, mask-only, several bit tables) are exact too."""
+    if patch is not None:
+        monkeypatch.setattr(*patch)
+    x, y = _related(n=36, lx=shape[0], ly=shape[1], seed=3)
+    if kw.get("kernel") == "rbf":  # float32 cdist is not exactly permutation-equivariant (its mm path)
+        x, y = [layer.double() for layer in x], [layer.double() for layer in y]
+    perms = random_permutations(36, 5, torch.Generator().manual_seed(2))
+    direct = np.stack([prh.sweep(x, [layer[p] for layer in y], metric, **kw).scores for p in perms])
+    assert np.unique(direct[:, 0, 0].round(12)).size > 1
+    res = calibrate_sweep(x, y, metric, K=5, alpha=0.25, seed=2, keep_null_grids=True, engine="fast", **kw)
+    np.testing.assert_allclose(res.null_grids, direct, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.sweep.scores, prh.sweep(x, y, metric, **kw).scores, rtol=0, atol=1e-12)
+
+
+def test_kernel_engine_observed_grid_with_a_float32_rbf_kernel():
+    """An RBF kernel of float32 features is symmetric only to float32 rounding; the engine's identity grid (the
+    observed scores of calibrate_sweep) still equals the sweep to 1e-12, not to the kernel's asymmetry."""
+    x, y = _related(n=36, lx=2, ly=3, seed=4)
+    for kw in ({"kernel": "rbf", "sigma": 0.6}, {"kernel": "rbf", "sigma": 0.6, "unbiased": True}):
+        res = calibrate_sweep(x, y, "cka", K=4, alpha=0.25, seed=0, **kw)
+        np.testing.assert_allclose(res.sweep.scores, prh.sweep(x, y, "cka", **kw).scores, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "cka", "unbiased_cka", "cknna"])
 def test_the_paper_metrics_have_fast_engines(metric):
     """The metrics calibrated in the demo keep their batched engines (not the generic fallbacks)."""

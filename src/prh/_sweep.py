@@ -177,6 +177,7 @@ def cache_layers(
     params = spec.check_kwargs(n, **metric_kw)
     spec.check_memory(layers, params, name)
     try:
+        layers = spec.fit_scale(layers, params)  # kept rescaled: bootstrap and null fallbacks reuse them
         caches = spec.caches(layers, **params)
     except InputError as err:  # name the model whose layers are unusable (e.g. a constant layer)
         raise InputError(f"{name}: {err}") from None

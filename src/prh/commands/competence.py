@@ -63,6 +63,11 @@ def register(app: typer.Typer) -> None:
             help="Downstream scores: an lm-evaluation-harness results JSON ([MODEL=]FILE) or a CSV "
             "model,task,metric,value. Repeatable.",
         ),
+        force_downstream: bool = typer.Option(
+            False,
+            "--force-downstream",
+            help="Attach --downstream scores even where their file names another model or modality.",
+        ),
         reference_vision: str = typer.Option(
             None,
             "--reference-vision",
@@ -127,7 +132,16 @@ def register(app: typer.Typer) -> None:
                 f"({sorted(s.name for s in specs if s.modality == 'vision')}); name one of them or leave it out."
             )
         frames = [read_downstream(spec) for spec in downstream or []]  # bad files fail before any work
-        resolved = attach(frames, {s.name: s.source for s in specs}) if frames else None
+        resolved = (
+            attach(
+                frames,
+                {s.name: s.source for s in specs},
+                modalities={s.name: s.modality for s in specs},
+                force=force_downstream,
+            )
+            if frames
+            else None
+        )
         check_out_dir(out)
         data, label_set = open_labelled(dataset, n, labels, emoji_test, (split, label_column, text_column))
         feature_store = FeatureStore(store)

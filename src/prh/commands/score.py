@@ -83,7 +83,9 @@ def register(app: typer.Typer) -> None:
             "mutual_knn", "--metric", "-m", help="Metric name (see `prh score --list`)."
         ),
         k: int = typer.Option(None, "--k", help="Neighbours for kNN metrics and cknna (default 10)."),
-        dim: int = typer.Option(None, "--dim", help="SVD directions for svcca (default 10)."),
+        dim: int = typer.Option(
+            None, "--dim", help="SVD directions for svcca (default 10) and pwcca (default: all)."
+        ),
         kernel: str = typer.Option(None, "--kernel", help="Kernel for cka/unbiased_cka: linear or rbf."),
         sigma: float = typer.Option(None, "--sigma", help="RBF bandwidth for cka/unbiased_cka."),
         prepare: bool = typer.Option(

@@ -11,7 +11,11 @@ Two formats:
 - **CSV**: columns ``model, task, metric, value`` (optionally ``stderr``), one row per score.
 
 :func:`attach` matches the models' names to prh's model names (registry name, its hub source, or the last part of
-a hub id, case-insensitive) and refuses a name that matches nothing.
+a hub id, case-insensitive) and refuses a name that matches nothing. It also refuses, unless forced, scores that
+their file says belong elsewhere: an lm-eval file (language benchmarks) given to a model of another modality, a
+file renamed with ``MODEL=FILE`` whose own model name is another model, and CSV rows whose optional ``modality``
+column disagrees with the model's. The readers record what the file says in ``DataFrame.attrs``
+(``file``, ``claimed``: the model names the file itself gives when ``MODEL=`` replaced them, ``modality``).
 """
 
 from __future__ import annotations
@@ -141,11 +145,16 @@ def read_lm_eval(path: str | Path, model: str | None = None) -> pd.DataFrame:
             )
     if not rows:
         raise InputError(f"--downstream {path}: its 'results' hold no numeric score; {_FIX_LM_EVAL}.")
-    return pd.DataFrame(rows, columns=DOWNSTREAM_COLUMNS)
+    frame = pd.DataFrame(rows, columns=DOWNSTREAM_COLUMNS)
+    own = _model_from_lm_eval(data)
+    claimed = [own] if model is not None and own and own != model else []
+    frame.attrs.update(file=str(path), claimed=claimed, modality=["language"] * len(frame))
+    return frame
 
 
 def read_downstream_csv(path: str | Path) -> pd.DataFrame:
-    """Scores from a CSV with columns ``model, task, metric, value`` (and optionally ``stderr``).
+    """Scores from a CSV with columns ``model, task, metric, value`` (and optionally ``stderr``, and ``modality``:
+    the modality of the row's model, checked by :func:`attach`).
 
     Raises
     ------
@@ -165,8 +174,9 @@ def read_downstream_csv(path: str | Path) -> pd.DataFrame:
         )
     if frame.empty:
         raise InputError(f"--downstream {path} has no rows; add one row per (model, task, metric).")
-    rows = []
+    rows, modality = [], []
     for k, row in enumerate(frame.to_dict(orient="records"), start=2):
+        modality.append(str(row.get("modality", "")).strip().lower() or None)
         for col in ("model", "task", "metric"):
             if not str(row[col]).strip():
                 raise InputError(f"--downstream {path}: line {k} has an empty '{col}'.")
@@ -184,7 +194,9 @@ def read_downstream_csv(path: str | Path) -> pd.DataFrame:
                 "source": f"csv {path.name}",
             }
         )
-    return pd.DataFrame(rows, columns=DOWNSTREAM_COLUMNS)
+    out = pd.DataFrame(rows, columns=DOWNSTREAM_COLUMNS)
+    out.attrs.update(file=str(path), claimed=[], modality=modality)
+    return out
 
 
 def read_downstream(spec: str | Path) -> pd.DataFrame:
@@ -201,6 +213,7 @@ def read_downstream(spec: str | Path) -> pd.DataFrame:
     if path.suffix.lower() == ".csv":
         frame = read_downstream_csv(path)
         if model is not None:
+            frame.attrs["claimed"] = sorted(set(frame["model"]) - {model})
             frame["model"] = model
         return frame
     return read_lm_eval(path, model=model)
@@ -218,7 +231,11 @@ def _aliases(name: str, source: str | None) -> set[str]:
 
 
 def attach(
-    frames: Sequence[pd.DataFrame], models: Mapping[str, str | None], where: str = "--downstream"
+    frames: Sequence[pd.DataFrame],
+    models: Mapping[str, str | None],
+    where: str = "--downstream",
+    modalities: Mapping[str, str] | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Downstream scores with their model names resolved to prh's names.
 
@@ -228,6 +245,10 @@ def attach(
         From :func:`read_lm_eval`, :func:`read_downstream_csv`, :func:`read_downstream`.
     models : mapping of prh model name to its source (hub id, ``zoo:NAME``, path) or None
         The models the scores may belong to.
+    modalities : mapping of prh model name to its modality (``"language"``, ``"vision"``, ...), optional
+        Checked against what the files say (lm-eval results are language benchmarks; a CSV may have a
+        ``modality`` column).
+    force : attach scores even where their file says they belong to another model or modality.
 
     Returns
     -------
@@ -237,26 +258,62 @@ def attach(
     Raises
     ------
     InputError
-        A model name that matches none of ``models`` (listing them).
+        A model name that matches none of ``models`` (listing them); unless ``force``, scores whose file names
+        another model than the one they were given to (``MODEL=FILE``), or whose modality is not the model's.
     """
     if not frames:
         return pd.DataFrame(columns=DOWNSTREAM_COLUMNS)
-    table = pd.concat(list(frames), ignore_index=True)
     lookup: dict[str, str] = {}
     for name, source in models.items():
         for alias in _aliases(name, source):
             lookup.setdefault(alias, name)
-    resolved, unknown = [], []
-    for raw in table["model"]:
+
+    def resolve(raw: object) -> str | None:
         key = str(raw).strip().lower()
-        hit = lookup.get(key) or lookup.get(key.rsplit("/", 1)[-1])
-        resolved.append(hit)
-        if hit is None:
-            unknown.append(str(raw))
+        return lookup.get(key) or lookup.get(key.rsplit("/", 1)[-1])
+
+    table = pd.concat(list(frames), ignore_index=True)
+    resolved = [resolve(raw) for raw in table["model"]]
+    unknown = [str(raw) for raw, hit in zip(table["model"], resolved) if hit is None]
     if unknown:
         raise InputError(
             f"{where}: model name(s) {sorted(set(unknown))} match no model of this run ({sorted(models)}); use prh "
             f"names in the CSV, or name an lm-eval file's model: --downstream MODEL=FILE."
         )
+    if not force:
+        for frame in frames:
+            _check_claims(frame, [resolve(raw) for raw in frame["model"]], resolve, modalities or {}, where)
     table["model"] = resolved
     return table.drop_duplicates(["model", "task", "metric"], keep="last").reset_index(drop=True)
+
+
+def _check_claims(
+    frame: pd.DataFrame,
+    names: Sequence[str | None],
+    resolve: Any,
+    modalities: Mapping[str, str],
+    where: str,
+) -> None:
+    """Refuse a frame whose file says its scores belong to another model or modality (see :func:`attach`)."""
+    file = frame.attrs.get("file", "")
+    force = "or pass --force-downstream (force=True in Python) if they really belong to it"
+    given = sorted({n for n in names if n is not None})
+    lm_eval = str(frame["source"].iloc[0]).startswith("lm-eval") if len(frame) else False
+    for name, modality in zip(names, frame.attrs.get("modality") or []):
+        model_modality = modalities.get(name) if name is not None else None
+        if modality and model_modality and str(model_modality).lower() != modality:
+            what = (
+                "lm-evaluation-harness scores are language benchmarks"
+                if lm_eval
+                else (f"its rows for {name} say modality {modality!r}")
+            )
+            raise InputError(
+                f"{where} {file}: {what}, but {name} is a {model_modality} model; attach them to a "
+                f"{modality} model, {force}."
+            )
+    for claimed in frame.attrs.get("claimed") or []:
+        if resolve(claimed) not in given:
+            raise InputError(
+                f"{where} {', '.join(given)}={file}: the file says its scores are for {claimed!r}, not "
+                f"{', '.join(given)}; check that this is the right file, {force}."
+            )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from prh._validation import check_choice
@@ -23,7 +24,7 @@ from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments
 from prh.metrics.kernels import center, gram, map_grams, require_positive, u_center
-from prh.metrics.null import NullEngine, permute_square
+from prh.metrics.null import NullEngine, inverse_permutation, permute_square
 from prh.metrics.properties import NO, YES, MetricProperties
 from prh.metrics.registry import MetricSpec, register
 
@@ -35,9 +36,9 @@ PATHS = ("auto", "gram", "features")
 
 #: Largest number of float64 elements stacked at once in the sweep's inner-product grid (~1 GiB).
 _STACK_ELEMENTS = 2**27
-#: Largest stacked copy (bytes) of X's centred kernels made by :class:`KernelEngine`.
+#: Largest stacked copy (bytes) of the fixed side's kernel triangles made by :class:`KernelEngine`.
 STACK_BYTES = 2**30
-#: Upper bound on float64 elements of the permuted Y kernels gathered per batch (B * Ly * N * N).
+#: Upper bound on float64 elements of the permuted kernels gathered per batch (B * L_moving * N (N + 1) / 2).
 KERNEL_ELEMENTS = 2**25
 
 
@@ -181,36 +182,67 @@ def _cka_null_engine(xs: Sequence, ys: Sequence, params: dict) -> NullEngine:
 
 
 class KernelEngine(NullEngine):
-    """Null grids of (unbiased) CKA: ``<Kx_i, Ky_j[perm][:, perm]> / sqrt(HSIC_xx HSIC_yy)`` in float64.
+    """Null grids of CKA on the Gram path: ``<Kx_i, P Ky_j P^T> / sqrt(HSIC_xx HSIC_yy)`` in float64.
 
-    X's centred kernels are stacked into one (Lx, N*N) matrix when that fits in :data:`STACK_BYTES` (one matrix
-    product per batch of permutations), otherwise each X layer is multiplied separately (no extra copy).
+    Both centred kernels are symmetric, so each inner product is a sum over the upper triangle ``a <= b`` of the
+    fixed side (off-diagonal entries counted twice): M = N (N + 1) / 2 terms instead of N^2. The side with fewer
+    layers is the moving one: its kernels are stored once as an (N*N, L_moving) table with the layers contiguous,
+    and a batch of B permutations reads that table at the permuted positions ``(perm[a], perm[b])`` (one row
+    gather, (M, B * L_moving)); one matrix product with the fixed side's stacked (L_fixed, M) triangles then gives
+    all B grids. Permuting X by the inverse permutation is the same as permuting Y:
+    ``<Kx, P Ky P^T> = <P^T Kx P, Ky>``. Per permutation: a gather of L_moving * M values and 2 Lx Ly M flops.
+
+    The fixed side is stacked when it fits in :data:`STACK_BYTES`, otherwise each of its layers is multiplied
+    separately; the gathered block holds at most :data:`KERNEL_ELEMENTS` values.
     """
 
     def __init__(self, xs: Sequence[CenteredKernel], ys: Sequence[CenteredKernel], params: dict) -> None:
-        self.n = xs[0].centered.shape[0]
+        self.n = n = xs[0].centered.shape[0]
         self.device = xs[0].centered.device
         self.lx, self.ly = len(xs), len(ys)
-        flat = [c.centered.reshape(-1) for c in xs]
-        self.left = torch.stack(flat) if self.lx * flat[0].numel() * 8 <= STACK_BYTES else flat
-        self.right = [c.centered for c in ys]
+        self.swap = self.lx < self.ly  # move (gather) the side with fewer layers
+        fixed, moving = (ys, xs) if self.swap else (xs, ys)
+        rows, cols = torch.triu_indices(n, n, device=self.device)
+        self.rows, self.cols = rows, cols
+        self.index_dtype = torch.int32 if n * n < 2**31 else torch.int64  # half the index traffic
+        flat_positions = rows * n + cols
+        # fixed side: K_ab + K_ba above the diagonal, K_aa on it; moving side: (K + K^T) / 2. A kernel that is not
+        # exactly symmetric (an RBF kernel from float32 distances) then still gives <Kx, Ky> up to the product of
+        # the two asymmetries, not the first one alone. Halving and doubling are exact.
+        halve = torch.where(rows == cols, 0.5, 1.0).to(torch.float64)
+        tri = [(c.centered + c.centered.T).reshape(-1).index_select(0, flat_positions) * halve for c in fixed]
+        m = flat_positions.numel()
+        self.left = torch.stack(tri) if len(tri) * m * 8 <= STACK_BYTES else tri
+        table = torch.stack([(c.centered + c.centered.T) * 0.5 for c in moving], dim=-1)
+        self.table = table.reshape(n * n, len(moving))
         nx = torch.tensor([c.self_hsic for c in xs], dtype=torch.float64).sqrt()
         ny = torch.tensor([c.self_hsic for c in ys], dtype=torch.float64).sqrt()
-        self.norm = nx[:, None, None] * ny[None, None, :]  # (Lx, 1, Ly)
-        self.batch_size = max(1, KERNEL_ELEMENTS // max(1, self.ly * self.n * self.n))
+        self.norm = nx[None, :, None] * ny[None, None, :]  # (1, Lx, Ly)
+        self.batch_size = max(1, KERNEL_ELEMENTS // max(1, len(moving) * m))
+
+    def _gather(self, perms: torch.Tensor) -> torch.Tensor:
+        """(M, B * L_moving): the moving side's kernels at ``(perm[a], perm[b])`` for the triangle's (a, b)."""
+        # (N, B): one row per sample, the batch contiguous
+        columns = perms.to(self.index_dtype).T.contiguous()
+        index = (columns.index_select(0, self.rows) * self.n + columns.index_select(0, self.cols)).view(-1)
+        if self.table.device.type == "cpu":  # numpy's row gather is ~1.5-2x faster than index_select here
+            out = np.take(self.table.numpy(), index.numpy(), axis=0)
+            return torch.from_numpy(out).view(index.numel() // perms.shape[0], -1)
+        return self.table.index_select(0, index.long()).view(index.numel() // perms.shape[0], -1)
 
     def grids(self, perms: torch.Tensor) -> torch.Tensor:
         perms = perms.to(self.device)
-        b, n = perms.shape
-        # K[perm][:, perm]: a row gather (contiguous copies) then a gather within each row
-        permuted = torch.stack([permute_square(ky, p) for ky in self.right for p in perms])
-        right = permuted.view(self.ly * b, n * n).T  # columns ordered (Y layer, permutation)
+        if self.swap:
+            perms = inverse_permutation(perms)
+        b = perms.shape[0]
+        right = self._gather(perms)
         if isinstance(self.left, torch.Tensor):
-            hsic = self.left @ right  # (Lx, Ly*B)
+            hsic = self.left @ right  # (L_fixed, B * L_moving)
         else:
-            hsic = torch.stack([kx @ right for kx in self.left])
-        grid = hsic.cpu().view(self.lx, self.ly, b).transpose(1, 2) / self.norm  # (Lx, B, Ly)
-        return grid.permute(1, 0, 2)
+            hsic = torch.stack([row @ right for row in self.left])
+        hsic = hsic.cpu().view(hsic.shape[0], b, -1)  # (L_fixed, B, L_moving)
+        grid = hsic.permute(1, 2, 0) if self.swap else hsic.permute(1, 0, 2)  # (B, Lx, Ly)
+        return grid / self.norm
 
 
 def cka(
@@ -277,6 +309,7 @@ _CKA_SPEC_FIELDS = {
     "value_range": (-1.0, 1.0),
     "symmetric": True,
     "uses_k": False,
+    "scale_free": lambda params: params["kernel"] == "linear",  # the RBF bandwidth is absolute
 }
 
 CKA = register(

@@ -20,12 +20,15 @@ from prh.metrics.kernels import gram, map_grams, require_positive, require_sprea
 from prh.metrics.neighbors import knn_from_gram
 from prh.metrics.null import NullEngine, permute_neighbors, permute_square
 from prh.metrics.properties import NO, YES, MetricProperties
-from prh.metrics.registry import MetricSpec, register
+from prh.metrics.registry import MetricSpec, any_scale, register
 
-#: Upper bound (bytes) of :class:`NeighborKernelEngine`'s (N*N, Ly) table of Y's masked Gram values.
+#: Upper bound (bytes) of :class:`NeighborKernelEngine`'s tables of Y: the (Ly, N*N) Grams and the bit tables.
 TABLE_BYTES = 2**30
-#: Upper bound on the elements of one vectorised null step (X layers x Ly x N x k).
+#: Upper bound on the shared pairs of one null step in the worst case (X layers x Ly x N x k).
 NEIGHBOR_ELEMENTS = 2**22
+#: Y layers per int64 bit table of :class:`NeighborKernelEngine` (bits 0..62; the sign bit stays unused).
+WORD_LAYERS = 63
+_BIT_TYPES = ((torch.int16, 15), (torch.int32, 31), (torch.int64, 63))
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,26 @@ def _hsic_from_lists(
     index = knn.reshape(c, n * k, 1).expand(c, n * k, width)
     col_p = torch.zeros((c, n, width), dtype=torch.float64, device=p_vals.device)
     col_p.scatter_add_(1, index, p_vals.reshape(c, n * k, width))
+    cross_pq = (col_p * row_q).sum(dim=1)
     if unbiased:
-        return (
-            trace_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * (col_p * row_q).sum(dim=1) / (n - 2)
-        ) / (n * (n - 3))
+        return _combine(n, trace_pq, sum_p, sum_q, cross_pq)
     col_q = torch.zeros_like(col_p).scatter_add_(1, index, q_vals.reshape(c, n * k, width))
-    return trace_pq - ((col_q * row_p).sum(dim=1) + (col_p * row_q).sum(dim=1)) / n + sum_p * sum_q / n**2
+    return _combine(n, trace_pq, sum_p, sum_q, cross_pq, (col_q * row_p).sum(dim=1))
+
+
+def _combine(
+    n: int,
+    trace_pq: torch.Tensor,
+    sum_p: torch.Tensor,
+    sum_q: torch.Tensor,
+    cross_pq: torch.Tensor,
+    cross_qp: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """HSIC from the reductions of the masked kernels P, Q (N samples): ``tr(P Q)``, ``1^T P 1``, ``1^T Q 1``,
+    ``(P^T 1)^T (Q 1)`` and, for the biased estimator, ``(Q^T 1)^T (P 1)``. Unbiased when ``cross_qp`` is None."""
+    if cross_qp is None:
+        return (trace_pq + sum_p * sum_q / ((n - 1) * (n - 2)) - 2.0 * cross_pq / (n - 2)) / (n * (n - 3))
+    return trace_pq - (cross_qp + cross_pq) / n + sum_p * sum_q / n**2
 
 
 def _masked_hsic(a: NeighborKernel, b: NeighborKernel, unbiased: bool, distance_agnostic: bool) -> float:
@@ -164,78 +181,116 @@ def _permute_neighbor_kernel(cache: NeighborKernel, perm: torch.Tensor, inv: tor
 
 
 class NeighborKernelEngine(NullEngine):
-    """Null grids of CKNNA from gathers into Y's stacked (N*N, Ly) masked Gram values.
+    """Null grids of CKNNA from Y's neighbour pairs stored as bit sets, visiting only the shared pairs.
 
-    The masked HSIC of (X_i, Y_j) reads Y only at the positions (r, c) and (c, r) with c a neighbour of r in X_i.
-    Under a permutation π, Y_j's permuted mask / Gram at (u, v) is the stored one at (π u, π v), so for each
-    permutation and X layer the N*k flat positions are computed once and read from all Y layers at once:
-    O(Lx * Ly * N * k) per permutation. The HSIC itself is :func:`_hsic_from_lists`, as in the metric.
+    The masked HSIC of (X_i, Y_j) is a sum over the positions (r, c) with c a neighbour of r in X_i *and* in Y_j;
+    under a permutation π, Y_j's mask and Gram at (r, c) are the stored ones at (π r, π c). Y's masks are stored
+    as one (N*N,) int64 table whose bit j says "(u, v) is a neighbour pair of Y layer j" (up to
+    :data:`WORD_LAYERS` layers per table), and its Grams as one (Ly, N*N) table. For each permutation and X layer
+    the N*k positions are looked up once in the bit table; only the set bits (the shared pairs, about k^2 per
+    layer pair for unrelated data instead of N*k) are expanded, and the five reductions of the masked HSIC
+    (``tr(PQ)``, the two totals and the row/column products, see :func:`_combine`) are accumulated for all layer
+    pairs at once with ``index_add_``. The HSIC formula is the metric's own (:func:`_combine`).
     """
 
     def __init__(self, xs: Sequence[NeighborKernel], ys: Sequence[NeighborKernel], params: dict) -> None:
-        self.n, self.k = xs[0].knn.shape
+        self.n, self.k = n, k = xs[0].knn.shape
         self.device = xs[0].knn.device
         self.lx, self.ly = len(xs), len(ys)
         self.unbiased, self.agnostic = params["unbiased"], params["distance_agnostic"]
-        n = self.n
-        # one (N*N, Ly) table: Y_j's Gram value where (u, v) is a Y_j-neighbour pair, NaN elsewhere, so a single
-        # row gather gives both the mask (finite) and the kernel value for all Y layers at once
-        table = torch.full((n, n, self.ly), float("nan"), dtype=ys[0].gram.dtype, device=self.device)
-        for j, c in enumerate(ys):
-            mask = torch.zeros((n, n), dtype=torch.bool, device=self.device).scatter_(1, c.knn, True)
-            table[:, :, j] = torch.where(mask, c.gram, torch.full_like(c.gram, float("nan")))
-        self.table = table.view(n * n, self.ly)
-        self.self_y = torch.tensor([c.self_similarity for c in ys], dtype=torch.float64)
+        rows = torch.arange(n, device=self.device)[:, None].expand(n, k)
+        self.words = []  # (first Y layer, number of layers, (N*N,) bit table)
+        for start in range(0, self.ly, WORD_LAYERS):
+            group = ys[start : start + WORD_LAYERS]
+            # the smallest integer type that holds the group's bits (a smaller table stays in cache)
+            dtype = next(t for t, bits in _BIT_TYPES if len(group) <= bits)
+            table = torch.zeros(n * n, dtype=dtype, device=self.device)
+            for bit, c in enumerate(group):
+                flat = (rows * n + c.knn).reshape(-1)  # distinct positions: one bit per pair
+                table[flat] |= 1 << bit
+            self.words.append((start, len(group), table))
+        self.gram = torch.stack([c.gram.reshape(-1) for c in ys]).reshape(-1)  # (Ly * N * N,), input dtype
+        self.rows = rows.reshape(-1)  # (N * k,) r of each list position (r, s)
+        self.knn_flat = torch.stack([c.knn for c in xs]).reshape(-1)  # (Lx * N * k,)
+        self.values = torch.stack([c.values for c in xs]).reshape(-1)  # (Lx * N * k,) float64
+        self.reverse = torch.stack([c.reverse for c in xs]).reshape(-1)  # (Lx * N * k,) bool
         self.self_x = torch.tensor([c.self_similarity for c in xs], dtype=torch.float64)
-        self.knn = torch.stack([c.knn for c in xs])  # (Lx, N, k)
-        self.reverse = torch.stack([c.reverse for c in xs])[..., None]  # (Lx, N, k, 1)
-        self.values = torch.stack([c.values for c in xs])[..., None]  # (Lx, N, k, 1) float64
-        self.rows = torch.arange(n, device=self.device)[:, None].expand(n, self.k)
-        self.chunk = max(1, NEIGHBOR_ELEMENTS // (self.ly * n * self.k))  # X layers per vectorised step
-        self.batch_size = 4
+        self.self_y = torch.tensor([c.self_similarity for c in ys], dtype=torch.float64)
+        self.chunk = max(1, NEIGHBOR_ELEMENTS // (self.ly * n * k))  # X layers per step (dense worst case)
+        self.batch_size = 8
 
     @classmethod
     def make(
         cls, xs: Sequence[NeighborKernel], ys: Sequence[NeighborKernel], params: dict
     ) -> NeighborKernelEngine | None:
-        """``null_engine`` of the spec: the engine, or None when Y's (N*N, Ly) table exceeds :data:`TABLE_BYTES`."""
-        n = xs[0].knn.shape[0]
-        if n * n * len(ys) * ys[0].gram.element_size() > TABLE_BYTES:
+        """``null_engine`` of the spec: the engine, or None when Y's tables exceed :data:`TABLE_BYTES`."""
+        n, ly = xs[0].knn.shape[0], len(ys)
+        words = -(-ly // WORD_LAYERS)
+        if n * n * (ly * ys[0].gram.element_size() + 8 * words) > TABLE_BYTES:
             return None
         for side, caches in (("A", xs), ("B", ys)):
             for idx, c in enumerate(caches):
                 require_positive(c.self_similarity, f"masked HSIC({side}, {side}) of layer {idx}")
         return cls(xs, ys, params)
 
-    def _hsic(self, layers: slice, perm: torch.Tensor) -> torch.Tensor:
-        """(c, Ly) masked HSIC of the X layers ``layers`` with every Y layer permuted by ``perm``."""
-        n, ly, k = self.n, self.ly, self.k
-        knn = self.knn[layers]  # (c, N, k)
-        c = knn.shape[0]
-        u, v = perm[self.rows], perm[knn]  # stored coordinates of (r, knn[r, s]) under the permutation
-        # layout (c, N, k, Ly): rows of the table are contiguous over Y layers
-        fwd = self.table.index_select(0, (u * n + v).reshape(-1)).view(c, n, k, ly)
-        bwd = self.table.index_select(0, (v * n + u).reshape(-1)).view(c, n, k, ly)
-        shared = torch.isfinite(fwd)
-        transposed = shared & self.reverse[layers] & torch.isfinite(bwd)
-        if self.agnostic:
-            p_vals = shared.double()
-            q_vals = p_vals
-            q_transposed = transposed.double()
-        else:
-            p_vals = shared * self.values[layers]
-            q_vals = torch.nan_to_num(fwd.double(), nan=0.0)
-            q_transposed = transposed * torch.nan_to_num(bwd.double(), nan=0.0)
-        return _hsic_from_lists(p_vals, q_vals, q_transposed, knn, self.unbiased)
+    def _hsic(self, first: int, count: int, perm: torch.Tensor) -> torch.Tensor:
+        """(count, Ly) masked HSIC of X layers ``first .. first + count - 1`` with every Y layer permuted by ``perm``.
+
+        Gathers use ``index_select`` (several times faster than advanced indexing for these sizes).
+        """
+        n, k, ly = self.n, self.k, self.ly
+        nk = n * k
+        # (c * N * k,): the neighbour c of each (X layer, r, s); (N * k,): the stored row of r under the permutation
+        knn = self.knn_flat[first * nk : (first + count) * nk]
+        u = perm.index_select(0, self.rows) * n  # times N
+        v = perm.index_select(0, knn)  # (c * N * k,) stored column
+        fwd = (v.view(count, nk) + u).view(-1)
+        pairs = count * ly
+        sums = torch.zeros((3, pairs), dtype=torch.float64, device=self.device)  # tr(PQ), 1'P1, 1'Q1
+        lines = torch.zeros((2 if self.unbiased else 4, pairs * n), dtype=torch.float64, device=self.device)
+        for start, width, table in self.words:
+            hits = table.index_select(0, fwd)
+            entry = hits.nonzero().squeeze(1)
+            shifts = torch.arange(width, device=self.device, dtype=table.dtype)
+            which, bit = ((hits.index_select(0, entry)[:, None] >> shifts) & 1).nonzero(as_tuple=True)
+            entry = entry.index_select(0, which)  # one item per shared (position, Y layer)
+            local = entry % nk  # (r, s) of the item
+            layer = bit + start
+            pair = (entry // nk) * ly + layer  # (X layer in chunk, Y layer)
+            bwd = v.index_select(0, entry) * n + u.index_select(0, local) // n
+            back = (table.index_select(0, bwd) >> bit.to(table.dtype)) & 1
+            back = back.bool() & self.reverse.index_select(0, first * nk + entry)  # M[c, r]
+            if self.agnostic:
+                p = torch.ones(entry.shape, dtype=torch.float64, device=self.device)
+                q, qt = p, back.double()
+            else:
+                p = self.values.index_select(0, first * nk + entry)
+                q = self.gram.index_select(0, layer * (n * n) + fwd.index_select(0, entry)).double()
+                qt = torch.where(back, self.gram.index_select(0, layer * (n * n) + bwd).double(), 0.0)
+            row = pair * n + local // k  # (pair, r)
+            col = pair * n + knn.index_select(0, entry)  # (pair, c)
+            sums[0].index_add_(0, pair, p * qt)
+            sums[1].index_add_(0, pair, p)
+            sums[2].index_add_(0, pair, q)
+            lines[0].index_add_(0, col, p)  # column sums of P
+            lines[1].index_add_(0, row, q)  # row sums of Q
+            if not self.unbiased:
+                lines[2].index_add_(0, col, q)
+                lines[3].index_add_(0, row, p)
+        cross = (lines[0] * lines[1]).view(pairs, n).sum(dim=1)
+        cross_qp = None if self.unbiased else (lines[2] * lines[3]).view(pairs, n).sum(dim=1)
+        return _combine(n, sums[0], sums[1], sums[2], cross, cross_qp).view(count, ly)
 
     def grids(self, perms: torch.Tensor) -> torch.Tensor:
         perms = perms.to(self.device)
         out = torch.empty((perms.shape[0], self.lx, self.ly), dtype=torch.float64)
         norm = (self.self_x[:, None] * self.self_y[None, :]).sqrt()
         for b, perm in enumerate(perms):
-            for start in range(0, self.lx, self.chunk):
-                layers = slice(start, start + self.chunk)
-                out[b, layers] = self._hsic(layers, perm).cpu() / norm[layers]
+            for first in range(0, self.lx, self.chunk):
+                count = min(self.chunk, self.lx - first)
+                out[b, first : first + count] = (
+                    self._hsic(first, count, perm).cpu() / norm[first : first + count]
+                )
         return out
 
 
@@ -285,6 +340,7 @@ CKNNA = register(
         value_range=(-1.0, 1.0),
         symmetric=False,
         uses_k=True,
+        scale_free=any_scale,
         description="CKA restricted to mutual k nearest neighbours (unbiased HSIC)",
         defaults={"k": 10, "unbiased": True, "distance_agnostic": False},
         permute_cache=_permute_neighbor_kernel,

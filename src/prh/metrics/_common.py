@@ -15,6 +15,7 @@ def score_pair(metric: MetricSpec, a: object, b: object, **kwargs: object) -> fl
     for name, t in (("A", ta), ("B", tb)):
         metric.check_memory([t], kw, name)
         try:
+            (t,) = metric.fit_scale([t], kw)
             caches.append([metric.layer_cache(t, **kw)])
         except InputError as err:  # name the argument whose layer is unusable (e.g. constant features)
             raise InputError(f"{name}: {err}") from None

@@ -40,7 +40,7 @@ from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments, per_f
 from prh.metrics.kernels import inner_products, u_center
 from prh.metrics.null import permute_square
 from prh.metrics.properties import NO, YES, MetricProperties
-from prh.metrics.registry import MetricSpec, register
+from prh.metrics.registry import MetricSpec, any_scale, register
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,7 @@ DEBIASED_CKA = register(
         value_range=(float("-inf"), float("inf")),
         symmetric=True,
         uses_k=False,
+        scale_free=any_scale,
         bounded=False,
         null_expectation=lambda n, kw: 0.0,
         description="linear CKA debiased for sample and feature (neuron) sampling (Chun et al. 2025), float64",

@@ -26,7 +26,7 @@ import torch
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.properties import NO, YES, MetricProperties
-from prh.metrics.registry import MetricSpec, register
+from prh.metrics.registry import MetricSpec, any_scale, register
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ PROCRUSTES = register(
         value_range=(0.0, 1.0),
         symmetric=True,
         uses_k=False,
+        scale_free=any_scale,
         description="angular orthogonal Procrustes similarity 1 - 2/pi * arccos(||X^T Y||_*) (centred, unit norm)",
         defaults={},
     )

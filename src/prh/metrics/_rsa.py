@@ -19,7 +19,7 @@ from prh._validation import check_choice
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.properties import NO, YES, MetricProperties
-from prh.metrics.registry import MetricSpec, register
+from prh.metrics.registry import MetricSpec, any_scale, register
 
 #: Largest number of float64 elements stacked at once in the grid product (~1 GiB).
 _STACK_ELEMENTS = 2**27
@@ -150,6 +150,7 @@ RSA = register(
         value_range=(-1.0, 1.0),
         symmetric=True,
         uses_k=False,
+        scale_free=any_scale,
         null_expectation=lambda n, kw: 0.0,
         description="correlation (Spearman/Pearson) of the representational dissimilarity matrices",
         defaults={"rdm": "correlation", "compare": "spearman"},

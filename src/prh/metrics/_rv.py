@@ -30,7 +30,7 @@ from prh.metrics.feature_space import FeatureMoments, cross_norms, moments
 from prh.metrics.kernels import inner_products, require_positive
 from prh.metrics.null import permute_square
 from prh.metrics.properties import NO, YES, MetricProperties
-from prh.metrics.registry import MetricSpec, register
+from prh.metrics.registry import MetricSpec, any_scale, register
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,7 @@ RV = register(
         value_range=(0.0, 1.0),
         symmetric=True,
         uses_k=False,
+        scale_free=any_scale,
         description="RV coefficient tr(XX'YY') / sqrt(tr((XX')^2) tr((YY')^2)) on centred features (= linear CKA)",
         defaults={"center": True, "path": "auto"},
         permute_cache=_permute,

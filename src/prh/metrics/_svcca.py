@@ -17,7 +17,7 @@ from prh._validation import check_int
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.properties import NO, YES, MetricProperties
-from prh.metrics.registry import MetricSpec, register
+from prh.metrics.registry import MetricSpec, any_scale, register
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ def _check_svcca_kwargs(n: int, dim: int = 10) -> dict:
     if dim > n - 1:
         raise InputError(
             f"dim={dim} must be at most N-1={n - 1} (centred data of N samples has rank <= N-1)."
+        )
+    if 2 * dim > n - 1:
+        raise InputError(
+            f"dim={dim} is too large for N={n} samples: two {dim}-dimensional spaces of centred data share at "
+            f"least {2 * dim - (n - 1)} directions, whose canonical correlations are 1 for any inputs (independent "
+            f"noise would score near 1); use dim <= {(n - 1) // 2}."
         )
     return {"dim": dim}
 
@@ -109,6 +115,7 @@ SVCCA = register(
         value_range=(0.0, 1.0),
         symmetric=True,
         uses_k=False,
+        scale_free=any_scale,
         description="mean canonical correlation of the top-dim SVD subspaces (exact SVD, deterministic)",
         defaults={"dim": 10},
     )

@@ -5,6 +5,7 @@ Centring is done in float64: the unbiased HSIC estimator subtracts large, nearly
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -66,6 +67,51 @@ def map_grams(
         for x in chunk:
             out.append(finish(x, grams.pop(0)))
     return out
+
+
+#: :func:`fit_scale` leaves a layer alone while N * D * max|x|^2 stays 2^HEADROOM below the largest value of its dtype
+#: and max|x|^2 stays 2^HEADROOM above the smallest normal one (so inner products and their sums neither overflow
+#: nor lose digits to subnormals); ordinary features are many orders of magnitude inside these bounds.
+HEADROOM = 24
+
+
+def fit_scale(x: torch.Tensor, scale_free: bool, what: str = "the features") -> torch.Tensor:
+    """``x`` ((N, D)) itself, or ``x`` times a power of two when its inner products would overflow or underflow.
+
+    Gram matrices, centring sums and row norms of features around 1e30 (float32) or 1e200 (float64) overflow to
+    inf, and those of features around 1e-30 / 1e-200 underflow to 0; a metric would then see NaN or zero kernels and
+    blame "constant features". Multiplying by 2^e changes no digit of any entry, so a metric whose score does not
+    depend on the scale of its input (``scale_free``) gets exactly the score of the rescaled features. Only float32
+    and float64 layers are checked; a layer inside the bounds is returned as is (the same object, so results on
+    ordinary features are bit for bit unchanged).
+
+    Raises
+    ------
+    InputError
+        When the layer is out of bounds and the metric (with its options) depends on the scale: the message names
+        the overflow (or underflow) and the fix.
+    """
+    if x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
+        return x
+    info = torch.finfo(x.dtype)
+    big = float(x.abs().max())
+    if big == 0.0 or not math.isfinite(big):
+        return x  # zero or non-finite features are refused by the metric's own checks, with their own message
+    reach = big * big * x.shape[0] * x.shape[-1]  # Python floats: inf or 0.0 here mean far out of bounds
+    if reach <= info.max * 2.0**-HEADROOM and big * big >= info.tiny * 2.0**HEADROOM:
+        return x
+    if not scale_free:
+        kind = "overflow" if big > 1.0 else "underflow"
+        raise InputError(
+            f"{what} reach |x| = {big:.3g}: their inner products {kind} {str(x.dtype).removeprefix('torch.')} "
+            f"(N * D * max|x|^2 = {reach:.3g}; the type spans {info.tiny:.3g} .. {info.max:.3g}), and with these "
+            "options the score depends on the scale of the features, so it cannot be rescaled for you. Divide "
+            "the features by a constant first (e.g. by their largest absolute value, or use prh.prepare) and "
+            "choose scale-dependent options (such as sigma) for the new scale."
+        )
+    exponent = -math.frexp(big)[1]  # big * 2^exponent lies in [0.5, 1)
+    half = exponent // 2  # two exact steps: 2^exponent itself may not be representable in the dtype
+    return x * 2.0**half * 2.0 ** (exponent - half)
 
 
 def center(k: torch.Tensor) -> torch.Tensor:

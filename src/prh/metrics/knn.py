@@ -19,7 +19,7 @@ from prh.metrics.kernels import inner_products, map_grams, require_spread
 from prh.metrics.neighbors import ROW_BLOCK, approximate_knn, knn_from_gram, knn_indices
 from prh.metrics.null import NullEngine, inverse_permutation, permute_neighbors
 from prh.metrics.properties import NO, YES, MetricProperties
-from prh.metrics.registry import MetricSpec, register
+from prh.metrics.registry import MetricSpec, any_scale, register
 from prh.metrics.sequence_dp import edit_distance, lcs_length
 
 #: Upper bound on the elements of one batched comparison tensor (layers x N x k x k).
@@ -282,6 +282,7 @@ KNN_SPEC_FIELDS = {
     "check_kwargs": _check_k_kwargs,
     "value_range": (0.0, 1.0),
     "uses_k": True,
+    "scale_free": any_scale,  # neighbours by inner product: the same for c * x
 }
 
 MUTUAL_KNN = register(

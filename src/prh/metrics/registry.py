@@ -23,6 +23,7 @@ import torch
 from prh._validation import suggest
 from prh.errors import InputError
 from prh.memory import require_memory
+from prh.metrics.kernels import fit_scale
 from prh.metrics.properties import MetricProperties
 
 
@@ -62,6 +63,10 @@ class MetricSpec:
     properties : the metric's documented properties (:class:`prh.metrics.properties.MetricProperties`: definition,
         range, invariances, behaviour under independence, cost, when to prefer it), its row of the docs/metrics.md
         table and of :data:`prh.metrics.PROPERTIES`; its ``name`` is filled in by :func:`register`.
+    scale_free : optional ``(params) -> bool``: whether, with these checked options, the score is unchanged when
+        either input is multiplied by a positive constant. Such metrics get features whose inner products would
+        overflow or underflow rescaled by a power of two (:func:`prh.metrics.kernels.fit_scale`); the others get a
+        clear error for them. None: the score depends on the scale.
     """
 
     name: str
@@ -85,6 +90,7 @@ class MetricSpec:
     cache_info: Callable[[Any], dict] | None = None
     display_name: str = ""
     properties: MetricProperties | None = None
+    scale_free: Callable[[dict], bool] | None = None
 
     @property
     def label(self) -> str:
@@ -120,8 +126,16 @@ class MetricSpec:
             layers[0].device,
         )
 
+    def fit_scale(self, layers: list[torch.Tensor], params: dict) -> list[torch.Tensor]:
+        """``layers`` with any whose inner products would overflow or underflow rescaled (scale-free metrics) or
+        refused (:func:`prh.metrics.kernels.fit_scale`); ordinary layers are returned as they are."""
+        free = self.scale_free is not None and bool(self.scale_free(params))
+        return [fit_scale(x, free) for x in layers]
+
     def caches(self, layers: list[torch.Tensor], **kw: Any) -> list:
-        """``[layer_cache(x, **kw) for x in layers]``, through the metric's batched form when it has one."""
+        """``[layer_cache(x, **kw) for x in layers]``, through the metric's batched form when it has one (layers of
+        extreme magnitude first rescaled or refused, see :meth:`fit_scale`)."""
+        layers = self.fit_scale(layers, kw)
         if self.layer_caches is not None:
             return self.layer_caches(layers, **kw)
         return [self.layer_cache(layer, **kw) for layer in layers]
@@ -171,6 +185,11 @@ def _keyword_checked(metric: str, func: Callable[..., float]) -> Callable[..., f
 
     checked._checks_names = True  # type: ignore[attr-defined]
     return checked
+
+
+def any_scale(params: dict) -> bool:
+    """``MetricSpec.scale_free`` of a metric that no option makes depend on the scale of its inputs."""
+    return True
 
 
 _REGISTRY: dict[str, MetricSpec] = {}
