@@ -128,7 +128,9 @@ class _Scorer:
     def __init__(self, metric: str, xs: list[torch.Tensor], ys: list[torch.Tensor], metric_kw: dict) -> None:
         self.spec = metric_spec(metric)
         n = xs[0].shape[0]
-        full = self.spec.check_kwargs(n, **metric_kw)  # layers of extreme magnitude: rescaled once, or refused
+        full = self.spec.check_kwargs(
+            n, **metric_kw
+        )  # layers of extreme magnitude: rescaled once, or refused
         xs, ys = self.spec.fit_scale(xs, full), self.spec.fit_scale(ys, full)
         self.xs, self.ys, self.kw = xs, ys, metric_kw
         # a cache that is a function of the inner products: a subsample's cache comes from the stored Gram
