@@ -883,3 +883,56 @@ def test_prh_align_large_n_flags_give_the_same_numbers(work, monkeypatch, capsys
     np.testing.assert_allclose(
         a["score"].to_numpy(), b["score"].to_numpy(), rtol=0, atol=1e-6
     )  # float rounding
+
+
+def _load_models(path):
+    from prh.models import load_user_config
+
+    load_user_config(path)
+
+
+def _load_zoo(path):
+    from prh.zoo.catalogue import load_catalogue
+
+    load_catalogue(path)
+
+
+@pytest.mark.parametrize("load", [_load_models, _load_zoo], ids=["models-file", "zoo-catalogue"])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, ["is a folder, not a file"]),
+        ("missing", ["does not exist"]),
+        (b'[[model]]\nname = "caf\xe9"\n', ["not UTF-8"]),
+        (b"[[x]\n", ["not valid TOML"]),
+        (b"colour = 'red'\n", ["unknown top-level key(s) ['colour']"]),
+    ],
+    ids=["folder", "missing", "latin-1", "syntax", "top-level"],
+)
+def test_catalogue_files_are_read_by_one_checked_loader(tmp_path, fresh_registry, load, content, words):
+    path = tmp_path / "catalogue.toml"
+    if content is None:
+        path.mkdir()
+    elif content != "missing":
+        path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        load(path)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+@pytest.mark.parametrize(
+    ("load", "text", "words"),
+    [
+        (_load_models, "model = 3\n", ["`model` must be an array of tables ([[model]])", "int"]),
+        (_load_models, "sets = [1]\n", ["`sets` must be a table ([sets])", "list"]),
+        (_load_zoo, "entry = 'x'\n", ["`entry` must be an array of tables ([[entry]])", "str"]),
+    ],
+)
+def test_catalogue_arrays_and_tables_of_the_wrong_kind(tmp_path, fresh_registry, load, text, words):
+    path = tmp_path / "catalogue.toml"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        load(path)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -313,6 +315,91 @@ def check_table(
     for key, value in table.items():
         check_field_type(value, fields[key], at, key)
     return at
+
+
+def check_fields(
+    values: Mapping[str, Any], schema: Mapping[str, Callable[[object, str], object]], prefix: str, what: str
+) -> dict[str, Any]:
+    """``values`` checked field by field against ``schema`` (field -> ``validator(value, name) -> clean value``);
+    an unknown key (with the closest known one) or a wrong value raises :class:`InputError` naming it.
+
+    ``prefix`` is prepended to the field names in messages (``"options."``), ``what`` names the table
+    (``"a [[model]] entry"``).
+    """
+    unknown = [key for key in values if key not in schema]
+    if unknown:
+        hint = suggest(str(unknown[0]), schema)
+        raise InputError(
+            f"unknown field(s) {[prefix + str(k) for k in unknown]} of {what}.{hint} Known fields: {sorted(schema)}."
+        )
+    return {key: schema[key](value, prefix + key) for key, value in values.items()}
+
+
+def read_toml_catalogue(
+    path: str | os.PathLike,
+    what: str,
+    arrays: Sequence[str] = (),
+    tables: Sequence[str] = (),
+    hint: str = "",
+) -> dict[str, Any]:
+    """Read a TOML catalogue file (a models file, the zoo, the reference features) and check its top level.
+
+    Parameters
+    ----------
+    path : the file.
+    what : what the file is, for messages (``"zoo catalogue"``).
+    arrays : the top-level arrays of tables it may hold (``"model"`` for ``[[model]]``).
+    tables : the top-level tables it may hold (``"sets"`` for ``[sets]``).
+    hint : where the path came from, appended to the "does not exist" message (``" (from --models-file)"``).
+
+    Returns
+    -------
+    dict
+        The parsed file; each of ``arrays`` present is a list of tables, each of ``tables`` present a table. The
+        entries themselves are checked by the caller (:func:`check_table`, :func:`check_fields`).
+
+    Raises
+    ------
+    InputError
+        The file is missing, a folder, unreadable, not UTF-8, not valid TOML, has another top-level key, or an
+        array / table of the wrong kind; the message names the file and the fix.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    path = Path(path)
+    label = f"{what} {str(path)!r}"
+    if not path.exists():
+        raise InputError(f"{label} does not exist, so it cannot be read{hint}; give an existing TOML file.")
+    if path.is_dir():
+        raise InputError(f"{label} is a folder, not a file; give the TOML file itself.")
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"{label} is not UTF-8 text ({err}); TOML files are UTF-8.") from err
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"{label} is not valid TOML: {err}") from err
+    except OSError as err:
+        raise InputError(f"{label} cannot be read ({err}); give a readable TOML file.") from err
+    allowed = [f"[[{name}]]" for name in arrays] + [f"[{name}]" for name in tables]
+    unknown = sorted(set(data) - set(arrays) - set(tables))
+    if unknown:
+        raise InputError(
+            f"{path}: unknown top-level key(s) {unknown}; this {what} holds {' and '.join(allowed)}."
+        )
+    for name in arrays:
+        if name in data and not (
+            isinstance(data[name], list) and all(isinstance(t, dict) for t in data[name])
+        ):
+            raise InputError(
+                f"{path}: `{name}` must be an array of tables ([[{name}]]), not {type(data[name]).__name__}."
+            )
+    for name in tables:
+        if name in data and not isinstance(data[name], dict):
+            raise InputError(f"{path}: `{name}` must be a table ([{name}]), not {type(data[name]).__name__}.")
+    return data
 
 
 def suggest(name: str, options: Iterable[str]) -> str:

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from prh._optional import missing_modules
-from prh._validation import check_bool, check_choice, check_int, check_str, check_str_list, suggest
+from prh._validation import (
+    check_bool,
+    check_choice,
+    check_fields,
+    check_int,
+    check_str,
+    check_str_list,
+    read_toml_catalogue,
+    suggest,
+)
 from prh.errors import InputError
 from prh.models.adapters import adapter_info, adapter_names, families, requirements
 from prh.models.spec import MODALITIES, POOLS, ModelSpec
 from prh.models.trust import check_builder
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 BUILTIN = Path(__file__).with_name("registry.toml")
 
@@ -173,17 +176,6 @@ SET_FIELDS: dict[str, Callable[[object, str], object]] = {
 }
 
 
-def _typed(values: dict, schema: dict, prefix: str, what: str) -> dict:
-    """``values`` checked against ``schema``: an unknown key or a wrong type raises an InputError naming it."""
-    unknown = [key for key in values if key not in schema]
-    if unknown:
-        hint = suggest(str(unknown[0]), schema)
-        raise InputError(
-            f"unknown field(s) {[prefix + str(k) for k in unknown]} of {what}.{hint} Known fields: {sorted(schema)}."
-        )
-    return {key: schema[key](value, prefix + key) for key, value in values.items()}
-
-
 def _code_builder(options: dict) -> str | None:
     """The ``module:callable`` an entry's options would import, or None (no builder, or a built-in one)."""
     builder = options.get("builder")
@@ -214,10 +206,10 @@ def spec_from_dict(entry: dict, where: str = "", trust_code: bool = False) -> Mo
 
         return imported_spec(entry, label, Path(where).parent if where else None)
     try:
-        values = _typed(
+        values = check_fields(
             entry, MODEL_FIELDS, "", "a [[model]] entry (put adapter settings under [model.options])"
         )
-        options = _typed(values.pop("options", {}), OPTION_FIELDS, "options.", "[model.options]")
+        options = check_fields(values.pop("options", {}), OPTION_FIELDS, "options.", "[model.options]")
     except InputError as err:
         raise InputError(f"{label}: {err}") from None
     if "source" not in values:
@@ -245,23 +237,14 @@ def spec_from_dict(entry: dict, where: str = "", trust_code: bool = False) -> Mo
 
 
 def _load_into(reg: _Registry, path: Path, builtin: bool, trust_code: bool = False) -> None:
-    if not path.is_file():
-        raise InputError(f"model config file {str(path)!r} does not exist (from --models-file or PRH_MODELS)")
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise InputError(f"model config file {str(path)!r} is not valid TOML: {err}") from err
-    except OSError as err:
-        raise InputError(f"model config file {str(path)!r} cannot be read: {err}") from err
-    unknown = set(data) - {"model", "sets"}
-    if unknown:
-        raise InputError(f"{path}: unknown top-level table(s) {sorted(unknown)}; use [[model]] and [sets]")
+    data = read_toml_catalogue(
+        path,
+        "model config file",
+        arrays=("model",),
+        tables=("sets",),
+        hint=" (from --models-file or PRH_MODELS)",
+    )
     entries = data.get("model", [])
-    if not isinstance(entries, list):
-        raise InputError(
-            f"{path}: `model` must be an array of tables ([[model]]), not {type(entries).__name__}"
-        )
     new = {}
     for entry in entries:
         spec = spec_from_dict(entry, str(path), trust_code=trust_code)
@@ -269,8 +252,6 @@ def _load_into(reg: _Registry, path: Path, builtin: bool, trust_code: bool = Fal
             raise InputError(f"{path}: model {spec.name!r} is defined twice")
         new[spec.name] = spec
     sets = data.get("sets") or {}
-    if not isinstance(sets, dict):
-        raise InputError(f"{path}: `sets` must be a table ([sets]), not {type(sets).__name__}")
     known = {**reg.models, **new}
     parsed = {}
     for set_name, value in sets.items():
@@ -280,7 +261,7 @@ def _load_into(reg: _Registry, path: Path, builtin: bool, trust_code: bool = Fal
         if not isinstance(value, dict) or "models" not in value:
             raise InputError(f"{label} must be a list of model names or a table with `models`")
         try:
-            fields_ = _typed(value, SET_FIELDS, "", "a [sets.NAME] table")
+            fields_ = check_fields(value, SET_FIELDS, "", "a [sets.NAME] table")
         except InputError as err:
             raise InputError(f"{label}: {err}") from None
         members = fields_["models"]

@@ -4,19 +4,13 @@ this file) and checked on load; plus what of it is installed (:func:`status`) an
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from prh._validation import check_field_type, check_table
+from prh._validation import check_field_type, check_table, read_toml_catalogue
 from prh.errors import InputError, ModelLoadError
 from prh.zoo.environment import dist_size_mb, distribution, is_installed
 from prh.zoo.locators import Locator, locator_from_table, missing_error
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "BUILTIN",
@@ -177,24 +171,8 @@ def load_catalogue(path: str | Path = BUILTIN) -> dict[str, ZooEntry]:
         Missing file, invalid TOML, an unknown top-level table, a duplicate name, or a bad entry (see
         :func:`entry_from_table`).
     """
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as err:
-        raise InputError(
-            f"zoo catalogue {str(path)!r} cannot be read ({err}); give an existing TOML file."
-        ) from err
-    except tomllib.TOMLDecodeError as err:
-        raise InputError(f"zoo catalogue {str(path)!r} is not valid TOML: {err}") from err
-    unknown = sorted(set(data) - {"entry"})
-    if unknown:
-        raise InputError(
-            f"{path}: unknown top-level key(s) {unknown}; write every entry as an [[entry]] table."
-        )
+    data = read_toml_catalogue(path, "zoo catalogue", arrays=("entry",))
     entries = data.get("entry", [])
-    if not isinstance(entries, list):
-        raise InputError(f"{path}: `entry` must be an array of tables ([[entry]]).")
     out: dict[str, ZooEntry] = {}
     for table in entries:
         entry = entry_from_table(table, str(path))
