@@ -341,6 +341,7 @@ def read_toml_catalogue(
     arrays: Sequence[str] = (),
     tables: Sequence[str] = (),
     hint: str = "",
+    keys: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Read a TOML catalogue file (a models file, the zoo, the reference features) and check its top level.
 
@@ -351,6 +352,7 @@ def read_toml_catalogue(
     arrays : the top-level arrays of tables it may hold (``"model"`` for ``[[model]]``).
     tables : the top-level tables it may hold (``"sets"`` for ``[sets]``).
     hint : where the path came from, appended to the "does not exist" message (``" (from --models-file)"``).
+    keys : other top-level keys it may hold (``"base_url"``), checked by the caller.
 
     Returns
     -------
@@ -383,8 +385,8 @@ def read_toml_catalogue(
         raise InputError(f"{label} is not valid TOML: {err}") from err
     except OSError as err:
         raise InputError(f"{label} cannot be read ({err}); give a readable TOML file.") from err
-    allowed = [f"[[{name}]]" for name in arrays] + [f"[{name}]" for name in tables]
-    unknown = sorted(set(data) - set(arrays) - set(tables))
+    allowed = [f"[[{name}]]" for name in arrays] + [f"[{name}]" for name in tables] + [f"`{k}`" for k in keys]
+    unknown = sorted(set(data) - set(arrays) - set(tables) - set(keys))
     if unknown:
         raise InputError(
             f"{path}: unknown top-level key(s) {unknown}; this {what} holds {' and '.join(allowed)}."
