@@ -83,6 +83,31 @@ def clean_stale_temporaries(path: str | os.PathLike, now: float | None = None) -
     return removed
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(path: Path) -> None:
+    """Give a written file the mode a plain ``open`` would (``0o666 & ~umask``): some writers (safetensors, a
+    ``mkstemp``) create theirs 0600, which would make feature files private while their sidecars are not."""
+    if os.name == "nt":
+        return
+    try:
+        path.chmod(0o666 & ~_umask())
+    except OSError:
+        pass
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp)`` with a fresh temporary path in ``path``'s folder, then move it onto ``path``.
 
@@ -118,6 +143,7 @@ def atomic_write_group(writes: Mapping[str | os.PathLike, Callable[[str], object
             tmp = temporary_path(target)
             temps.append(tmp)
             write(str(tmp))
+            _honour_umask(tmp)
         for tmp, target in zip(temps, targets):
             os.replace(tmp, target)
     finally:

@@ -63,6 +63,24 @@ def summary_lines(results: Results, metric: str = "mutual_knn") -> list[str]:
     return lines
 
 
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|#"})
+
+
+def md_text(value: object) -> str:
+    """``value`` as literal markdown text: HTML escaped (``<script>`` shows as text, as in report.html) and the
+    characters markdown would read as markup (emphasis, code, links, table cells) backslash-escaped."""
+    return html.escape(str(value), quote=False).translate(_MD_SPECIAL)
+
+
+def _table_md(df: pd.DataFrame) -> str:
+    """A results table as markdown, its text cells (model names, modalities, layers) escaped."""
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]):
+            df[col] = df[col].map(lambda v: md_text(v) if isinstance(v, str) else v)
+    return df.to_markdown(index=False, floatfmt=".4g")
+
+
 def _table_html(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="results", na_rep="")
 
@@ -200,7 +218,7 @@ def build_report(
     md = [
         "# prh alignment report",
         "",
-        f"Dataset {dataset.get('name', '?')}, N={prov.get('N')}, metrics {', '.join(metrics)}.",
+        f"Dataset {md_text(dataset.get('name', '?'))}, N={prov.get('N')}, metrics {md_text(', '.join(metrics))}.",
         "",
     ]
     if findings is not None:
@@ -210,7 +228,7 @@ def build_report(
     md += [
         f"## All model pairs ({metric})",
         "",
-        top.to_markdown(index=False, floatfmt=".4g"),
+        _table_md(top),
         "",
     ]
     if imported is not None:
