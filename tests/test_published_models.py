@@ -369,3 +369,15 @@ def test_the_report_draws_fig3_from_the_right_numbers(catalogue_env, tmp_path):
         assert row["ci_low"] <= row["rho"] <= row["ci_high"]
     calibrated = fig3_points(results, "mutual_knn", "calibrated")
     assert np.array_equal(calibrated["alignment"].notna(), points["alignment"].notna())
+
+
+def test_prh_alignment_takes_the_published_sets(catalogue_env):
+    import prh
+
+    platonic = prh.Alignment(
+        dataset="minhuh/prh", subset="wit_1024", models="published-vision", store=catalogue_env["store"].root
+    )
+    assert platonic.models == VISION
+    feats = torch.stack(_layers([24] * 3, [1.0, 0.5, 2.0], 9), dim=1)
+    scores = platonic.score(feats, metric="mutual_knn", topk=10)
+    assert set(scores) == set(VISION) and all(0 < s[0] <= 1 for s in scores.values())

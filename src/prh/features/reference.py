@@ -73,6 +73,8 @@ UNKNOWN_FINGERPRINT = "unknown"
 MODALITIES = ("language", "vision")
 #: Derived selections besides single names: every entry, the reference's own list, the hash-verified ones, ...
 SETS = ("all", "platonic", "verified", "language", "vision")
+#: The ``published`` selection (the catalogue's ``published`` key) and its parts by modality.
+MODEL_SETS = ("published", "published-language", "published-vision")
 
 _FEATURE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str,
@@ -204,8 +206,12 @@ class ReferenceCatalogue:
             )
         out: list[str] = []
         for item in items:
+            item = item.removeprefix(STORE_PREFIX)
             if item in SETS:
                 chosen = self.members(item)
+            elif item in MODEL_SETS:  # the model sets of prh.features.published
+                modality = item.partition("-")[2]
+                chosen = [n for n in self.published if not modality or self.features[n].modality == modality]
             elif item in self.features:
                 chosen = [item]
             else:
@@ -226,7 +232,7 @@ class ReferenceCatalogue:
 
 def _feature(table: object, where: str) -> ReferenceFeature:
     at = check_table(table, _FEATURE_FIELDS, _REQUIRED, where, "feature")
-    if not _NAME.fullmatch(table["name"]) or table["name"] in SETS:
+    if not _NAME.fullmatch(table["name"]) or table["name"] in SETS + MODEL_SETS:
         raise InputError(
             f"{at}: name must be letters, digits and _.+- (starting with a letter or digit) and not one of {SETS}."
         )
