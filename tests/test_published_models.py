@@ -381,3 +381,15 @@ def test_prh_alignment_takes_the_published_sets(catalogue_env):
     feats = torch.stack(_layers([24] * 3, [1.0, 0.5, 2.0], 9), dim=1)
     scores = platonic.score(feats, metric="mutual_knn", topk=10)
     assert set(scores) == set(VISION) and all(0 < s[0] <= 1 for s in scores.values())
+
+
+def test_the_table_form_of_the_mutual_knn_grid_equals_the_direct_comparison():
+    from prh._sweep import cache_layers
+    from prh.metrics.knn import _mutual_grid_direct, _mutual_grid_table
+
+    g = torch.Generator().manual_seed(3)
+    xs = [torch.randn(40, 3, generator=g) for _ in range(4)]
+    ys = [torch.randn(40, 2, generator=g) + xs[i][:, :2] for i in range(3)]
+    for k in (1, 5, 39):
+        cx, cy = cache_layers(xs, "mutual_knn", k=k).caches, cache_layers(ys, "mutual_knn", k=k).caches
+        assert torch.equal(_mutual_grid_table(cx, cy, k), _mutual_grid_direct(cx, cy, k))
