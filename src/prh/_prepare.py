@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prh._validation import check_features
+from prh._validation import check_features, check_quantile
 from prh.errors import InputError
 
 
@@ -104,8 +104,7 @@ def prepare(x: object, q: float = 0.95, normalize: bool = True) -> torch.Tensor 
     -------
     float32 tensor of the same shape as ``x`` (a list if ``x`` was a list), on ``x``'s device.
     """
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < q <= 1.0:
-        raise InputError(f"q={q!r} must be a quantile in (0, 1]; use q=1 to disable outlier clamping.")
+    q = check_quantile(q, "q")
     layers = _to_float32(_as_layers(x), normalize)
     if q < 1.0:
         threshold = quantile_threshold(layers, q)

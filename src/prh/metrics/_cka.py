@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from prh._validation import check_choice
+from prh._validation import check_choice, check_float
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments
@@ -55,8 +55,9 @@ def _check_cka_kwargs(
 ) -> dict:
     kernel = {"ip": "linear"}.get(kernel, kernel)
     kernel = check_choice(kernel, "kernel", ["linear", "rbf"])
-    if not (isinstance(sigma, (int, float)) and sigma > 0):
-        raise InputError(f"sigma={sigma!r} must be a positive number (the RBF bandwidth).")
+    sigma = check_float(
+        sigma, "sigma", 0.0, inclusive=(False, True), hint="the RBF bandwidth, a positive number"
+    )
     if unbiased and n < 4:
         raise InputError(
             f"unbiased HSIC needs at least N=4 samples, got N={n}; use unbiased=False or more data."
