@@ -164,3 +164,8 @@ def test_bad_config_raises():
         StitchConfig(test_fraction=1.0)
     with pytest.raises(InputError, match="held-out"):
         StitchConfig(n=8, test_fraction=0.1)
+
+
+def test_language_models_are_refused_with_the_reason():
+    with pytest.raises(InputError, match="tokenizer"):
+        stitch("smollm2-135m", "effnet-lite0", CFG)

@@ -56,8 +56,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _print(result) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from prh.commands._console import plain_console
 
     table = Table(title=f"held-out top-1 agreement with {result.model_b} (rows: {result.model_a})")
     table.add_column(f"{result.model_a} \\ {result.model_b}")
@@ -65,13 +66,12 @@ def _print(result) -> None:
         table.add_column(name, justify="right")
     for name, row in zip(result.blocks_a, result.agreement):
         table.add_row(name, *(f"{v:.3f}" for v in row))
-    console = Console()
-    console.print(table, markup=False)
+    console = plain_console()
+    console.print(table)
     c = result.controls
     console.print(
         f"diagonal stitched {[round(v, 3) for v in c['stitch']]}; noise sender {[round(v, 3) for v in c['noise']]}; "
         f"shuffled pairing {[round(v, 3) for v in c['shuffled']]}; self-stitching {[round(v, 3) for v in c['self']]}; "
         f"chance {c['chance']:.3f}; Spearman(stitching, mutual kNN) = {result.spearman:.2f}; "
-        f"{result.seconds['total']:.0f} s",
-        markup=False,
+        f"{result.seconds['total']:.0f} s"
     )

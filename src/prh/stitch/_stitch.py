@@ -303,12 +303,6 @@ def stitch(
     times: dict[str, float] = {}
     start, cpu_start = time.perf_counter(), time.process_time()
     sa, sb = _staged(a, device, "a"), _staged(b, device, "b")
-    for s in (sa, sb):
-        if getattr(getattr(s.adapter, "spec", None), "modality", "vision") != "vision":
-            raise InputError(
-                f"model {s.name!r} is a {s.adapter.spec.modality} model; prh stitch runs image models (language-"
-                f"model stitching is not implemented)."
-            )
     if dataset is None:
         from prh.data import load_dataset
 
@@ -472,6 +466,12 @@ def _staged(model: str | object, device: str, what: str) -> Staged:
         specs = resolve_models(model)
         if len(specs) != 1:
             raise InputError(f"model {what}={model!r} names {len(specs)} models; give one model name.")
+        if specs[0].modality != "vision":
+            raise InputError(
+                f"model {what}={model!r} is a {specs[0].modality} model; prh stitch runs image models. Language-"
+                f"model stitching (hidden states into B's residual stream) is not implemented: it needs two models "
+                f"with the same tokenizer, and stitching across different tokenizers would misalign tokens."
+            )
         adapter = build_adapter(specs[0], device=device)
         return Staged(adapter, specs[0].name)
     spec = getattr(model, "spec", None)
