@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +32,17 @@ from typing import Any
 import torch
 
 from prh._torchload import safe_torch_load
-from prh._validation import ConfigFields, check_bool, check_field_type, check_table, suggest
+from prh._validation import (
+    ConfigFields,
+    check_bool,
+    check_field_type,
+    check_table,
+    read_toml_catalogue,
+    suggest,
+)
 from prh.errors import InputError, MissingFeaturesError
 from prh.features.download import DownloadOptions, check_url, download, public_url
 from prh.features.store import DEFAULT_ROOT, FeatureStore, StoredFeatures
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "BUILTIN",
@@ -89,7 +90,6 @@ _FEATURE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "family": str,
 }
 _REQUIRED = ("name", "file", "model", "modality", "pool", "verified")
-_TOP_FIELDS = ("base_url", "hash_source", "published", "dataset", "feature")
 _DATASET_FIELDS = {"repo": str, "revision": str, "n": int, "fingerprint": str}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -272,18 +272,14 @@ def load_catalogue(path: str | os.PathLike | None = None) -> ReferenceCatalogue:
         path = os.environ.get(ENV_CATALOGUE) or BUILTIN
     path = Path(path)
     where = f"reference catalogue {str(path)!r}"
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as err:
-        raise InputError(
-            f"{where} cannot be read ({err}); give an existing TOML file ({ENV_CATALOGUE})."
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise InputError(f"{where} is not valid TOML: {err}.") from None
-    unknown = sorted(set(data) - set(_TOP_FIELDS))
-    if unknown:
-        raise InputError(f"{where}: unknown top-level key(s) {unknown}; known: {list(_TOP_FIELDS)}.")
+    data = read_toml_catalogue(
+        path,
+        "reference catalogue",
+        arrays=("feature",),
+        tables=("dataset",),
+        keys=("base_url", "hash_source", "published"),
+        hint=f" ({ENV_CATALOGUE})",
+    )
     for key in ("base_url", "dataset", "feature"):
         if key not in data:
             raise InputError(f"{where} lacks `{key}`.")
@@ -296,8 +292,6 @@ def load_catalogue(path: str | os.PathLike | None = None) -> ReferenceCatalogue:
         check_field_type(ds[key], want, f"{where} [dataset]", key)
     if ds["n"] < 1:
         raise InputError(f"{where} [dataset]: n={ds['n']} must be a positive number of items.")
-    if not isinstance(data["feature"], list):
-        raise InputError(f"{where}: `feature` must be an array of [[feature]] tables.")
     features: dict[str, ReferenceFeature] = {}
     for table in data["feature"]:
         entry = _feature(table, where)
