@@ -428,8 +428,23 @@ STORE_CASES = [
     (_sidecar_edit(lambda m: m.update(layer_names="layer0")), ["file corrupt", "sidecar is malformed"]),
     (_nan_layer(with_digests=True), ["layer 'layer1'", "NaN/Inf", "--force"]),
     (_nan_layer(with_digests=False), ["layer 'layer1'", "NaN/Inf", "--force"]),
+    (lambda w: w["lang"].write_bytes(b"not safetensors"), ["is corrupt", "not a readable safetensors file"]),
+    (lambda w: w["lang"].with_suffix(".json").write_text("{not json"), ["sidecar", "is corrupt"]),
+    (lambda w: w["lang"].with_suffix(".json").unlink(), ["has no sidecar"]),
+    (lambda w: (w["lang"].unlink(), w["lang"].mkdir()), ["is a folder, not a file"]),
 ]
-_STORE_IDS = ["zeroed-region", "layer-names", "dims", "malformed-sidecar", "nan", "nan-old-sidecar"]
+_STORE_IDS = [
+    "zeroed-region",
+    "layer-names",
+    "dims",
+    "malformed-sidecar",
+    "nan",
+    "nan-old-sidecar",
+    "garbage-file",
+    "garbage-sidecar",
+    "no-sidecar",
+    "folder-for-file",
+]
 
 
 @pytest.mark.filterwarnings("ignore::prh.errors.PrhWarning")

@@ -309,3 +309,51 @@ def test_check_url_accepts_http_and_refuses_the_rest():
     for bad in ("ftp://h/x", "http://", 3, "http://h:99999999/"):
         with pytest.raises(InputError, match="u="):
             check_url(bad, "u")
+
+
+# ------------------------------------------------------------------------------------------ catalogues
+_HEAD = (
+    'base_url = "http://127.0.0.1:9/prh/"\n[dataset]\nrepo = "minhuh/prh"\nrevision = "wit_1024"\nn = 4\n'
+    'fingerprint = ""\n[[feature]]\nmodel = "m"\npool = "cls"\nverified = false\nmodality = "vision"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'name = "a"\nfile = "a?x=1.pt"\n', ["feature 'a'", "file='a?x=1.pt'", "plain file name"]),
+        (b'name = "a"\nfile = ".hidden"\n', ["feature 'a'", "file='.hidden'"]),
+        (b'name = "a"\nfile = "../../etc/passwd"\n', ["feature 'a'", "no folders"]),
+        (b'name = "a b"\nfile = "a.pt"\n', ["feature 'a b'", "name must be"]),
+        (b'name = "a"\nfile = "a.pt"\nsize = 1.5\n', ["feature 'a'", "'size'"]),
+        (b'name = "a"\nfile = "a.pt"\n# caf\xe9\n', ["not UTF-8"]),
+    ],
+    ids=["query", "hidden", "traversal", "name", "size", "encoding"],
+)
+def test_an_invalid_catalogue_is_refused_with_entry_and_field(tmp_path, monkeypatch, capsys, body, words):
+    cat = tmp_path / "c.toml"
+    cat.write_bytes(_HEAD.encode() + body)
+    monkeypatch.setenv(ENV_CATALOGUE, str(cat))
+    code, _, err = _cli(monkeypatch, capsys, "fetch-reference", "--list")
+    _one_error_line(code, err, [str(cat), *words])
+
+
+# ------------------------------------------------------------------------------------------ a file for a folder
+def test_a_file_given_as_the_store_or_results_folder_is_named(tmp_path, monkeypatch, capsys):
+    import prh
+    from prh.align import Results
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli(monkeypatch, capsys, "align", "--models", "minilm-l6,effnet-lite0", "--store", str(f))
+    _one_error_line(code, err, [str(f), "is a file, not a folder"])
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        prh.Alignment(models=["minilm-l6", "effnet-lite0"], store=str(f))
+    code, _, err = _cli(monkeypatch, capsys, "report", str(f))
+    _one_error_line(code, err, [str(f), "is a file, not a folder"])
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        Results.load(f)
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        prh.Alignment(dataset="minhuh/prh", subset="wit_1024", models=["dinov2_l"], store=str(f / "sub"))
+    assert f.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

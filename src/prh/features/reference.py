@@ -236,8 +236,11 @@ def _feature(table: object, where: str) -> ReferenceFeature:
         raise InputError(
             f"{at}: name must be letters, digits and _.+- (starting with a letter or digit) and not one of {SETS}."
         )
-    if "/" in table["file"] or not table["file"] or table["file"] in (".", ".."):
-        raise InputError(f"{at}: file={table['file']!r} must be a plain file name (no folders).")
+    if not _NAME.fullmatch(table["file"]):  # also no '?', '#', '%', '\\' that would change the URL or the path
+        raise InputError(
+            f"{at}: file={table['file']!r} must be a plain file name: letters, digits and _.+- (starting with a "
+            f"letter or digit; no folders)."
+        )
     if table["modality"] not in MODALITIES:
         raise InputError(f"{at}: modality={table['modality']!r} must be one of {list(MODALITIES)}.")
     if not _NAME.fullmatch(table["pool"]):

@@ -99,10 +99,22 @@ class FeatureStore(LookupHints):
     ----------
     root : str or PathLike
         The store folder (default ``prh-cache/features``); created on the first save.
+
+    Raises
+    ------
+    InputError
+        ``root`` (or a folder above it) is a file.
     """
 
     def __init__(self, root: str | os.PathLike = DEFAULT_ROOT) -> None:
         self.root = Path(root).expanduser()
+        for folder in (self.root, *self.root.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise InputError(
+                        f"the feature store {self.root}: {folder} is a file, not a folder; give --store a folder."
+                    )
+                break
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.root)!r})"
@@ -136,6 +148,24 @@ class FeatureStore(LookupHints):
                 return (fh.metadata() or {}).get("write_id")
         except Exception:  # any unreadable / truncated file counts as absent
             return None
+
+    def _why_absent(self, path: Path) -> str:
+        """Why the entry at ``path`` does not count as stored: nothing there, or what is broken (with its path)."""
+        side = self._sidecar(path)
+        for p in (path, side):
+            if p.is_dir():
+                return f"{p} is a folder, not a file; remove it and re-extract"
+        if not path.exists() and not side.exists():
+            return "no features stored"
+        if not side.exists():
+            return f"the features file {path} has no sidecar {side.name} (an interrupted write?)"
+        if self._read_sidecar(path) is None:
+            return f"the sidecar {side} is corrupt (not a prh features sidecar)"
+        if not path.exists():
+            return f"the sidecar {side} has no features file {path.name} (an interrupted write?)"
+        if self._file_write_id(path) is None:
+            return f"the features file {path} is corrupt (not a readable safetensors file)"
+        return f"the features file {path} and its sidecar come from different writes (an interrupted write?)"
 
     def _complete(self, path: Path, meta: dict | None) -> bool:
         return meta is not None and path.is_file() and self._file_write_id(path) == meta.get("write_id")
@@ -417,8 +447,10 @@ class FeatureStore(LookupHints):
             )
         meta = self._read_sidecar(path) if path is not None else None
         reason = ""
-        if path is None or not self._complete(path, meta):
+        if path is None:
             reason = "no features stored"
+        elif not self._complete(path, meta):
+            reason = self._why_absent(path)
         elif dataset is not None and meta.get("dataset", {}).get("fingerprint") != dataset.fingerprint():
             reason = "the stored features were computed on a different version of this dataset (fingerprint mismatch)"
         if reason:

@@ -101,6 +101,8 @@ def build_report(
     Returns the path of report.html. Figures go to ``<results_dir>/figures``.
     """
     out = Path(results_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"results folder {out} is a file, not a folder; give the folder `prh align --out` wrote.")
     if not out.is_dir():
         raise InputError(
             f"results folder {out} does not exist; run `prh align --out {out}` or `prh demo` first."
