@@ -204,7 +204,9 @@ class Results:
         out = Path(out_dir)
         table_path = out / "results.parquet"
         if out.is_file():
-            raise InputError(f"{out} is a file, not a folder: give the results folder `prh align --out` wrote.")
+            raise InputError(
+                f"{out} is a file, not a folder: give the results folder `prh align --out` wrote."
+            )
         if not table_path.is_file():
             raise InputError(
                 f"{out} holds no results (results.parquet is missing); run `prh align` or `prh demo` first."

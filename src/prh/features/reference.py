@@ -236,7 +236,9 @@ def _feature(table: object, where: str) -> ReferenceFeature:
         raise InputError(
             f"{at}: name must be letters, digits and _.+- (starting with a letter or digit) and not one of {SETS}."
         )
-    if not _NAME.fullmatch(table["file"]):  # also no '?', '#', '%', '\\' that would change the URL or the path
+    if not _NAME.fullmatch(
+        table["file"]
+    ):  # also no '?', '#', '%', '\\' that would change the URL or the path
         raise InputError(
             f"{at}: file={table['file']!r} must be a plain file name: letters, digits and _.+- (starting with a "
             f"letter or digit; no folders)."

@@ -102,7 +102,9 @@ def build_report(
     """
     out = Path(results_dir)
     if out.exists() and not out.is_dir():
-        raise InputError(f"results folder {out} is a file, not a folder; give the folder `prh align --out` wrote.")
+        raise InputError(
+            f"results folder {out} is a file, not a folder; give the folder `prh align --out` wrote."
+        )
     if not out.is_dir():
         raise InputError(
             f"results folder {out} does not exist; run `prh align --out {out}` or `prh demo` first."
