@@ -60,3 +60,17 @@ __all__ = [
     "svcca",
     "unbiased_cka",
 ]
+
+
+def _import_every_module() -> None:
+    """Import every module of this package once, so that a metric defined in its own file (``_<name>.py`` with its
+    ``register(MetricSpec(...))``) is registered without an import line here; the explicit imports above fix the
+    order of :func:`names` for the built-in metrics, the rest follow in file-name order."""
+    import importlib
+    import pkgutil
+
+    for found in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{found.name}")
+
+
+_import_every_module()
