@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from prh._validation import check_int
 from prh.errors import InputError
 from prh.metrics._common import score_pair
 from prh.metrics.properties import B_ONLY, YES, MetricProperties
@@ -48,10 +49,9 @@ def _check_pwcca_kwargs(n: int, dim: int | None = None) -> dict:
     """``{}`` for the full column spaces (the default stays implicit), ``{"dim": d}`` for a PCA reduction."""
     if dim is None:
         return {}
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise InputError(
-            f"dim={dim!r} must be a positive integer (principal directions kept per side) or None."
-        )
+    dim = check_int(
+        dim, "dim", minimum=1, hint="a positive integer: principal directions kept per side, or None"
+    )
     if 2 * dim > n - 1:
         raise InputError(
             f"dim={dim} is too large for N={n} samples: two {dim}-dimensional spaces of centred data share at "
