@@ -356,6 +356,12 @@ def test_bad_inputs():
         ("cycle_knn", knn_module, "MASK_TABLE_BYTES", 30 * 30 * 4),
         ("cka", cka_module, "STACK_BYTES", 0),  # X kernels multiplied one by one
         ("cknna", cknna_module, "NEIGHBOR_ELEMENTS", 1),  # one X layer per vectorised step
+        (
+            "unbiased_cka",
+            cka_module,
+            "available_bytes",
+            lambda device=None: 1,
+        ),  # no room for the gather tables
     ],
 )
 def test_engine_memory_limits_give_the_same_null(monkeypatch, metric, module, setting, value):

@@ -21,6 +21,7 @@ import torch
 
 from prh._validation import check_choice, check_float
 from prh.errors import InputError
+from prh.memory import HEADROOM, available_bytes
 from prh.metrics._common import score_pair
 from prh.metrics.feature_space import FeatureMoments, hsic_terms, moments
 from prh.metrics.kernels import center, gram, map_grams, require_positive, u_center
@@ -175,10 +176,13 @@ class FeatureSpaceEngine(NullEngine):
         return torch.stack([_feature_grid(self.xs, self.ys, self.unbiased, perm) for perm in perms])
 
 
-def _cka_null_engine(xs: Sequence, ys: Sequence, params: dict) -> NullEngine:
-    """The spec's ``null_engine``: the engine of the path the caches were built on."""
+def _cka_null_engine(xs: Sequence, ys: Sequence, params: dict) -> NullEngine | None:
+    """The spec's ``null_engine``: the engine of the path the caches were built on; None (the generic engine) when
+    :class:`KernelEngine`'s tables would not fit in the available memory."""
     if params.get("path") == "features":
         return FeatureSpaceEngine(xs, ys, params)
+    if KernelEngine.table_bytes(xs, ys) > HEADROOM * (available_bytes(xs[0].centered.device) or float("inf")):
+        return None
     return KernelEngine(xs, ys, params)
 
 
@@ -220,6 +224,14 @@ class KernelEngine(NullEngine):
         ny = torch.tensor([c.self_hsic for c in ys], dtype=torch.float64).sqrt()
         self.norm = nx[None, :, None] * ny[None, None, :]  # (1, Lx, Ly)
         self.batch_size = max(1, KERNEL_ELEMENTS // max(1, len(moving) * m))
+
+    @staticmethod
+    def table_bytes(xs: Sequence[CenteredKernel], ys: Sequence[CenteredKernel]) -> float:
+        """Memory of the engine's copies: the moving side's (N*N, L) table, the fixed side's triangles, and the
+        gathered block of one batch."""
+        n = xs[0].centered.shape[0]
+        moving, fixed = sorted((len(xs), len(ys)))
+        return 8.0 * (n * n * moving + n * (n + 1) / 2 * fixed + KERNEL_ELEMENTS)
 
     def _gather(self, perms: torch.Tensor) -> torch.Tensor:
         """(M, B * L_moving): the moving side's kernels at ``(perm[a], perm[b])`` for the triangle's (a, b)."""
