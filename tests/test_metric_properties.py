@@ -25,6 +25,8 @@ from prh.metrics.properties import (
     YES,
     docs_problems,
     markdown_table,
+    parse_range,
+    range_problems,
     table_row,
 )
 
@@ -163,6 +165,42 @@ def test_docs_table_matches_properties():
         assert rows[name] == _cells(table_row(prop)), f"docs row of {name} differs from PROPERTIES"
     assert markdown_table() in text
     assert docs_problems(text) == []
+
+
+def test_documented_range_is_the_specs_value_range():
+    assert range_problems() == []
+    assert parse_range("≈ [-1, 1]") == (-1.0, 1.0)
+    assert parse_range("(-∞, 1]") == (float("-inf"), 1.0)
+    assert parse_range("unbounded; ≈ [-1, 1] when D is large") == (float("-inf"), float("inf"))
+    assert parse_range("between zero and one") is None
+
+
+def test_docs_check_catches_a_wrong_range():
+    """A doc row whose range differs from the spec is reported, and so is a spec whose range the row contradicts."""
+    text = DOCS.read_text(encoding="utf-8")
+    row = table_row(PROPERTIES["cka"])
+    wrong = row.replace("| [0, 1] |", "| [-1, 1] |", 1)
+    assert wrong != row
+    assert any("'cka'" in p for p in docs_problems(text.replace(row, wrong)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scores_lie_in_the_specs_value_range(name):
+    low, high = M.spec(name).value_range
+    for seed in range(3):
+        a, b = pair(seed, 40, 12, 12)
+        unrelated = pair(seed + 10, 40, 12, 12)[0]  # structured, but independent of b
+        for x, y in ((a, b), (unrelated, b), (a, a)):
+            assert low - TOL <= score(name, x, y) <= high + TOL
+
+
+def test_biased_cka_is_never_negative():
+    """Biased HSIC of centred PSD kernels is tr(HKH HLH) >= 0, for the linear and the RBF kernel alike."""
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        a, b = rng.standard_normal((30, 5)), rng.standard_normal((30, 7))
+        assert M.get("cka")(a, b) >= 0.0
+        assert M.get("cka")(a, b, kernel="rbf") >= 0.0
 
 
 def test_docs_mention_every_reference_quirk():

@@ -346,7 +346,8 @@ CKA = register(
         check_kwargs=_check_cka_kwargs,
         description="centred kernel alignment (linear or RBF kernel, biased or unbiased HSIC)",
         defaults={"kernel": "linear", "sigma": 1.0, "unbiased": False, "path": "auto"},
-        **_CKA_SPEC_FIELDS,
+        # biased HSIC of two centred PSD kernels is tr(HKH HLH) >= 0: CKA cannot go below 0
+        **{**_CKA_SPEC_FIELDS, "value_range": (0.0, 1.0)},
     )
 )
 UNBIASED_CKA = register(

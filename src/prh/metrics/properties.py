@@ -21,6 +21,7 @@ equal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -108,16 +109,49 @@ def markdown_table() -> str:
 
 
 def _cells(row: str) -> list[str]:
-    import re
-
     return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+_RANGE = re.compile(r"^[\[(]\s*(-?∞|-?\d+(?:\.\d+)?)\s*,\s*(∞|-?\d+(?:\.\d+)?)\s*[\])]")
+
+
+def parse_range(text: str) -> tuple[float, float] | None:
+    """The (low, high) bounds a documented range states: ``"[0, 1]"``, ``"≈ [-1, 1]"``, ``"(-∞, 1]"``, or
+    ``"unbounded..."`` (-inf, inf); ``None`` when the text states no bounds this function can read."""
+    text = text.strip().removeprefix("≈").strip()
+    if text.startswith("unbounded"):
+        return (float("-inf"), float("inf"))
+    match = _RANGE.match(text)
+    if match is None:
+        return None
+    return tuple(float(v.replace("∞", "inf")) for v in match.groups())  # type: ignore[return-value]
+
+
+def range_problems() -> list[str]:
+    """Metrics whose documented range (``properties.value_range``) disagrees with ``MetricSpec.value_range``."""
+    from prh.metrics.registry import specs
+
+    problems = []
+    for spec in specs():
+        if spec.properties is None:
+            continue
+        stated = parse_range(spec.properties.value_range)
+        if stated is None:
+            problems.append(f"range of {spec.name!r} is unreadable: {spec.properties.value_range!r}")
+        elif stated != tuple(spec.value_range):
+            problems.append(
+                f"range of {spec.name!r} is documented as {spec.properties.value_range} but its MetricSpec's "
+                f"value_range is {tuple(spec.value_range)}"
+            )
+    return problems
 
 
 def docs_problems(text: str) -> list[str]:
     """What a metrics document (docs/metrics.md) gets wrong about the registered metrics; empty when it agrees.
 
     The document must hold one table row per metric that declares properties, each equal to :func:`table_row`,
-    and no row for an unknown metric; the whole :func:`markdown_table` must appear verbatim.
+    and no row for an unknown metric; the whole :func:`markdown_table` must appear verbatim. Each row's range must
+    state its spec's ``value_range`` (:func:`range_problems`).
     """
     rows = {}
     for line in text.splitlines():
@@ -131,6 +165,7 @@ def docs_problems(text: str) -> list[str]:
         for name, prop in PROPERTIES.items()
         if name in rows and rows[name] != _cells(table_row(prop))
     ]
+    problems += range_problems()
     if not problems and markdown_table() not in text:
         problems.append("the table is not markdown_table() verbatim (order or separators differ)")
     return problems
