@@ -1,5 +1,8 @@
 """The paper's published WIT-1024 features: the catalogue, a safe fetch into the feature store, and loading back.
 
+(Length: over 700 lines in four jobs — the catalogue, reading one file, fetching, loading back — kept in one module
+while several people change it at once; the split by job is planned, along the section rules below.)
+
 The authors of the reference code publish precomputed features of the paper's validation models on the 1,024 WIT
 pairs of ``minhuh/prh`` (revision ``wit_1024``); ``platonic.Alignment`` downloads them with ``wget`` and loads them
 with full unpickling. Here:
