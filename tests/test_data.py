@@ -140,6 +140,32 @@ def test_folder_csv_with_caption_column_and_ids(tmp_path):
     assert ds.captions == [["one", "uno"], ["two"]]
 
 
+def test_folder_rows_may_spell_the_caption_column_differently(tmp_path):
+    """docs/data.md's example: one row with "text", another with "captions" (JSONL), and the same in a CSV."""
+    root = tmp_path / "mixed"
+    (root / "dogs").mkdir(parents=True)
+    _write_png(root / "cat.jpg", (1, 2, 3))
+    _write_png(root / "dogs" / "1.png", (4, 5, 6))
+    rows = [
+        {"file_name": "cat.jpg", "text": "a cat asleep on a sofa"},
+        {"file_name": "dogs/1.png", "captions": ["two dogs", "dogs playing"]},
+    ]
+    (root / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = load_dataset(str(root))
+    assert ds.captions == [["a cat asleep on a sofa"], ["two dogs", "dogs playing"]]
+    (root / "metadata.jsonl").unlink()
+    (root / "metadata.csv").write_text(
+        'file_name,text,captions\ncat.jpg,a cat,\ndogs/1.png,,"[""a"", ""b""]"\n'
+    )
+    assert load_dataset(str(root)).captions == [["a cat"], ["a", "b"]]
+    (root / "metadata.csv").write_text("file_name,text,caption\ncat.jpg,a cat,the cat\ndogs/1.png,dogs,\n")
+    with pytest.raises(InputError, match=r"'cat\.jpg' has captions in \['text', 'caption'\]"):
+        load_dataset(str(root))
+    (root / "metadata.csv").write_text("file_name,text,caption\ncat.jpg,a cat,\ndogs/1.png,,\n")
+    with pytest.raises(InputError, match=r"'dogs/1\.png' has no caption"):
+        load_dataset(str(root))
+
+
 def test_folder_corrupt_image_names_the_item(folder):
     (folder / "green.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
     ds = load_dataset(str(folder))  # the folder still loads: images are read lazily

@@ -8,8 +8,8 @@
       ...
 
 Columns: ``file_name`` (path relative to the folder, required); the caption(s) in ``text``, ``caption`` or
-``captions`` (a string, or a list of strings in JSONL / a JSON list in a CSV cell); optionally ``id`` (defaults to
-``file_name``). Rows keep the file's order.
+``captions`` (a string, or a list of strings in JSONL / a JSON list in a CSV cell; each row may use any one of the
+three spellings); optionally ``id`` (defaults to ``file_name``). Rows keep the file's order.
 """
 
 from __future__ import annotations
@@ -61,6 +61,19 @@ def _read_csv(path: Path) -> list[dict]:
     return rows
 
 
+def _row_captions(row: dict, item_id: str, meta: Path) -> object:
+    """The caption(s) of one row, from whichever of ``text`` / ``caption`` / ``captions`` the row fills (one only)."""
+    filled = [c for c in CAPTION_COLUMNS if row.get(c) not in (None, "", [])]
+    if len(filled) > 1:
+        raise InputError(
+            f"{meta}: item {item_id!r} has captions in {filled}; put them in one of the columns (a list in "
+            f"'captions' for several)."
+        )
+    if not filled:
+        raise InputError(f"{meta}: item {item_id!r} has no caption; fill one of {list(CAPTION_COLUMNS)}.")
+    return row[filled[0]]
+
+
 class FolderDataset(FileImages, PairedDataset):
     """Images in a local folder with captions from ``metadata.jsonl`` or ``metadata.csv``.
 
@@ -90,11 +103,11 @@ class FolderDataset(FileImages, PairedDataset):
         rows = _read_jsonl(meta) if meta.suffix == ".jsonl" else _read_csv(meta)
         if not rows:
             raise InputError(f"{meta} lists no items; add one row per image.")
-        caption_col = next((c for c in CAPTION_COLUMNS if c in rows[0]), None)
-        if "file_name" not in rows[0] or caption_col is None:
+        columns = set().union(*rows)
+        if "file_name" not in columns or not columns.intersection(CAPTION_COLUMNS):
             raise InputError(
                 f"{meta} must have a 'file_name' column and one of {list(CAPTION_COLUMNS)}; "
-                f"found columns {sorted(rows[0])}."
+                f"found columns {sorted(columns)}."
             )
         ids, captions, files = [], [], []
         for k, row in enumerate(rows):
@@ -108,7 +121,7 @@ class FolderDataset(FileImages, PairedDataset):
             if not path.is_file():
                 raise InputError(f"item {item_id!r}: image file {str(path)!r} does not exist.")
             ids.append(item_id)
-            captions.append(row.get(caption_col))
+            captions.append(_row_captions(row, item_id, meta))
             files.append(path)
         self.metadata_file = meta
         self.files = files
