@@ -280,3 +280,44 @@ def test_attach_without_modalities_keeps_the_old_contract():
         [{"model": "tiny-vit", "task": "t", "metric": "m", "value": 1.0, "stderr": np.nan, "source": "x"}]
     )
     assert set(attach([csv], MODELS)["model"]) == {"tiny-vit"}
+
+
+def test_cli_align_pwcca_with_layers_wider_than_n_is_one_line_not_all_ones(tmp_path, monkeypatch, capsys):
+    """`prh align --metric pwcca` on stored layers with D >= N used to score every pair 1.0; now one line, exit 2."""
+    from PIL import Image
+
+    from prh.cli import main
+    from prh.data import load_dataset
+    from prh.features.store import FeatureStore
+
+    n, data = 24, tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    with open(data / "metadata.jsonl", "w") as fh:
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(data / f"img{i}.png")
+            fh.write(json.dumps({"file_name": f"img{i}.png", "text": f"item {i}"}) + "\n")
+    dataset = load_dataset(str(data), n=n)
+    models = tmp_path / "models.toml"
+    models.write_text(
+        f'[[model]]\nname = "wide-vis"\nsource = "{tmp_path / "vis"}"\nadapter = "hf-vision"\nmodality = "vision"\n'
+        f'[[model]]\nname = "wide-lang"\nsource = "{tmp_path / "lang"}"\nadapter = "hf-causal-lm"\n'
+        'modality = "language"\n'
+    )
+    store = FeatureStore(tmp_path / "store")
+    g = torch.Generator().manual_seed(0)
+    for name, modality in (("wide-vis", "vision"), ("wide-lang", "language")):
+        layers = [torch.randn(n, 40, generator=g) for _ in range(2)]  # independent noise, D >= N
+        meta = {"model": name, "modality": modality, "family": "tiny", "params": 1000}
+        store.save(dataset, name, "mean", layers, ["layer0", "layer1"], None, meta)
+    out = tmp_path / "results"
+    args = ["prh", "align", "--models", "wide-vis,wide-lang", "--dataset", str(data), "--n", str(n)]
+    args += ["--metric", "pwcca", "--pool", "mean", "--no-report", "--store", str(tmp_path / "store")]
+    monkeypatch.setattr(sys, "argv", [*args, "--out", str(out), "--models-file", str(models)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "Traceback" not in err, err
+    last = err.splitlines()[-1]  # progress lines come first; the refusal is one line
+    assert "canonical correlations are 1 whatever the data" in last and "dim=d" in last
+    assert not (out / "results.parquet").exists()
