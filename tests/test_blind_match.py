@@ -65,6 +65,15 @@ def test_accuracy_and_top_k_match_literal_loops():
     assert _matching.top_k(scores, truth, n) == 1.0
 
 
+@pytest.mark.parametrize("method", _matching.METHODS)
+def test_top_1_is_the_accuracy_and_top_k_never_below(method):
+    a, b, truth = _planted(30, noise=1.0, seed=5)
+    res = _matching.match(a, b, method, restarts=1)
+    acc = _matching.accuracy(res.perm, truth)
+    assert _matching.top_k(res.scores, truth, 1) == pytest.approx(acc)
+    assert acc <= _matching.top_k(res.scores, truth, 5) <= _matching.top_k(res.scores, truth, 10)
+
+
 # -- the solvers ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["qap", "gw", "gw-entropic"])
 def test_planted_pairing_is_recovered(method):

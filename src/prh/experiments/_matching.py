@@ -23,8 +23,10 @@ means the same for every model. Square-loss GW on such kernels and QAP minimise 
 relaxation).
 
 Every method also returns a score matrix ``scores[i, c]`` (higher = item ``i`` more likely row ``c``) for top-k
-accuracy: the coupling for GW, the negative signature distance for ``signature``, and for QAP the objective's
-linearisation at the solution, ``a @ P @ b`` (how well row ``c`` fits item ``i`` given everyone else's assignment).
+accuracy: the assigned row ``perm[i]`` first, then the others by the method's own ranking — the coupling for GW, the
+negative signature distance for ``signature``, and for QAP the correlation of item ``i``'s kernel row with row ``c``
+of ``b`` read through the solution (how well ``c`` fits ``i`` given everyone else's assignment). So top-1 accuracy is
+the accuracy and top-k never falls below it.
 
 With torch tensors on a CUDA device, POT runs on the GPU (its torch backend): :func:`match` moves the two kernels to
 ``device`` for the GW methods. QAP and the signature baseline run in scipy on the CPU.
@@ -188,6 +190,17 @@ def _gw(a: np.ndarray, b: np.ndarray, entropic: bool, epsilon: float, device: st
     return coupling
 
 
+def _row_fit(a: np.ndarray, b: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """How well row ``c`` of ``b`` fits item ``i`` given the assignment of everyone else: the correlation of item
+    ``i``'s kernel row with row ``c`` of ``b`` read in ``a``'s item order (``b[c, perm[j]]`` against ``a[i, j]``)."""
+    u = a - a.mean(1, keepdims=True)
+    v = b[:, perm]
+    v = v - v.mean(1, keepdims=True)
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return u @ v.T
+
+
 def _signature(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Negative Euclidean distance between sorted kernel rows (the diagonal left out)."""
     n = a.shape[0]
@@ -258,15 +271,15 @@ def match(
     rng = np.random.default_rng(seed)
     if method == "qap":
         perm = _qap(a, b, pairs, restarts, rng)
-        p = np.zeros((n, n))
-        p[np.arange(n), perm] = 1.0
-        scores = a @ p @ b
+        scores = _row_fit(a, b, perm)
     elif method == "signature":
         scores = _signature(a, b)
         perm = linear_sum_assignment(scores, maximize=True)[1].astype(np.int64)
     else:
         scores = _gw(a, b, method == "gw-entropic", epsilon, device)
         perm = linear_sum_assignment(scores, maximize=True)[1].astype(np.int64)
+    scores = np.array(scores, dtype=np.float64)
+    scores[np.arange(n), perm] = scores.max() + 1.0  # the assignment ranks first: top-1 accuracy == accuracy
     return Matching(perm=perm, scores=scores, objective=objective(a, b, perm))
 
 
