@@ -162,7 +162,7 @@ class BlindMatchConfig(ConfigFields):
         metadata={"help": "Given layers, e.g. minilm-l6=5,effnet-lite0=-1 (others: best mutual kNN)."},
     )
     budget: float = field(
-        default=8.0, metadata={"help": "Minutes the auto grid may take (estimated; larger n dropped first)."}
+        default=5.0, metadata={"help": "Minutes the auto grid may take (estimated; larger n dropped first)."}
     )
     max_minutes: float = field(
         default=60.0, metadata={"help": "Refuse explicit settings estimated to run longer (minutes)."}
