@@ -41,9 +41,42 @@ def _offline_env() -> bool:
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether a TCP connection to the hub endpoint (``$HF_ENDPOINT`` or huggingface.co:443) opens in time."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
+    return url_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
+
+
+#: Hub endpoint -> whether it answered, probed once per process by :func:`hub_offline`.
+_HUB_PROBES: dict[str, bool] = {}
+
+
+def hub_offline(timeout: float = 2.0) -> bool:
+    """True when offline mode is on (``HF_HUB_OFFLINE`` and friends) or the hub endpoint does not accept a TCP
+    connection within ``timeout`` seconds (probed once per process and endpoint)."""
+    if _offline_env():
+        return True
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _HUB_PROBES:
+        _HUB_PROBES[endpoint] = url_reachable(endpoint, timeout)
+    return not _HUB_PROBES[endpoint]
+
+
+@contextlib.contextmanager
+def hub_offline_mode() -> Iterator[None]:
+    """Make ``huggingface_hub`` (and ``transformers``, timm, open_clip through it) use only the local cache."""
+    import huggingface_hub.constants as hconst
+
+    saved = hconst.HF_HUB_OFFLINE
+    hconst.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hconst.HF_HUB_OFFLINE = saved
+
+
+def url_reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the host and port of ``url`` opens within ``timeout`` seconds."""
+    parts = urlparse(url)
+    host = parts.hostname or "huggingface.co"
+    port = parts.port or (80 if parts.scheme == "http" else 443)
     # name resolution ignores socket timeouts (a dead resolver can take 5-20 s): bound it with a worker thread
     import concurrent.futures
 

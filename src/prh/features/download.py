@@ -40,6 +40,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from prh._validation import ConfigFields, check_bool, check_float, check_int
 from prh.atomic import atomic_write_text
+from prh.data.hf import url_reachable
 from prh.errors import DownloadError, InputError
 
 __all__ = ["DownloadOptions", "DownloadResult", "check_url", "download", "public_url", "sha256_file"]
@@ -255,6 +256,10 @@ def _discard(*paths: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+class _Unreachable(Exception):
+    """A connection failed and the host does not accept a TCP connection (no network, no server)."""
+
+
 class _Retry(Exception):
     """One attempt failed in a way that another attempt may fix (the message says how)."""
 
@@ -295,6 +300,11 @@ def _get(session, url: str, headers: dict, options: DownloadOptions):
                 f"{public_url(current)} is not a valid URL ({_describe(err, current)}); check --base-url."
             ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as err:
+            if not url_reachable(current, timeout=2.0):
+                raise _Unreachable(
+                    f"cannot connect to {public_url(current)}: no network, or nothing answers at that address "
+                    f"(no TCP connection within 2 s)"
+                ) from err
             raise _Retry(f"cannot connect: {_describe(err, current)}") from err
         if response.status_code not in _REDIRECTS:
             return response
@@ -533,6 +543,16 @@ def _download(
                 break
             except _Retry as err:
                 errors.append(str(err))
+            except _Unreachable as err:  # no network at the start: say so now, not after a minute of retries
+                if attempt == 0:
+                    kept = (
+                        f"the partial file is kept at {part}" if part.exists() else "nothing was downloaded"
+                    )
+                    raise DownloadError(
+                        f"{err}; {kept}. Connect and run the same command again, or use a reachable mirror with "
+                        f"--base-url URL / PRH_REFERENCE_URL."
+                    ) from None
+                errors.append(str(err))  # the server went away mid-download: the retries may find it back
         else:
             have = part.stat().st_size if part.exists() else 0
             total = _read_state(state_path).get("total") or size

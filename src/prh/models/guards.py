@@ -72,9 +72,17 @@ def translate_load_error(err: BaseException, spec: ModelSpec, what: str = "model
 
 @contextlib.contextmanager
 def loading(spec: ModelSpec, what: str = "model") -> Iterator[None]:
-    """Context manager translating load-time exceptions of ``spec`` into prh errors."""
+    """Context manager translating load-time exceptions of ``spec`` into prh errors.
+
+    A model that comes from the hub is loaded from the local cache only when offline mode is on or the hub does not
+    answer within 2 seconds (:func:`prh.data.hf.hub_offline`): no minute of retries before the offline error.
+    """
+    from prh.data.hf import hub_offline, hub_offline_mode
+
+    from_hub = not is_local_path(spec.source) and spec.zoo_name is None
     try:
-        yield
+        with hub_offline_mode() if from_hub and hub_offline() else contextlib.nullcontext():
+            yield
     except (ModelLoadError, OfflineError, InputError):
         raise
     except ImportError as err:
