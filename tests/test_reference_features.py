@@ -485,6 +485,17 @@ def test_http_errors_and_an_unreachable_server_say_what_to_do(published, tmp_pat
         fetch_reference("vit", published["store"], _config())
 
 
+def test_a_mirror_that_lacks_a_file_is_not_told_to_use_a_mirror(published, serve):
+    mirror = serve({})  # answers 404 for every file
+    with pytest.raises(DownloadError, match="HTTP 404") as err:
+        fetch_reference("vit", published["store"], _config(base_url=mirror.url))
+    message = str(err.value)
+    assert "use a mirror" not in message
+    assert f"check that {mirror.url} holds the published files" in message and "leave --base-url" in message
+    with pytest.raises(DownloadError, match="HTTP 404.*use a mirror with --base-url"):  # the default advice
+        download(published["server"].url + "missing.pt", published["tmp"] / "m.pt", options=FAST)
+
+
 def test_the_command_line_fetches_from_a_mirror_given_by_flag_or_environment(published, monkeypatch):
     runner = CliRunner()
     store = str(published["store"])

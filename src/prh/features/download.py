@@ -47,6 +47,9 @@ __all__ = ["DownloadOptions", "DownloadResult", "check_url", "download", "public
 
 #: Environment variable holding one HTTP header sent with every download request, e.g. ``Authorization: Bearer x``.
 ENV_AUTH_HEADER = "PRH_REFERENCE_AUTH_HEADER"
+#: What a failed download advises besides trying again; :func:`download`'s ``advice`` replaces it (e.g. when the
+#: URL already is a mirror).
+MIRROR_ADVICE = "use a mirror with --base-url URL / PRH_REFERENCE_URL"
 #: Redirects followed before giving up (a loop ends here).
 MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -315,12 +318,12 @@ def _get(session, url: str, headers: dict, options: DownloadOptions):
         if scheme not in ("http", "https"):
             raise DownloadError(
                 f"{public_url(url)} redirected to {public_url(target)!r} ({scheme or 'no'} scheme): prh follows "
-                f"redirects to http(s) only. Nothing was downloaded; use a mirror with --base-url URL."
+                f"redirects to http(s) only. Nothing was downloaded; {MIRROR_ADVICE}."
             )
         current = target
     raise DownloadError(
         f"{public_url(url)} redirected more than {MAX_REDIRECTS} times (a loop?), last to {public_url(current)!r}. "
-        f"Nothing was downloaded; use a mirror with --base-url URL."
+        f"Nothing was downloaded; {MIRROR_ADVICE}."
     )
 
 
@@ -358,10 +361,9 @@ def _attempt(
             raise _Retry(f"HTTP {status} {response.reason}")
         if status >= 400:
             hint = (
-                "the file is not at this address (the authors' server may be down or have moved it): use a mirror "
-                "with --base-url URL or PRH_REFERENCE_URL"
+                f"the file is not at this address (the server may be down or have moved it): {MIRROR_ADVICE}"
                 if status in (404, 410)
-                else "check the URL, or use a mirror with --base-url URL or PRH_REFERENCE_URL"
+                else f"check the URL, or {MIRROR_ADVICE}"
             )
             raise DownloadError(f"downloading {shown} failed: HTTP {status} {response.reason}; {hint}.")
         if status == 206:
@@ -471,6 +473,7 @@ def download(
     sha256: str | None = None,
     options: DownloadOptions | None = None,
     session: object = None,
+    advice: str | None = None,
 ) -> DownloadResult:
     """Download ``url`` to ``dest``, resuming a partial download and checking size and sha256 when given.
 
@@ -483,6 +486,7 @@ def download(
     sha256 : expected sha256 hex digest, or None when unknown.
     options : :class:`DownloadOptions` (timeouts, retries, progress); default ``DownloadOptions()``.
     session : a ``requests.Session`` to use (default: a new one).
+    advice : what the errors advise besides trying again (default :data:`MIRROR_ADVICE`: use a mirror).
 
     Returns
     -------
@@ -505,8 +509,13 @@ def download(
     _check_folder(dest.parent)
     if dest.is_dir():
         raise InputError(f"{dest} is a folder, not a file: it is where the download would go; remove it.")
-    with download_lock(dest, options.lock_timeout):
-        return _download(url, dest, size, sha256, options, session)
+    try:
+        with download_lock(dest, options.lock_timeout):
+            return _download(url, dest, size, sha256, options, session)
+    except DownloadError as err:
+        if advice is None or MIRROR_ADVICE not in str(err):
+            raise
+        raise DownloadError(str(err).replace(MIRROR_ADVICE, advice)) from err
 
 
 def _download(
@@ -549,8 +558,7 @@ def _download(
                         f"the partial file is kept at {part}" if part.exists() else "nothing was downloaded"
                     )
                     raise DownloadError(
-                        f"{err}; {kept}. Connect and run the same command again, or use a reachable mirror with "
-                        f"--base-url URL / PRH_REFERENCE_URL."
+                        f"{err}; {kept}. Connect and run the same command again, or {MIRROR_ADVICE}."
                     ) from None
                 errors.append(str(err))  # the server went away mid-download: the retries may find it back
         else:
@@ -564,7 +572,7 @@ def _download(
             )
             raise DownloadError(
                 f"downloading {shown} failed after {options.retries + 1} attempt(s) (last error: {errors[-1]}); "
-                f"{kept}, or use a mirror with --base-url URL / PRH_REFERENCE_URL."
+                f"{kept}, or {MIRROR_ADVICE}."
             )
     finally:
         if own_session:
@@ -575,7 +583,7 @@ def _download(
         _discard(part, state_path)
         raise DownloadError(
             f"{shown} gave {have:,} bytes but the published file is {size:,} bytes; the download was deleted and "
-            f"nothing was stored. Try again, or use a mirror with --base-url URL / PRH_REFERENCE_URL."
+            f"nothing was stored. Try again, or {MIRROR_ADVICE}."
         )
     digest = sha256_file(part)
     if expected_sha is not None and digest != expected_sha:
@@ -583,7 +591,7 @@ def _download(
         raise DownloadError(
             f"{shown} has sha256 {digest}, but the published file has {expected_sha}: it is not the file the catalogue "
             f"describes (corrupted in transit, or another version on this server). The download was deleted and "
-            f"nothing was stored; try again or use a mirror with --base-url URL / PRH_REFERENCE_URL."
+            f"nothing was stored; try again or {MIRROR_ADVICE}."
         )
     os.replace(part, dest)
     _discard(state_path)

@@ -633,6 +633,10 @@ def fetch_reference(
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
     binding = _binding(catalogue, dataset)
     base_url = resolve_base_url(catalogue, config.base_url)
+    mirror_advice = (  # the download errors' advice when base_url is already a mirror
+        f"check that {public_url(base_url)} holds the published files, or leave --base-url and "
+        f"PRH_REFERENCE_URL out to use the authors' server"
+    )
     folder = Path(config.download_dir) if config.download_dir else store.root / ".downloads"
     present = stored_published(store, catalogue) if not config.force else {}
     outcomes = []
@@ -660,6 +664,7 @@ def fetch_reference(
             size=entry.size if check else None,
             sha256=entry.sha256 if check else None,
             options=config.download,
+            advice=None if base_url == resolve_base_url(catalogue, catalogue.base_url) else mirror_advice,
         )
         verified = entry.verified and result.sha256 == entry.sha256 and result.size == entry.size
         provenance = {
