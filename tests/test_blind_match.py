@@ -244,3 +244,23 @@ def test_cli_bad_arguments_print_one_line_and_exit_2(tiny, monkeypatch, capsys):
         assert (
             len([line for line in err.splitlines() if line.strip()]) <= 2
         )  # one message (wrapped at most once)
+
+
+def test_layers_from_a_stored_alignment_result_and_given_layers(tmp_path):
+    from prh.align.engine import Results
+
+    table = pd.DataFrame(
+        [
+            {"model_x": "lang", "model_y": "vis", "modality_x": "language", "modality_y": "vision",
+             "metric": "mutual_knn", "N": 30, "score": 0.2, "control": "none", "best_layer_x": 3, "best_layer_y": 7},
+            {"model_x": "lang", "model_y": "vis", "modality_x": "language", "modality_y": "vision",
+             "metric": "cka", "N": 30, "score": 0.5, "control": "none", "best_layer_x": 1, "best_layer_y": 1},
+        ]
+    )  # fmt: skip
+    Results(table).save(tmp_path / "align")
+    layers = blind_match._stored_layers(str(tmp_path / "align"))
+    assert layers == {("lang", "vis"): (3, 7), ("vis", "lang"): (7, 3)}  # mutual kNN rows only, both orders
+    assert blind_match.parse_layers("a=2, b=-1") == {"a": 2, "b": -1}
+    with pytest.raises(InputError, match="out of range"):
+        blind_match._pick_layer([0, 1, 2], 3, "a")
+    assert blind_match._pick_layer([0, 1, 2], -1, "a") == 2
