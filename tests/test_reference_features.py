@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 import reference_alignment
 from prh.cli import app
-from prh.errors import DownloadError, InputError, MissingFeaturesError
+from prh.data import load_dataset
+from prh.errors import DownloadError, InputError, MissingFeaturesError, OfflineError
 from prh.features.download import DownloadOptions, download
 from prh.features.reference import (
     ENV_CATALOGUE,
@@ -627,15 +628,20 @@ def test_alignment_refuses_what_the_published_set_does_not_have(published, monke
         dataset="minhuh/prh", subset="wit_1024", models="all", store=store, modality="vision"
     )
     assert vision.models == ["vit", "convnet"]
-    with pytest.raises(InputError, match="cannot be opened here"):  # the tests run offline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, and no cached copy: load_dataset's own offline error
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(published["tmp"] / "no-datasets-cache"))
+    with pytest.raises(OfflineError, match="cannot load dataset 'minhuh/prh' .*--dataset openmoji") as err:
         vision.get_data("text")
+    with pytest.raises(OfflineError) as direct:
+        load_dataset("wit_1024")
+    assert str(err.value) == str(direct.value)
     with pytest.raises(MissingFeaturesError, match="prh fetch-reference llm"):
         load_published(["vit", "llm"], store)
 
 
 def test_get_data_checks_the_dataset_against_the_bound_fingerprint(published, monkeypatch):
     import prh
-    import prh.align.alignment as alignment_module
+    import prh.data
     from prh.data.base import PairedDataset
 
     class Toy(PairedDataset):
@@ -655,10 +661,10 @@ def test_get_data_checks_the_dataset_against_the_bound_fingerprint(published, mo
             _config(),
             dataset=type("Short", (), {"__len__": lambda s: 47, "fingerprint": lambda s: "x"})(),
         )
-    monkeypatch.setattr(alignment_module, "open_dataset", lambda name, n: Toy())
+    monkeypatch.setattr(prh.data, "load_dataset", lambda name, n=None: Toy())
     alignment = prh.Alignment(dataset="minhuh/prh", subset="wit_1024", models="vit", store=published["store"])
     assert alignment.get_data("text")[:2] == ["c0", "c1"]
-    monkeypatch.setattr(alignment_module, "open_dataset", lambda name, n: Toy(tweak="!"))
+    monkeypatch.setattr(prh.data, "load_dataset", lambda name, n=None: Toy(tweak="!"))
     other = prh.Alignment(dataset="minhuh/prh", subset="wit_1024", models="vit", store=published["store"])
     with pytest.raises(InputError, match="may not be the features' rows"):
         other.get_data("text")

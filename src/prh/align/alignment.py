@@ -211,6 +211,10 @@ class Alignment:
             if not specs:
                 raise InputError(f"none of the models {models!r} is a {modality} model.")
         self.dataset = open_dataset(dataset, n)
+        self._dataset_args = (
+            dataset,
+            n,
+        )  # get_data() reopens it, to raise load_dataset's own (offline) error
         import_declared(specs, self.dataset, FeatureStore(store))  # models-file entries adapter = "imported"
         self.references: list[ModelFeatures] = load_features(
             [s.name for s in specs],
@@ -320,16 +324,15 @@ class Alignment:
         """The paired inputs in the references' row order: captions (``"text"``, the first caption of each item,
         as the reference) or PIL images (``"image"``)."""
         modality = check_choice(modality, "modality", ["text", "image"])
-        if self.dataset is None and self.catalogue is not None:
-            published = self.catalogue.dataset
-            self.dataset = open_dataset(published.revision, published.n)
-            if self.dataset is not None:
-                self._check_fingerprint()
         if self.dataset is None:
-            raise InputError(
-                "the dataset cannot be opened here (offline?), so its items are unavailable; "
-                "scoring stored features still works."
-            )
+            from prh.data import load_dataset
+
+            if self.catalogue is not None:
+                published = self.catalogue.dataset
+                self.dataset = load_dataset(published.revision, n=published.n)  # OfflineError says why not
+                self._check_fingerprint()
+            else:
+                self.dataset = load_dataset(self._dataset_args[0], n=self._dataset_args[1])
         if modality == "text":
             return self.dataset.texts()
         return [self.dataset.image(i) for i in range(len(self.dataset))]
