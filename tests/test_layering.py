@@ -42,6 +42,8 @@ LAYERS = {
     "models": 3,
     "features": 4,
     "metrics": 5,
+    # differentiable versions of the metrics (training objectives)
+    "losses": 5,
     "_prepare": 5,
     "_sweep": 5,
     "stats": 6,
@@ -54,6 +56,8 @@ LAYERS = {
     # model stitching: runs models (adapters), writes a report section like an experiment
     "stitch": 9,
     "distributed": 10,
+    # trainer callbacks: run the public align entry points while a model trains
+    "integrations": 10,
     "commands": 11,
     "cli": 11,
     "__main__": 11,

@@ -50,7 +50,10 @@ def test_soft_neighbors_tend_to_the_knn_indicator():
     hard = torch.zeros_like(w).scatter_(1, prh.metrics.neighbors.knn_indices(xn, 5), 1.0)
     assert torch.allclose(w, hard, atol=1e-3)
     assert torch.all(w.diagonal() == 0)
-    assert torch.allclose(w.sum(dim=1), torch.full((64,), 5.0, dtype=w.dtype), atol=1e-2)
+    for t in (1e-6, 0.1, 10.0):  # every row holds k neighbours' worth of weight at any temperature
+        assert torch.allclose(soft_neighbors(xn, 5, t).sum(dim=1), torch.full((64,), 5.0, dtype=w.dtype))
+    x2, y2 = _related(seed=1)
+    assert float(SoftMutualKNN(k=5, temperature=1e6)(x2, y2)) == pytest.approx(5 / 63, rel=1e-6)  # chance
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """Soft (temperature-smoothed) neighbourhoods: differentiable mutual kNN and CKNNA.
 
 The hard metrics select each row's k nearest neighbours (largest inner products, self excluded). Here the
-selection becomes a weight ``w_ij = sigmoid((s_ij - t_i) / τ)``, where ``t_i`` is the midpoint between row i's
-k-th and (k+1)-th largest similarity. Every weight is smooth in the inputs (the threshold too: top-k values are
+selection becomes a weight ``w_ij ∝ sigmoid((s_ij - t_i) / τ)`` (each row rescaled to sum to k), where ``t_i`` is
+the midpoint between row i's k-th and (k+1)-th largest similarity. Every weight is smooth in the inputs (the threshold too: top-k values are
 differentiable away from ties) and, as ``τ -> 0``, ``w_ij`` tends to the indicator ``j ∈ kNN(i)`` for every row
 without a tie at its k-th neighbour — so the soft scores tend to :func:`prh.metrics.mutual_knn` and
 :func:`prh.metrics.cknna` (docs/training.md tabulates the convergence).
@@ -31,8 +31,9 @@ def soft_neighbors(x: torch.Tensor, k: int, temperature: float, exclude_self: bo
 
     Returns
     -------
-    (B, B) tensor of weights in (0, 1), zero on the diagonal when ``exclude_self``; each row sums to about k,
-    exactly k in the limit τ -> 0 (no ties).
+    (B, B) tensor of non-negative weights, zero on the diagonal when ``exclude_self``; every row sums to k
+    exactly (the sigmoids are rescaled to), so a large τ spreads the k neighbours evenly over all items (the
+    score then sits at chance) and τ -> 0 gives the 0/1 indicator of the k nearest (no ties).
     """
     b = x.shape[0]
     sims = x @ x.T
@@ -46,7 +47,7 @@ def soft_neighbors(x: torch.Tensor, k: int, temperature: float, exclude_self: bo
     weights = torch.sigmoid((sims - threshold[:, None]) / temperature)
     if exclude_self:
         weights = weights.masked_fill(eye, 0.0)
-    return weights
+    return k * weights / weights.sum(dim=1, keepdim=True)
 
 
 class _SoftNeighborhoods(nn.Module):
@@ -82,8 +83,9 @@ class SoftMutualKNN(_SoftNeighborhoods):
 
     Shape
     -----
-    ``forward(x, y)``: (B, D_x), (B, D_y) -> 0-d tensor in [0, about 1]. Symmetric. Chance (independent
-    batches) is about k/(B-1), as for the hard metric.
+    ``forward(x, y)``: (B, D_x), (B, D_y) -> 0-d tensor >= 0 (at most 1 in the limit τ -> 0). Symmetric.
+    Chance (independent batches) is about k/(B-1), as for the hard metric, and a very large τ gives exactly
+    k/(B-1) whatever the inputs.
     """
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
