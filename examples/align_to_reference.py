@@ -1,6 +1,7 @@
 """Train a small head on a frozen text encoder to raise its alignment with a vision model — and check it honestly.
 
-A two-layer MLP on top of frozen ``minilm-l6`` sentence features is trained, with :class:`prh.losses.SoftMutualKNN`,
+A small residual head on top of frozen ``minilm-l6`` sentence features (``x + U V x`` with a rank-32 ``U V``, ``U``
+starting at zero, so training starts from the frozen features) is trained, with :class:`prh.losses.SoftMutualKNN`,
 to make its outputs' neighbourhoods match ``effnet-lite0``'s on the OpenMoji image–caption pairs. The hard mutual
 kNN (k = 10, :func:`prh.metrics.mutual_knn` after :func:`prh.prepare`) is then measured on **held-out** items,
 before and after training, and for the control: the same head trained on shuffled pairs (caption i against the image
@@ -48,12 +49,25 @@ def held_out_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 10) -> float:
     return prh.metrics.mutual_knn(prh.prepare(x), prh.prepare(y), k=k)
 
 
+class ResidualHead(nn.Module):
+    """``x + U V x`` with V: D -> rank and U: rank -> D; U starts at zero, so the head starts as the identity."""
+
+    def __init__(self, dim: int, rank: int = 32) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, rank, bias=False)
+        self.up = nn.Linear(rank, dim, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.down(x))
+
+
 def train_head(x: torch.Tensor, y: torch.Tensor, steps: int, seed: int) -> nn.Module:
-    """A (D_x -> 512 -> 256) MLP trained for ``steps`` Adam steps on batches of 256 rows of (x, y)."""
+    """A :class:`ResidualHead` trained for ``steps`` Adam steps (lr 3e-4) on batches of 256 rows of (x, y)."""
     torch.manual_seed(seed)
-    head = nn.Sequential(nn.Linear(x.shape[1], 512), nn.GELU(), nn.Linear(512, 256))
-    loss_fn = SoftMutualKNN(k=10, temperature=0.05)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    head = ResidualHead(x.shape[1])
+    loss_fn = SoftMutualKNN(k=10, temperature=0.02)
+    opt = torch.optim.Adam(head.parameters(), lr=3e-4)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         idx = torch.randperm(x.shape[0], generator=g)[:256]
@@ -65,16 +79,15 @@ def train_head(x: torch.Tensor, y: torch.Tensor, steps: int, seed: int) -> nn.Mo
 
 
 def run(n: int, store: str, steps: int = 300, seed: int = 0) -> dict:
-    """Train on half the items (real and shuffled pairs), measure on the other half; returns the numbers."""
+    """Train on 3/4 of the items (real and shuffled pairs), measure on the other 1/4; returns the numbers."""
+    torch.set_num_threads(1)  # a small model: more threads only contend
     text, image = load_features(n, store)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=g)
-    train, held = order[: n // 2], order[n // 2 :]
+    train, held = order[: 3 * n // 4], order[3 * n // 4 :]
     shuffled = train[torch.randperm(len(train), generator=g)]
     results = {"n_train": len(train), "n_held_out": len(held), "k": 10, "chance": 10 / (len(held) - 1)}
     results["frozen_features"] = held_out_alignment(text[held], image[held])
-    with torch.no_grad():
-        results["head_at_init"] = held_out_alignment(train_head(text, image, 0, seed)(text[held]), image[held])
     for name, targets in (("trained_real_pairs", image[train]), ("trained_shuffled_pairs", image[shuffled])):
         start = time.perf_counter()
         head = train_head(text[train], targets, steps, seed)
@@ -86,14 +99,14 @@ def run(n: int, store: str, steps: int = 300, seed: int = 0) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1024, help="OpenMoji items (half train, half held out)")
+    parser.add_argument("--n", type=int, default=1024, help="OpenMoji items (3/4 train, 1/4 held out)")
     parser.add_argument("--store", default="prh-cache/features", help="feature store folder")
     parser.add_argument("--steps", type=int, default=300, help="Adam steps per training run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the numbers here as JSON")
     args = parser.parse_args()
     results = run(args.n, args.store, args.steps, args.seed)
-    for key in ("frozen_features", "head_at_init", "trained_real_pairs", "trained_shuffled_pairs"):
+    for key in ("frozen_features", "trained_real_pairs", "trained_shuffled_pairs"):
         print(f"held-out mutual kNN, {key.replace('_', ' '):<24} {results[key]:.3f}   (chance {results['chance']:.3f})")
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
