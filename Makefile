@@ -39,8 +39,8 @@ test-fast: $(VENV)/.dev
 	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests benchmarks scripts oracles
-	$(VENV)/bin/ruff format --check src tests benchmarks scripts oracles
+	$(VENV)/bin/ruff check src tests benchmarks scripts oracles examples
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts oracles examples
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/sweep.py

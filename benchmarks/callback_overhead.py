@@ -47,7 +47,9 @@ def workspace(root: Path, n: int) -> dict:
     with open(data / "metadata.jsonl", "w") as fh:
         for i in range(n):
             Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(data / f"img{i}.png")
-            fh.write(json.dumps({"file_name": f"img{i}.png", "text": " ".join(rng.choice(words, size=3))}) + "\n")
+            fh.write(
+                json.dumps({"file_name": f"img{i}.png", "text": " ".join(rng.choice(words, size=3))}) + "\n"
+            )
     models = root / "models.toml"
     models.write_text(
         f'[[model]]\nname = "ref-vit"\nsource = "{root / "vit"}"\nadapter = "hf-vision"\nmodality = "vision"\n'
@@ -108,7 +110,9 @@ def main() -> None:
     print(f"N={args.n} items, tiny GPT-2 (4 blocks, 64-d), reference: tiny ViT, mutual_knn k=10")
     print(f"first call (loads the reference, builds its caches): {first:.3f} s")
     print(f"measure() median of {args.repeats}: {call:.3f} s   floor (forward + one sweep): {low:.3f} s")
-    print(f"ratio measure / floor: {call / low:.2f}x   (per-run ratios: {[round(c / f, 2) for c, f in zip(calls, floors)]})")
+    print(
+        f"ratio measure / floor: {call / low:.2f}x   (per-run ratios: {[round(c / f, 2) for c, f in zip(calls, floors)]})"
+    )
 
 
 if __name__ == "__main__":

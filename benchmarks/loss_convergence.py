@@ -24,8 +24,12 @@ TEMPERATURES = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 1e-4, 1e-5)
 def pair(b: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(b, 8, generator=g, dtype=torch.float64)
-    x = z @ torch.randn(8, 64, generator=g, dtype=torch.float64) + torch.randn(b, 64, generator=g, dtype=torch.float64)
-    y = z @ torch.randn(8, 32, generator=g, dtype=torch.float64) + torch.randn(b, 32, generator=g, dtype=torch.float64)
+    x = z @ torch.randn(8, 64, generator=g, dtype=torch.float64) + torch.randn(
+        b, 64, generator=g, dtype=torch.float64
+    )
+    y = z @ torch.randn(8, 32, generator=g, dtype=torch.float64) + torch.randn(
+        b, 32, generator=g, dtype=torch.float64
+    )
     return F.normalize(x, dim=1), F.normalize(y, dim=1)
 
 
@@ -37,14 +41,20 @@ def main() -> None:
     args = parser.parse_args()
     pairs = [pair(args.b, s) for s in range(args.seeds)]
     hard = [(prh.metrics.mutual_knn(x, y, k=args.k), prh.metrics.cknna(x, y, k=args.k)) for x, y in pairs]
-    print(f"B = {args.b}, k = {args.k}, {args.seeds} pairs; hard mutual kNN mean {sum(h[0] for h in hard) / len(hard):.3f}, "
-          f"hard CKNNA mean {sum(h[1] for h in hard) / len(hard):.3f}\n")
+    print(
+        f"B = {args.b}, k = {args.k}, {args.seeds} pairs; hard mutual kNN mean {sum(h[0] for h in hard) / len(hard):.3f}, "
+        f"hard CKNNA mean {sum(h[1] for h in hard) / len(hard):.3f}\n"
+    )
     print("| temperature | mutual kNN: mean abs error | max | CKNNA: mean abs error | max |")
     print("|---|---|---|---|---|")
     for t in TEMPERATURES:
-        knn = [abs(float(SoftMutualKNN(k=args.k, temperature=t)(x, y)) - h[0]) for (x, y), h in zip(pairs, hard)]
+        knn = [
+            abs(float(SoftMutualKNN(k=args.k, temperature=t)(x, y)) - h[0]) for (x, y), h in zip(pairs, hard)
+        ]
         ck = [abs(float(SoftCKNNA(k=args.k, temperature=t)(x, y)) - h[1]) for (x, y), h in zip(pairs, hard)]
-        print(f"| {t:g} | {sum(knn) / len(knn):.2e} | {max(knn):.2e} | {sum(ck) / len(ck):.2e} | {max(ck):.2e} |")
+        print(
+            f"| {t:g} | {sum(knn) / len(knn):.2e} | {max(knn):.2e} | {sum(ck) / len(ck):.2e} | {max(ck):.2e} |"
+        )
 
 
 if __name__ == "__main__":

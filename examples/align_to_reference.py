@@ -107,7 +107,9 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args.n, args.store, args.steps, args.seed)
     for key in ("frozen_features", "trained_real_pairs", "trained_shuffled_pairs"):
-        print(f"held-out mutual kNN, {key.replace('_', ' '):<24} {results[key]:.3f}   (chance {results['chance']:.3f})")
+        print(
+            f"held-out mutual kNN, {key.replace('_', ' '):<24} {results[key]:.3f}   (chance {results['chance']:.3f})"
+        )
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -36,7 +36,10 @@ def workspace(tmp_path_factory):
     with open(data / "metadata.jsonl", "w") as fh:
         for i in range(N):
             Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(data / f"img{i}.png")
-            fh.write(json.dumps({"file_name": f"img{i}.png", "text": " ".join(rng.choice(words, size=3 + i % 4))}) + "\n")
+            fh.write(
+                json.dumps({"file_name": f"img{i}.png", "text": " ".join(rng.choice(words, size=3 + i % 4))})
+                + "\n"
+            )
     models = root / "models.toml"
     models.write_text(
         f'[[model]]\nname = "ref-vit"\nsource = "{root / "vit"}"\nadapter = "hf-vision"\nmodality = "vision"\npool = "cls"\n'
@@ -53,14 +56,24 @@ def workspace(tmp_path_factory):
 
 
 def _options(workspace, **extra):
-    return {"references": ["ref-vit"], "dataset": workspace["data"], "store": workspace["store"], "k": 3, **extra}
+    return {
+        "references": ["ref-vit"],
+        "dataset": workspace["data"],
+        "store": workspace["store"],
+        "k": 3,
+        **extra,
+    }
 
 
 def _direct(workspace, model, tokenizer, metric="mutual_knn"):
     """The reference value: prh's own adapter + prh.Alignment.score, with nothing of the callbacks."""
     alignment = prh.Alignment(dataset=workspace["data"], models="ref-vit", store=workspace["store"])
     spec = ModelSpec(name="direct", source="-", adapter="hf-causal-lm", modality="language", pool="mean")
-    feats = HFCausalLMAdapter(spec, device="cpu", model=model, tokenizer=tokenizer).extract(alignment.dataset).layers
+    feats = (
+        HFCausalLMAdapter(spec, device="cpu", model=model, tokenizer=tokenizer)
+        .extract(alignment.dataset)
+        .layers
+    )
     entry = alignment.score(feats, metric=metric, k=3)["ref-vit"]
     return entry["score"] if isinstance(entry, dict) else entry.score
 
@@ -72,7 +85,11 @@ def test_monitor_restores_training_mode_and_tokenizer(workspace):
     monitor = AlignmentMonitor(_options(workspace, metrics=["mutual_knn", "cknna"]))
     out = monitor.measure(model, tok)
     assert model.training and tok.padding_side == "left" and tok.pad_token is None
-    assert set(out) >= {"alignment/ref-vit/mutual_knn", "alignment/ref-vit/mutual_knn/layer", "alignment/ref-vit/cknna"}
+    assert set(out) >= {
+        "alignment/ref-vit/mutual_knn",
+        "alignment/ref-vit/mutual_knn/layer",
+        "alignment/ref-vit/cknna",
+    }
     assert out["alignment/ref-vit/mutual_knn"] == pytest.approx(_direct(workspace, model, tok), abs=1e-12)
     assert infer_adapter(model) == "hf-causal-lm" and infer_adapter(tiny_vit()) == "hf-vision"
 
@@ -118,8 +135,15 @@ def test_hf_trainer_logs_the_direct_score(workspace, tmp_path):
     tok.pad_token = tok.eos_token  # the Trainer's collator pads
     texts = [f"a red apple number {i}" for i in range(8)]
     args = TrainingArguments(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=1, max_steps=4, learning_rate=1e-2,
-        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=1,
+        max_steps=4,
+        learning_rate=1e-2,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=_Captions(tok, texts), processing_class=tok)
     callback = AlignmentCallback(**_options(workspace, every_n_steps=2)).attach(trainer)
@@ -127,7 +151,9 @@ def test_hf_trainer_logs_the_direct_score(workspace, tmp_path):
     logged = [e for e in trainer.state.log_history if "alignment/ref-vit/mutual_knn" in e]
     assert [e["step"] for e in logged] == [2, 4]
     assert len(callback.history) == 2 and model.training
-    assert logged[-1]["alignment/ref-vit/mutual_knn"] == pytest.approx(_direct(workspace, model, tok), abs=1e-12)
+    assert logged[-1]["alignment/ref-vit/mutual_knn"] == pytest.approx(
+        _direct(workspace, model, tok), abs=1e-12
+    )
 
 
 def test_lightning_trainer_logs_the_direct_score(workspace, tmp_path):
@@ -156,11 +182,18 @@ def test_lightning_trainer_logs_the_direct_score(workspace, tmp_path):
 
     callback = AlignmentCallback(tokenizer=tok, **_options(workspace, every_n_steps=2))
     trainer = pl.Trainer(
-        max_steps=4, accelerator="cpu", logger=CSVLogger(str(tmp_path), name="run"), callbacks=[callback],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=4,
+        accelerator="cpu",
+        logger=CSVLogger(str(tmp_path), name="run"),
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(Module())
     rows = list(csv.DictReader(open(trainer.logger.log_dir + "/metrics.csv")))
     logged = [r for r in rows if r.get("alignment/ref-vit/mutual_knn")]
     assert [int(r["step"]) for r in logged] == [2, 4]
-    assert float(logged[-1]["alignment/ref-vit/mutual_knn"]) == pytest.approx(_direct(workspace, model, tok), abs=1e-6)
+    assert float(logged[-1]["alignment/ref-vit/mutual_knn"]) == pytest.approx(
+        _direct(workspace, model, tok), abs=1e-6
+    )

@@ -15,8 +15,12 @@ from prh.losses import LinearCKA, SoftCKNNA, SoftMutualKNN, UnbiasedCKA, soft_ne
 def _related(b: int = 64, seed: int = 0, noise: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(b, 8, generator=g, dtype=torch.float64)
-    x = z @ torch.randn(8, 20, generator=g, dtype=torch.float64) + noise * torch.randn(b, 20, generator=g, dtype=torch.float64)
-    y = z @ torch.randn(8, 12, generator=g, dtype=torch.float64) + noise * torch.randn(b, 12, generator=g, dtype=torch.float64)
+    x = z @ torch.randn(8, 20, generator=g, dtype=torch.float64) + noise * torch.randn(
+        b, 20, generator=g, dtype=torch.float64
+    )
+    y = z @ torch.randn(8, 12, generator=g, dtype=torch.float64) + noise * torch.randn(
+        b, 12, generator=g, dtype=torch.float64
+    )
     return x, y
 
 
@@ -27,7 +31,9 @@ def test_exact_cka_losses_equal_the_metrics_on_normalised_rows():
     assert float(UnbiasedCKA()(x, y)) == pytest.approx(prh.metrics.unbiased_cka(xn, yn), abs=1e-12)
     # normalize=False: the inputs as given, like the metrics
     assert float(LinearCKA(normalize=False)(x, y)) == pytest.approx(prh.metrics.cka(x, y), abs=1e-12)
-    assert float(UnbiasedCKA(normalize=False)(x, y)) == pytest.approx(prh.metrics.unbiased_cka(x, y), abs=1e-12)
+    assert float(UnbiasedCKA(normalize=False)(x, y)) == pytest.approx(
+        prh.metrics.unbiased_cka(x, y), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -57,7 +63,8 @@ def test_soft_neighbors_tend_to_the_knn_indicator():
 
 
 @pytest.mark.parametrize(
-    "module", [LinearCKA(), UnbiasedCKA(), SoftMutualKNN(k=3, temperature=0.1), SoftCKNNA(k=3, temperature=0.1)]
+    "module",
+    [LinearCKA(), UnbiasedCKA(), SoftMutualKNN(k=3, temperature=0.1), SoftCKNNA(k=3, temperature=0.1)],
 )
 def test_gradients_pass_gradcheck_in_float64(module):
     x, y = _related(b=12)

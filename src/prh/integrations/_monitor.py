@@ -30,7 +30,9 @@ def _names(value: object, name: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
-        raise InputError(f"{name} must be one or more names (a list or a comma-separated string), got {value!r}.")
+        raise InputError(
+            f"{name} must be one or more names (a list or a comma-separated string), got {value!r}."
+        )
     return tuple(value)
 
 
@@ -194,7 +196,13 @@ class AlignmentMonitor:
             from prh.align.alignment import Alignment
 
             c = self.config
-            kwargs: dict[str, Any] = {"dataset": c.dataset, "models": list(c.references), "n": c.n, "store": c.store, "q": c.q}
+            kwargs: dict[str, Any] = {
+                "dataset": c.dataset,
+                "models": list(c.references),
+                "n": c.n,
+                "store": c.store,
+                "q": c.q,
+            }
             if c.subset is not None:
                 kwargs["subset"] = c.subset
             self._alignment = Alignment(**kwargs)
@@ -202,7 +210,9 @@ class AlignmentMonitor:
                 self._alignment.get_data("text")
         return self._alignment
 
-    def features(self, model: torch.nn.Module, tokenizer: Any = None, image_transform: Any = None) -> list[torch.Tensor]:
+    def features(
+        self, model: torch.nn.Module, tokenizer: Any = None, image_transform: Any = None
+    ) -> list[torch.Tensor]:
         """Every layer's pooled features of ``model`` on the reference items: a list of (N, D_l) float32 tensors.
 
         Parameters
@@ -221,19 +231,27 @@ class AlignmentMonitor:
         name = self.config.adapter or infer_adapter(model)
         modality = ADAPTER_MODALITY[name]
         if modality == "language" and tokenizer is None:
-            raise InputError(f"a {name} model needs its tokenizer: pass tokenizer= (the trainer's processing_class).")
+            raise InputError(
+                f"a {name} model needs its tokenizer: pass tokenizer= (the trainer's processing_class)."
+            )
         pool = self.config.pool or ADAPTER_POOLS[name][0]
-        spec = ModelSpec(name="training-model", source="(in memory)", adapter=name, modality=modality, pool=pool)
+        spec = ModelSpec(
+            name="training-model", source="(in memory)", adapter=name, modality=modality, pool=pool
+        )
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         extra = {"tokenizer": tokenizer} if modality == "language" else {"transform": image_transform}
         with _evaluating(model, tokenizer), torch.no_grad():
-            adapter = adapter_class(name)(spec, device=str(device), dtype=dtype_name(dtype), model=model, **extra)
+            adapter = adapter_class(name)(
+                spec, device=str(device), dtype=dtype_name(dtype), model=model, **extra
+            )
             result = adapter.extract(self.alignment.dataset, self.config.batch_size, pool, workers=0)
         return [layer.float() for layer in result.layers]
 
-    def measure(self, model: torch.nn.Module, tokenizer: Any = None, image_transform: Any = None) -> dict[str, float]:
+    def measure(
+        self, model: torch.nn.Module, tokenizer: Any = None, image_transform: Any = None
+    ) -> dict[str, float]:
         """Extract ``model``'s features and score them against every reference with every metric.
 
         Returns

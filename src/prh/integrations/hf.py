@@ -15,11 +15,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from prh._optional import optional_import
+from prh.errors import InputError
 from prh.integrations._monitor import AlignmentMonitor, MonitorConfig
-from prh.integrations._optional import require
 
-_transformers = require("transformers", "hf")
-require("accelerate", "hf")
+_transformers = optional_import(
+    "transformers", "hf", purpose="the transformers Trainer callback", error=InputError
+)
+optional_import("accelerate", "hf", purpose="the transformers Trainer callback", error=InputError)
 TrainerCallback = _transformers.TrainerCallback
 
 
@@ -38,10 +41,19 @@ class AlignmentCallback(TrainerCallback):
     trainer's ``processing_class``. Only the main process measures (``state.is_world_process_zero``).
     """
 
-    def __init__(self, references: Any = (), *, config: MonitorConfig | None = None, image_transform: Any = None, **options: Any):
+    def __init__(
+        self,
+        references: Any = (),
+        *,
+        config: MonitorConfig | None = None,
+        image_transform: Any = None,
+        **options: Any,
+    ):
         if config is not None and (options or references):
             raise ValueError("give either config= or references and options, not both")
-        self.monitor = AlignmentMonitor(config if config is not None else MonitorConfig(references=references, **options))
+        self.monitor = AlignmentMonitor(
+            config if config is not None else MonitorConfig(references=references, **options)
+        )
         self.image_transform = image_transform
         self._trainer = None
         self._last_step = -1

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from prh._optional import optional_import
+from prh.errors import InputError
 from prh.integrations._monitor import AlignmentMonitor, MonitorConfig
-from prh.integrations._optional import require
 
-_pl = require("lightning.pytorch", "lightning")
+_pl = optional_import("lightning.pytorch", "lightning", purpose="the Lightning callback", error=InputError)
 
 
 def _default_model(pl_module: Any) -> Any:
@@ -52,7 +53,9 @@ class AlignmentCallback(_pl.Callback):
         super().__init__()
         if config is not None and (options or references):
             raise ValueError("give either config= or references and options, not both")
-        self.monitor = AlignmentMonitor(config if config is not None else MonitorConfig(references=references, **options))
+        self.monitor = AlignmentMonitor(
+            config if config is not None else MonitorConfig(references=references, **options)
+        )
         self.tokenizer = tokenizer
         self.image_transform = image_transform
         self.get_model = get_model

@@ -18,11 +18,15 @@ def check_batches(x: object, y: object, min_batch: int, normalize: bool) -> tupl
         if not isinstance(t, torch.Tensor):
             raise InputError(f"{name} must be a torch tensor of shape (B, D), got {type(t).__name__}.")
         if t.dim() != 2:
-            raise InputError(f"{name} must have shape (B, D), got {tuple(t.shape)}; flatten or pool it first.")
+            raise InputError(
+                f"{name} must have shape (B, D), got {tuple(t.shape)}; flatten or pool it first."
+            )
         if not t.is_floating_point():
             raise InputError(f"{name} must be a floating tensor, got {t.dtype}.")
     if x.shape[0] != y.shape[0]:
-        raise InputError(f"x and y must have the same batch size B (row i of both = item i), got {x.shape[0]} and {y.shape[0]}.")
+        raise InputError(
+            f"x and y must have the same batch size B (row i of both = item i), got {x.shape[0]} and {y.shape[0]}."
+        )
     if x.shape[0] < min_batch:
         raise InputError(f"this loss needs a batch of at least {min_batch} items, got B={x.shape[0]}.")
     if x.device != y.device:

@@ -54,7 +54,9 @@ class _SoftNeighborhoods(nn.Module):
     def __init__(self, k: int = 10, temperature: float = 0.01, normalize: bool = True) -> None:
         super().__init__()
         self.k = check_int(k, "k", minimum=1, hint="neighbours per item")
-        self.temperature = check_float(temperature, "temperature", low=0.0, inclusive=(False, True), hint="the soft selection's τ > 0")
+        self.temperature = check_float(
+            temperature, "temperature", low=0.0, inclusive=(False, True), hint="the soft selection's τ > 0"
+        )
         self.normalize = bool(normalize)
 
     def _inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
