@@ -1,5 +1,5 @@
-"""README.md's Python blocks run (sybil): a hidden setup block gives them small random inputs; a block that needs
-stored features is marked ``<!-- skip: next -->`` in the README and is only compiled here."""
+"""README.md's and some docs' Python blocks run (sybil): a hidden setup block gives them small random inputs; a
+block that needs stored features is marked ``<!-- skip: next -->`` in the page and is only compiled here."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import pytest
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: Pages whose Python blocks run here (the other docs' blocks need stored features, models or the hub).
+DOCS = [ROOT / "docs" / "statistics.md"]
 
 
-def _document():
-    return Sybil(parsers=[PythonCodeBlockParser(), SkipParser()]).parse(README)
+def _document(path: Path = README):
+    return Sybil(parsers=[PythonCodeBlockParser(), SkipParser()]).parse(path)
 
 
 def test_readme_python_blocks_run():
@@ -25,6 +28,14 @@ def test_readme_python_blocks_run():
         example.evaluate()
     assert 0.0 <= document.namespace["score"] <= 1.0
     assert document.namespace["cal"].p_value > 0.0
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_docs_python_blocks_run(path):
+    examples = list(_document(path))
+    assert len(examples) >= 2  # the hidden setup and at least one block
+    for example in examples:
+        example.evaluate()
 
 
 def test_skipped_readme_blocks_still_compile():
