@@ -45,3 +45,11 @@ def test_skipped_readme_blocks_still_compile():
         source = example.parsed
         if isinstance(source, str) and "import" in source:
             compile(source, f"{README}:{example.line}", "exec")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+def test_every_docs_python_block_compiles(path):
+    """The blocks not run above (they need stored features, models or the hub) are at least valid Python."""
+    for example in _document(path):
+        if isinstance(example.parsed, str):
+            compile(example.parsed, f"{path}:{example.line}", "exec")
