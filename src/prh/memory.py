@@ -7,6 +7,9 @@ that states the estimate and the option that avoids it — never in a raw ``Defa
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
 
 import torch
@@ -85,3 +88,30 @@ def require_memory(need: float, what: str, fix: str, device: torch.device | str 
             f"{what} needs about {format_bytes(need)}, but only {format_bytes(budget)} of memory is available"
             f"{' on ' + str(device) if device is not None and torch.device(device).type != 'cpu' else ''}; {fix}."
         )
+
+
+def _libc_trim():
+    """glibc's ``malloc_trim`` or None (another C library, or no C library found)."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None)
+    except OSError:
+        return None
+
+
+_TRIM = _libc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give memory that was freed back to the operating system.
+
+    A streamed run frees each model's features before reading the next, but glibc keeps freed blocks of a few MiB
+    to a few tens of MiB (a layer's float32 copy) in its heap, so the resident size would grow with every model
+    read and reach several GiB over a large grid although the live data stays small. ``malloc_trim(0)`` after each
+    model returns those pages (a no-op where the C library has no such call).
+    """
+    gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)

@@ -35,7 +35,7 @@ from prh.align.engine import (
     Results,
 )
 from prh.errors import InputError
-from prh.memory import HEADROOM, available_bytes, format_bytes, require_memory
+from prh.memory import HEADROOM, available_bytes, format_bytes, release_freed_memory, require_memory
 from prh.metrics import spec as metric_spec
 
 #: A model's prepared layers, one at a time (see :func:`prh.align._loading.prepared_layers`).
@@ -321,6 +321,7 @@ class StreamedGrid(PairGrid):
                         kept[control].append(cache.layers[0])
                     bars.update("caches")
                 del layer
+            release_freed_memory()
             bars.update("load")
             if not built["none"]:
                 raise InputError(f"model {model.name!r} has no layers.")
@@ -349,6 +350,7 @@ class StreamedGrid(PairGrid):
                 for i, layer in enumerate(self.sources[name]()):
                     if i in indices:
                         layers[(name, i)] = layer
+            release_freed_memory()
         for row, metric, control, x, y, (bx, by) in wanted:
             a, b = layers[(x.name, bx)], layers[(y.name, by)]
             if control != "none":
