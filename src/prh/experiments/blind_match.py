@@ -20,6 +20,11 @@ Cost. QAP and GW are O(n^3) per iteration. Before the grid runs, every method is
 size and extrapolated as n^3; ``--sizes auto`` keeps the cheapest (method, n) cells that fit ``--budget`` minutes
 (the larger n of a method are dropped first and listed), and explicit sizes whose estimate exceeds
 ``--max-minutes`` are refused with the estimate.
+
+One file, over the usual ~450 lines, on purpose: the experiment's options, its plan (focus pairs, sizes, the cost
+budget that refuses or drops settings), the run over pairs, sizes, subsets and seeds, the all-pairs scan and the
+report section all read and write one results layout; the solvers live in :mod:`prh.experiments._matching` and the
+figures in :mod:`prh.experiments._blind_plots`.
 """
 
 from __future__ import annotations

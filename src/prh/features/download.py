@@ -21,6 +21,10 @@ no query string, no fragment). Authenticate with ``~/.netrc`` (``requests`` read
 header from the environment variable :data:`ENV_AUTH_HEADER` (``"Authorization: Bearer ..."``), sent to the URL's
 host only (dropped when a redirect leaves it); credentials written in the URL itself work too but are never
 recorded.
+
+One file, over the usual ~450 lines, on purpose: resuming, the If-Range validator, retries, redirects, the per-file
+lock, the free-space check and the atomic move are one protocol over one ``.part`` file and its ``.part.json``;
+split, the invariants of that pair of files would live in several modules.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ The store is split by job into private modules; this module keeps the public nam
   the per-process record of verified files;
 - :mod:`prh.features._store_hints` -- lookup by dataset name and the hints of a missing entry (where else it is
   stored, the ``prh extract`` command that computes it).
+
+Already split by job (:mod:`prh.features._store_layout`, :mod:`~prh.features._store_integrity`,
+:mod:`~prh.features._store_hints`); what is left over ~450 lines is one class, :class:`FeatureStore`, whose read,
+write and lookup methods share its folder layout.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ CompetenceResults`) and, when the folder also holds an alignment run, combines t
 Everything is rendered as one :class:`~prh.report.sections.Section` named ``competence``
 (:func:`update_section`), rebuilt from the data each time the report is built. Every panel states its n and says
 when n is too small for a claim.
+
+One file, over the usual ~450 lines, on purpose: its tables and figures all read the same competence folder and
+alignment run through the same lookups (model groups, best layers, input-layer flags), so the view stays consistent
+with itself.
 """
 
 from __future__ import annotations
