@@ -112,6 +112,8 @@ def test_monitor_config_errors_are_one_line():
         MonitorConfig(references="a", calibrate=5)
     with pytest.raises(InputError, match="Hugging Face"):
         infer_adapter(torch.nn.Linear(2, 2))
+    with pytest.raises(InputError, match="either config"):
+        AlignmentMonitor.from_options(MonitorConfig(references="a"), ["b"], {})
 
 
 class _Captions(torch.utils.data.Dataset):

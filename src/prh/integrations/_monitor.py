@@ -189,6 +189,14 @@ class AlignmentMonitor:
         self._alignment = None
         self.history: list[dict[str, float]] = []
 
+    @classmethod
+    def from_options(cls, config: MonitorConfig | None, references: Any, options: dict) -> AlignmentMonitor:
+        """The monitor of a callback: a ready ``config``, or ``references`` and keyword ``options`` of
+        :class:`MonitorConfig` (not both)."""
+        if config is not None and (options or references):
+            raise InputError("give either config= or references and options, not both.")
+        return cls(config if config is not None else MonitorConfig(references=references, **options))
+
     @property
     def alignment(self):
         """The :class:`prh.Alignment` over the references (built on first use)."""

@@ -49,11 +49,7 @@ class AlignmentCallback(TrainerCallback):
         image_transform: Any = None,
         **options: Any,
     ):
-        if config is not None and (options or references):
-            raise ValueError("give either config= or references and options, not both")
-        self.monitor = AlignmentMonitor(
-            config if config is not None else MonitorConfig(references=references, **options)
-        )
+        self.monitor = AlignmentMonitor.from_options(config, references, options)
         self.image_transform = image_transform
         self._trainer = None
         self._last_step = -1

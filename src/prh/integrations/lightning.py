@@ -51,11 +51,7 @@ class AlignmentCallback(_pl.Callback):
         **options: Any,
     ) -> None:
         super().__init__()
-        if config is not None and (options or references):
-            raise ValueError("give either config= or references and options, not both")
-        self.monitor = AlignmentMonitor(
-            config if config is not None else MonitorConfig(references=references, **options)
-        )
+        self.monitor = AlignmentMonitor.from_options(config, references, options)
         self.tokenizer = tokenizer
         self.image_transform = image_transform
         self.get_model = get_model
